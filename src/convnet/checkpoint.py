@@ -1,0 +1,114 @@
+"""Model files: weights as safetensors plus a JSON card. Loading one never executes code from it.
+
+A model can be named three ways everywhere convnet takes one: a run folder, a model file (`.safetensors` or its
+`.json` card), or the name of a model shipped inside the package (`convnet/weights/<name>/`).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from convnet import __version__
+from convnet.data.cache import atomic_write
+from convnet.errors import ModelError
+from convnet.models import Network, create_model
+
+CARD_FORMAT = "convnet-model/1"
+WEIGHTS, CARD = "model.safetensors", "model.json"
+SHIPPED = Path(__file__).parent / "weights"
+
+
+def versions() -> dict[str, str]:
+    return {"convnet": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def make_card(model: Network, **extra) -> dict:
+    """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from."""
+    return {
+        "format": CARD_FORMAT,
+        "architecture": model.arch,
+        "num_classes": model.num_classes,
+        "in_channels": model.in_channels,
+        "input_size": list(model.input_size),
+        "classes": list(model.classes),
+        "preprocessing": {
+            "scale": "pixel / 255",
+            "mean": model.mean,
+            "std": model.std,
+            "layout": "white ink on black, digit centred by mass in a 20 px box (MNIST style)",
+        },
+        "temperature": getattr(model, "temperature", 1.0),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+def save_model(model: Network, folder: Path | str, **card_extra) -> Path:
+    """Write `model.safetensors` and `model.json` into `folder` (atomically); returns the weights path."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    card = make_card(model, **card_extra)
+    atomic_write(folder / WEIGHTS, lambda f: f.write(save(state, metadata={"format": CARD_FORMAT})))
+    atomic_write(folder / CARD, lambda f: f.write(json.dumps(card, indent=2).encode()))
+    return folder / WEIGHTS
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.name for p in SHIPPED.glob("*") if (p / WEIGHTS).exists()) if SHIPPED.exists() else []
+
+
+def resolve(ref: Path | str) -> tuple[Path, Path]:
+    """(weights, card) paths for a run folder, a model file, or a shipped model's name."""
+    path = Path(ref)
+    if path.is_dir():
+        weights, card = path / WEIGHTS, path / CARD
+    elif path.suffix in (".safetensors", ".json") and path.exists():
+        weights, card = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    elif (SHIPPED / str(ref) / WEIGHTS).exists():
+        weights, card = SHIPPED / str(ref) / WEIGHTS, SHIPPED / str(ref) / CARD
+    else:
+        shipped = ", ".join(shipped_models()) or "none"
+        raise ModelError(
+            f"{ref}: not a run folder, a model file (.safetensors/.json) or a shipped model (shipped: {shipped})."
+        )
+    for p in (weights, card):
+        if not p.is_file():
+            raise ModelError(f"{ref}: missing {p.name} (a model is a .safetensors file with its .json card).")
+    return weights, card
+
+
+def read_card(path: Path) -> dict:
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: not a readable model card ({e}).") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{path}: not a convnet model card (expected format {CARD_FORMAT!r}).")
+    return card
+
+
+def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network:
+    """Rebuild the architecture named in the card and load the safetensors weights into it (strictly)."""
+    weights, card_path = resolve(ref)
+    card = read_card(card_path)
+    try:
+        model = create_model(card["architecture"], card["num_classes"], card["in_channels"], card["input_size"])
+        model.classes = [str(c) for c in card["classes"]]
+        model.mean, model.std = float(card["preprocessing"]["mean"]), float(card["preprocessing"]["std"])
+        model.temperature = float(card.get("temperature", 1.0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{card_path}: incomplete model card ({e}).") from None
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise ModelError(f"{weights}: weights do not fit the {card['architecture']!r} architecture or are corrupt ({e}).") from None
+    model.card = card
+    return model.to(device).eval()

@@ -1,0 +1,214 @@
+"""The `convnet` command: each subcommand is a thin call into the Python API of the same name."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Sequence
+
+from convnet.errors import ConvnetError
+
+EXAMPLES = """examples:
+  convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
+  convnet models                               list the architectures
+  convnet models lesson --summary              the lesson's network as a Keras-style table
+  convnet train --model fast --epochs 1        ≥ 99 % test accuracy in seconds on a CPU
+  convnet train --model lesson                 the lesson's recipe: Adam 1e-3, batch 32, 10 epochs
+  convnet evaluate runs/fast-20261126-101500   accuracy, per-class metrics, confusion matrix
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that suggests the closest option or command for a typo."""
+
+    known_words: set[str] = set()
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = _suggestion(message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+    def add_argument(self, *args, **kwargs):
+        Parser.known_words.update(a for a in args if a.startswith("-"))
+        return super().add_argument(*args, **kwargs)
+
+
+def _suggestion(message: str) -> str:
+    """' (did you mean …?)' for the first mistyped command or option named in an argparse error, else ''."""
+    if "invalid choice:" in message:
+        bad = message.split("invalid choice:")[1].split("'")[1]
+        choices = message.split("choose from")[1].replace("'", "").replace(")", "").replace(",", " ").split()
+    elif "unrecognized arguments:" in message:
+        bad = message.split("unrecognized arguments:")[1].split()[0].split("=")[0]
+        choices = sorted(Parser.known_words)
+    else:
+        return ""
+    close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    return value / 100 if value > 1 else value  # accept 99 as well as 0.99
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="mnist", help="data set name (default: mnist)")
+    p.add_argument("--data-dir", help="folder with the four standard IDX files (.gz or not) instead of the cache")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="convnet",
+        description="Train, evaluate and use convolutional neural networks for image recognition.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"convnet {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    data = sub.add_parser("data", help="fetch data sets and show what is cached")
+    data_sub = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    data_sub.required = True
+    fetch = data_sub.add_parser("fetch", help="download and verify a data set into the cache")
+    fetch.add_argument("name", nargs="?", default="mnist")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when cached")
+    info = data_sub.add_parser("info", help="where a data set is, its sizes, class counts and checksums")
+    info.add_argument("name", nargs="?", default="mnist")
+    info.add_argument("--data-dir", help="describe IDX files in this folder instead of the cache")
+    info.add_argument("--json", action="store_true")
+
+    models = sub.add_parser("models", help="list the architectures, or show one")
+    models.add_argument("name", nargs="?", help="show only this model")
+    models.add_argument("--summary", action="store_true", help="Keras-style layer table")
+    models.add_argument("--json", action="store_true")
+
+    train = sub.add_parser("train", help="train a model and write a run folder", epilog=EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--model", default="fast", help="architecture (see `convnet models`; default: fast)")
+    _add_data_options(train)
+    train.add_argument("--epochs", type=int, help="default: the model's recipe")
+    train.add_argument("--batch-size", type=int, help="default: the model's recipe")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: the model's recipe)")
+    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--schedule", choices=["onecycle", "constant"])
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                       help="the recipe's rotation/shift/scale augmentation on or off")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-split", type=float, default=0.1, help="fraction held out for validation (default 0.1)")
+    train.add_argument("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this, e.g. 0.99")
+    train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
+    _add_model_options(train)
+
+    ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
+    ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name")
+    _add_data_options(ev)
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_model_options(ev)
+    return parser
+
+
+def _version() -> str:
+    from convnet import __version__
+
+    return __version__
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from convnet import data
+
+    if args.action == "fetch":
+        path = data.fetch(args.name, force=args.force, log=lambda m: print(m, file=sys.stderr))
+        print(f"{args.name}: verified and cached at {path}")
+        return 0
+    ds = data.load_dataset(args.name, args.data_dir, fetch_missing=False)
+    info = data.describe(ds)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['name']}  (source: {info['source']})")
+    if not args.data_dir:
+        print(f"cache: {data.cache_path(args.name)}")
+    for split in ("train", "test"):
+        s = info[split]
+        counts = "  ".join(f"{c}:{n}" for c, n in s["class_counts"].items())
+        print(f"{split:>5}: {s['images']:,} images {'×'.join(map(str, s['shape']))}   {counts}")
+    print(f"sha256: {info['sha256']}")
+    for part, digest in info["files_sha256"].items():
+        print(f"  {part:<8} {digest}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from convnet.models import count_macs, create_model, get_spec, list_models
+
+    names = [get_spec(args.name).name] if args.name else list_models()
+    rows = []
+    for name in names:
+        model = create_model(name)
+        rows.append({
+            "name": name,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "macs": count_macs(model, (1, 28, 28)),
+            "description": get_spec(name).description,
+        })
+        if args.summary:
+            model.summary()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not args.summary:
+        print(f"{'name':<10} {'params':>10} {'MACs/image':>12}  description")
+        for r in rows:
+            print(f"{r['name']:<10} {r['parameters']:>10,} {r['macs']:>12,}  {r['description']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convnet.train import TrainConfig, train
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
+    result = train(TrainConfig.from_dict(options))
+    if result.metrics["interrupted"]:
+        print(f"interrupted after {result.metrics['epochs']} epochs; checkpoint kept in {result.run_dir}")
+        return 130
+    print(f"test accuracy: {result.metrics['test_accuracy']:.2%}  (train time {result.metrics['train_seconds']:.1f}s, "
+          f"run folder {result.run_dir})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from convnet.checkpoint import load_model
+    from convnet.data import load_dataset
+    from convnet.evaluate import evaluate, format_report
+
+    model = load_model(args.model)
+    result = evaluate(model, load_dataset(args.dataset, args.data_dir), device=args.device)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConvnetError as e:
+        print(f"convnet: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("convnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Data sets as verified uint8 arrays in memory, and the normalised tensors the models train on.
+
+`load_dataset("mnist")` reads the verified cache (fetching it on first use); `load_dataset("mnist", data_dir=DIR)`
+reads the four standard IDX files from a folder instead.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from convnet.data import mnist
+from convnet.data.cache import atomic_write, convnet_home, sha256_bytes
+from convnet.data.idx import read_idx
+from convnet.errors import DataError
+
+DATASETS = {"mnist": mnist}
+DIGITS = [str(d) for d in range(10)]
+
+
+@dataclass
+class Dataset:
+    """A labelled image data set: images (N, H, W) uint8, labels (N,) int64, with its train/test split."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: list[str] = field(default_factory=lambda: list(DIGITS))
+    source: str = ""
+    files_sha256: dict[str, str] = field(default_factory=dict)  # SHA-256 of each part as an IDX file
+
+    @property
+    def sha256(self) -> str:
+        """One fingerprint of the whole data set: the SHA-256 of the four IDX checksums in order."""
+        return sha256_bytes("".join(self.files_sha256[part] for part in mnist.PARTS).encode())
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, *self.train_x.shape[1:])
+
+    def normalization(self) -> tuple[float, float]:
+        """Mean and standard deviation of the training pixels in [0, 1] (MNIST: 0.1307, 0.3081)."""
+        x = self.train_x.astype(np.float64) / 255.0
+        return round(float(x.mean()), 4), round(float(x.std()), 4)
+
+
+def to_tensor(images: np.ndarray, mean: float, std: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, H, W) uint8 → normalised float (N, 1, H, W), channels-last: made once, so training does no per-batch work."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).unsqueeze(1).float()
+    x = x.div_(255.0).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def cache_path(name: str) -> Path:
+    return convnet_home() / "datasets" / f"{name}.npz"
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+
+
+def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
+    """Put the verified data set in the cache, trying each source in turn; returns the cache file."""
+    _check_name(name)
+    path = cache_path(name)
+    if path.exists() and not force:
+        return path
+    failures = []
+    for label, get in DATASETS[name].sources():
+        log(f"fetching {name} from {label} …")
+        try:
+            arrays = get()
+        except DataError as e:
+            failures.append(f"  {label}: {e}")
+            continue
+        _write_cache(path, arrays, label)
+        return path
+    raise DataError(f"could not fetch {name} from any source:\n" + "\n".join(failures))
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    meta = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+
+
+def _read_cache(name: str, path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {part: z[part] for part in mnist.PARTS}
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: unreadable cache ({e}); delete it and run `convnet data fetch {name}`.") from None
+    sums = DATASETS[name].verify(arrays, str(path))
+    meta_path = path.with_suffix(".json")
+    source = json.loads(meta_path.read_text()).get("source", "") if meta_path.exists() else ""
+    return _dataset(name, arrays, source or str(path), sums)
+
+
+def _dataset(name: str, arrays: dict[str, np.ndarray], source: str, sums: dict[str, str]) -> Dataset:
+    labels = {k: arrays[k].astype(np.int64) for k in ("train_y", "test_y")}
+    return Dataset(
+        name, arrays["train_x"], labels["train_y"], arrays["test_x"], labels["test_y"], source=source, files_sha256=sums
+    )
+
+
+def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
+    """The four standard IDX files (gzipped or not) from a local folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; --data-dir expects a folder holding the four IDX files.")
+    arrays = {}
+    for part, stem in mnist.FILES.items():
+        found = [folder / f"{stem}{ext}" for ext in (".gz", "") if (folder / f"{stem}{ext}").exists()]
+        if not found:
+            raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(mnist.FILES.values())}).")
+        arrays[part] = read_idx(found[0])
+    _check_split(arrays, folder)
+    return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
+
+
+def _check_split(arrays: dict[str, np.ndarray], origin: Path) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
+            raise DataError(f"{origin}: {split} images {x.shape} {x.dtype} and labels {y.shape} do not match.")
+        if y.size and int(y.max()) >= 10:
+            raise DataError(f"{origin}: {split} labels must be 0–9 (found {int(y.max())}).")
+
+
+def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_missing: bool = True) -> Dataset:
+    """The data set as verified arrays: from `data_dir` if given, else from the cache (fetched when missing)."""
+    _check_name(name)
+    if data_dir is not None:
+        return read_idx_folder(Path(data_dir), name)
+    path = cache_path(name)
+    if not path.exists():
+        if not fetch_missing:
+            raise DataError(f"{name} is not in the cache ({path}); run `convnet data fetch {name}`.")
+        fetch(name)
+    return _read_cache(name, path)
+
+
+def describe(ds: Dataset) -> dict:
+    """What `convnet data info` prints: location, sizes, class counts, checksums."""
+    def counts(y: np.ndarray) -> dict[str, int]:
+        return {ds.classes[i]: int(n) for i, n in enumerate(np.bincount(y, minlength=len(ds.classes)))}
+
+    return {
+        "name": ds.name,
+        "source": ds.source,
+        "train": {"images": len(ds.train_x), "shape": list(ds.train_x.shape[1:]), "class_counts": counts(ds.train_y)},
+        "test": {"images": len(ds.test_x), "shape": list(ds.test_x.shape[1:]), "class_counts": counts(ds.test_y)},
+        "sha256": ds.sha256,
+        "files_sha256": ds.files_sha256,
+    }

@@ -1,0 +1,68 @@
+"""The IDX format of MNIST and Fashion-MNIST: a magic number giving dtype and rank, the dimensions, then raw data.
+
+Reference: the format section of the MNIST database page (LeCun, Cortes, Burges).
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from convnet.errors import DataError
+
+# The third byte of the magic number names the element type; the data are big-endian.
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CODES = {np.dtype(v).newbyteorder("=").str: k for k, v in _DTYPES.items()}
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Parse the bytes of one (uncompressed) IDX file, checking that the size matches the header."""
+    if len(data) < 4:
+        raise DataError(f"{name}: file is empty or truncated ({len(data)} bytes); delete it and fetch it again.")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or code not in _DTYPES or ndim == 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number {data[:4].hex()}).")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{name}: truncated IDX header; delete it and fetch it again.")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_DTYPES[code])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise DataError(
+            f"{name}: size {len(data)} bytes does not match its header {shape} ({expected} bytes): "
+            "the file is truncated or corrupt; delete it and fetch it again."
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The IDX bytes of an array (used for checksums of the canonical files and for test fixtures)."""
+    code = _CODES.get(array.dtype.str)
+    if code is None:
+        raise ValueError(f"IDX cannot store dtype {array.dtype}")
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(_DTYPES[code]).tobytes()
+
+
+def read_raw(path: Path) -> bytes:
+    """The uncompressed bytes of an IDX file, `.gz` or not; clear errors for missing or corrupt files."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found.") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror}).") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({e}); delete it and fetch it again.") from None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    return parse_idx(read_raw(path), str(path))

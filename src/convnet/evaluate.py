@@ -1,0 +1,102 @@
+"""Evaluation: accuracy, loss, per-class precision/recall/F1 and the confusion matrix, returned as named results."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convnet.data import Dataset, to_tensor
+from convnet.device import resolve_device
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    loss: float
+    confusion: np.ndarray  # (true, predicted) counts
+    classes: list[str]
+
+    @property
+    def count(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def per_class(self) -> dict[str, np.ndarray]:
+        return per_class_metrics(self.confusion)
+
+    def to_dict(self) -> dict:
+        pc = self.per_class
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "count": self.count,
+            "classes": self.classes,
+            "per_class": {
+                c: {k: round(float(pc[k][i]), 6) for k in ("precision", "recall", "f1", "support")}
+                for i, c in enumerate(self.classes)
+            },
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+
+def per_class_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 per class from a (true, predicted) confusion matrix; 0 where undefined."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.bincount(true * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, -1)
+
+
+@torch.inference_mode()
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Model outputs for a whole tensor, in batches, in eval mode (restoring the previous mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
+    logits = logits_of(model, x) / getattr(model, "temperature", 1.0)
+    loss = F.cross_entropy(logits, y).item()
+    pred = logits.argmax(1)
+    cm = confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(), len(classes))
+    return EvalResult(accuracy=float(np.trace(cm) / max(cm.sum(), 1)), loss=loss, confusion=cm, classes=classes)
+
+
+def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None) -> EvalResult:
+    """Evaluate on a data set split with the model's own normalisation."""
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    model.to(dev)
+    images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+    x = to_tensor(images, model.mean, model.std, dev)
+    y = torch.from_numpy(labels).to(dev)
+    return evaluate_tensors(model, x, y, list(getattr(model, "classes", data.classes)))
+
+
+def format_report(result: EvalResult) -> str:
+    """Accuracy, loss, the per-class table and the confusion matrix as plain text."""
+    pc = result.per_class
+    lines = [f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}", ""]
+    lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
+    for i, c in enumerate(result.classes):
+        lines.append(f"{c:>8} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} {int(pc['support'][i]):>8}")
+    lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+    width = max(5, len(str(int(result.confusion.max()))) + 1)
+    lines.append(" " * 8 + "".join(f"{c:>{width}}" for c in result.classes))
+    for c, row in zip(result.classes, result.confusion):
+        lines.append(f"{c:>8}" + "".join(f"{int(v):>{width}}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The model registry: each architecture registers a builder with its description and default training recipe.
+
+Callers only use `create_model(name)`; adding an architecture touches one file (timm's pattern).
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from convnet.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained unless the user says otherwise."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"  # onecycle | constant
+    label_smoothing: float = 0.0
+    augment: dict[str, float] = field(default_factory=dict)  # rotate (degrees), shift (fraction), scale (fraction)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[int, int, tuple[int, int]], nn.Module]
+    description: str
+    recipe: Recipe
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, description: str, recipe: Recipe):
+    """Decorator: `@register_model("fast", "…", Recipe(…))` over `def build(num_classes, in_channels, input_size)`."""
+
+    def wrap(build: Callable[[int, int, tuple[int, int]], nn.Module]):
+        _REGISTRY[name] = ModelSpec(name, build, description, recipe)
+        return build
+
+    return wrap
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+class Network(nn.Sequential):
+    """A registered architecture plus what inference needs to know about it: classes and input normalisation."""
+
+    def __init__(self, arch: str, layers: list[nn.Module], num_classes: int, in_channels: int, input_size):
+        super().__init__(*layers)
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.input_size = tuple(input_size)
+        self.classes = [str(i) for i in range(num_classes)]
+        self.mean, self.std = 0.0, 1.0  # set from the training data by `fit`
+
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Keras-style table: layer, output shape, parameters, totals."""
+        from convnet.models.summary import summary_table
+
+        print_fn(summary_table(self))
+
+
+def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
+    spec = get_spec(name)
+    layers = spec.build(num_classes, in_channels, tuple(input_size))
+    return Network(name, list(layers), num_classes, in_channels, input_size)
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Multiply-accumulates for one image, counted on the convolution and linear layers."""
+    macs = 0
+
+    def hook(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal macs
+        weight = module.weight
+        per_output = weight[0].numel() if isinstance(module, nn.Conv2d) else weight.shape[1]
+        macs += output[0].numel() * per_output
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return macs

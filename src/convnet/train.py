@@ -1,0 +1,309 @@
+"""Training: `fit(model, data, …)` is the plain loop; `train(config)` is a whole run that writes a run folder.
+
+Speed on a CPU comes from doing no per-sample work: the data set is normalised once into one channels-last float
+tensor on the training device, batches are index gathers, augmentation is two tensor ops per batch, and the loss is
+only read back to the host when the progress bar redraws.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from convnet.augment import random_affine
+from convnet.checkpoint import save_model
+from convnet.data import Dataset, load_dataset, to_tensor
+from convnet.data.cache import atomic_write
+from convnet.device import resolve_device
+from convnet.errors import ConfigError
+from convnet.evaluate import evaluate, evaluate_tensors
+from convnet.models import Network, create_model, get_spec
+from convnet.progress import Log, progress_bar, stderr_log
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("onecycle", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option in one place. `None` means: take the model's own recipe (see `convnet models`)."""
+
+    model: str = "fast"
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    schedule: str | None = None
+    augment: bool | None = None  # the recipe's augmentation on or off
+    seed: int = 0
+    val_split: float = 0.1
+    target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
+    out: str | None = None
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from user values, rejecting unknown keys with a close-match suggestion."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise ConfigError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else "."))
+        return cls(**values)
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the model's recipe filled in where the user gave nothing, checked for sense."""
+        recipe = get_spec(self.model).recipe
+        cfg = dataclasses.replace(self)
+        for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "schedule"):
+            if getattr(cfg, name) is None:
+                setattr(cfg, name, getattr(recipe, name))
+        if cfg.augment is None:
+            cfg.augment = bool(recipe.augment)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.batch_size < 1:
+            problems.append("batch size must be at least 1")
+        if not self.lr > 0:
+            problems.append("learning rate must be positive")
+        if not 0 <= self.val_split < 1:
+            problems.append("val split must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label smoothing must be in [0, 1)")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            problems.append("target accuracy must be in (0, 1], e.g. 0.99")
+        if problems:
+            raise ConfigError("; ".join(problems) + ".")
+
+
+@dataclass
+class History:
+    """Per-epoch records (train/val loss and accuracy, seconds) and the training wall time."""
+
+    epochs: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    interrupted: bool = False
+    target_reached: bool = False
+
+    def to_csv(self) -> str:
+        keys = list(dict.fromkeys(k for row in self.epochs for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.epochs)
+        return buf.getvalue()
+
+
+def split_indices(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random hold-out: the same seed always holds out the same images."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(n * val_split))
+    return perm[n_val:], perm[:n_val]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    if cfg.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
+
+
+def fit(
+    model: Network,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    log: Log = stderr_log,
+    on_epoch_end=None,
+    **overrides,
+) -> History:
+    """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
+
+    `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops after the
+    current step and returns the history so far, marked `interrupted`.
+    """
+    base = dataclasses.asdict(config) if config else {"model": model.arch}
+    cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
+    dev = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.mean, model.std = data.normalization()
+    model.classes = list(data.classes)
+    model.to(dev, memory_format=torch.channels_last)
+
+    x_all = to_tensor(data.train_x, model.mean, model.std, dev)
+    y_all = torch.from_numpy(data.train_y).to(dev)
+    train_idx, val_idx = (i.to(dev) for i in split_indices(len(x_all), cfg.val_split, cfg.seed))
+    x, y = x_all[train_idx], y_all[train_idx]
+    x_val, y_val = x_all[val_idx], y_all[val_idx]
+    x_test = y_test = None
+    if cfg.target_accuracy is not None:
+        x_test, y_test = to_tensor(data.test_x, model.mean, model.std, dev), torch.from_numpy(data.test_y).to(dev)
+
+    steps = len(x) // cfg.batch_size
+    if steps == 0:
+        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(x)} training images.")
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, cfg, cfg.epochs * steps)
+    augment = get_spec(cfg.model).recipe.augment if cfg.augment else {}
+    background = -model.mean / model.std  # a black pixel after normalisation
+    history = History()
+
+    for epoch in range(1, cfg.epochs + 1):
+        try:
+            row = _train_epoch(model, x, y, opt, sched, cfg, augment, background, epoch)
+        except KeyboardInterrupt:
+            history.interrupted = True
+            log(f"interrupted during epoch {epoch}: stopping; the last completed epoch's checkpoint is kept")
+            break
+        history.train_seconds += row["seconds"]
+        if len(x_val):
+            val = evaluate_tensors(model, x_val, y_val, model.classes)
+            row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
+        if x_test is not None:
+            row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
+        history.epochs.append(row)
+        log(_epoch_line(row, cfg.epochs, len(x)))
+        if on_epoch_end:
+            on_epoch_end(model, history)
+        if cfg.target_accuracy is not None and row["test_accuracy"] >= cfg.target_accuracy:
+            history.target_reached = True
+            log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
+            break
+    model.eval()
+    return history
+
+
+def _train_epoch(model, x, y, opt, sched, cfg: TrainConfig, augment: dict, background: float, epoch: int) -> dict:
+    model.train()
+    bs, steps = cfg.batch_size, len(x) // cfg.batch_size
+    perm = torch.randperm(len(x), device=x.device)
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    start = last_draw = time.perf_counter()
+    with progress_bar(f"epoch {epoch}/{cfg.epochs}", steps) as bar:
+        for step in range(steps):
+            idx = perm[step * bs : (step + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            if augment:
+                xb = random_affine(xb, background=background, **augment)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.detach()
+            correct += (out.detach().argmax(1) == yb).sum()
+            now = time.perf_counter()
+            if now - last_draw > 0.25:  # reading values back costs a device sync: only when the bar redraws
+                last_draw = now
+                seen = (step + 1) * bs
+                bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
+                           f"{seen / (now - start):,.0f} img/s")
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {
+        "epoch": epoch,
+        "train_loss": round(loss_sum.item() / steps, 6),
+        "train_accuracy": round(correct.item() / (steps * bs), 6),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(steps * bs / seconds, 1),
+    }
+
+
+def _epoch_line(row: dict, epochs: int, n: int) -> str:
+    line = (f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.2%}  "
+            f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s")
+    if "val_accuracy" in row:
+        line += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.2%}"
+    if "test_accuracy" in row:
+        line += f"  test_acc {row['test_accuracy']:.2%}"
+    return line
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    model: Network
+
+
+def new_run_dir(model: str, out: str | None) -> Path:
+    if out:
+        return Path(out)
+    base = Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def _write_json(path: Path, value: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
+
+
+def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
+    """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder."""
+    cfg = config.resolved()
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
+    model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
+    run_dir = new_run_dir(cfg.model, cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+    dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
+    card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
+    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split:.0%} held out) "
+        f"for {cfg.epochs} epochs on {resolve_device(cfg.device)} → {run_dir}")
+
+    def checkpoint(m: Network, h: History) -> None:
+        save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
+
+    history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
+    metrics = {
+        "model": cfg.model,
+        "dataset": data.name,
+        "epochs": len(history.epochs),
+        "train_seconds": round(history.train_seconds, 3),
+        "interrupted": history.interrupted,
+        "history": history.epochs,
+    }
+    if history.epochs and not history.interrupted:
+        result = evaluate(model, data)
+        metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
+        save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
+        log(f"test accuracy {result.accuracy:.2%}  test loss {result.loss:.4f}  "
+            f"train time {history.train_seconds:.1f}s  → {run_dir}")
+    _write_json(run_dir / "metrics.json", metrics)
+    atomic_write(run_dir / "history.csv", lambda f: f.write(history.to_csv().encode()))
+    return RunResult(run_dir, metrics, model)

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+
+from convnet.checkpoint import load_model, resolve, save_model
+from convnet.errors import ModelError
+from convnet.models import create_model
+
+
+def _trained_like(name="fast"):
+    torch.manual_seed(1)
+    model = create_model(name)
+    with torch.no_grad():  # give BN non-default statistics so the round trip covers buffers too
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    model.mean, model.std, model.classes = 0.2, 0.3, list("abcdefghij")
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["fast", "lesson"])
+def test_round_trip_gives_identical_predictions(tmp_path, name):
+    model = _trained_like(name)
+    save_model(model, tmp_path / "run", metrics={"test_accuracy": 0.5})
+    loaded = load_model(tmp_path / "run")
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.classes == list("abcdefghij") and (loaded.mean, loaded.std) == (0.2, 0.3)
+    assert loaded.card["metrics"]["test_accuracy"] == 0.5 and loaded.card["versions"]["torch"]
+
+
+def test_all_three_ways_to_name_a_model(tmp_path):
+    save_model(_trained_like(), tmp_path / "run")
+    for ref in (tmp_path / "run", tmp_path / "run" / "model.safetensors", tmp_path / "run" / "model.json"):
+        assert resolve(ref) == (tmp_path / "run" / "model.safetensors", tmp_path / "run" / "model.json")
+    with pytest.raises(ModelError, match="not a run folder, a model file"):
+        resolve("no-such-model")
+
+
+def test_a_pickle_is_never_loaded(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    torch.save(create_model("fast").state_dict(), run / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(run)
+
+
+def test_card_problems_are_clear(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    card = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**card, "architecture": "lesson"}))
+    with pytest.raises(ModelError, match="do not fit the 'lesson' architecture"):
+        load_model(run)
+    (run / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a readable model card"):
+        load_model(run)
+    (run / "model.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ModelError, match="not a convnet model card"):
+        load_model(run)
+    (run / "model.json").unlink()
+    with pytest.raises(ModelError, match="missing model.json"):
+        load_model(run)

@@ -1,0 +1,75 @@
+"""Every CLI command, run as a user would, on tiny data; bad input gives a clear message and a non-zero exit."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from convnet.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "convnet", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_models_list(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "lesson" in out and "542,230" in out and "fast" in out and "accurate" in out
+
+
+def test_models_summary_and_json(capsys):
+    assert main(["models", "lesson", "--summary"]) == 0
+    assert "Total params: 542,230" in capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"lesson", "fast", "accurate"} and all(r["macs"] > 0 for r in rows)
+
+
+def test_data_info_on_a_folder(capsys, tiny_dir):
+    assert main(["data", "info", "--data-dir", str(tiny_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["train"]["images"] == 600 and len(info["files_sha256"]) == 4
+
+
+def test_train_then_evaluate(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    done = run("train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2", "--batch-size", "32",
+               "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy:" in done.stdout and (out / "model.safetensors").exists()
+    assert "epoch 2/2" in done.stderr
+    ev = run("evaluate", out, "--data-dir", tiny_dir, "--json")
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads(ev.stdout)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert result["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert len(result["confusion_matrix"]) == 10 and "precision" in result["per_class"]["3"]
+    table = run("evaluate", out / "model.safetensors", "--data-dir", tiny_dir)
+    assert table.returncode == 0 and "confusion matrix" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["trian"], 2, "did you mean 'train'"),
+        (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
+        (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
+        (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
+        (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),
+        (["evaluate", "nowhere"], 1, "not a run folder"),
+        (["data", "info", "--data-dir", "/nonexistent"], 1, "not a folder"),
+        (["data", "fetch", "imagenet"], 1, "unknown data set"),
+        (["train", "--device", "tpu"], 1, "unknown device"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(args, code, words):
+    done = run(*args)
+    assert done.returncode == code
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_has_examples():
+    done = run("--help")
+    assert done.returncode == 0 and "convnet train --model fast --epochs 1" in done.stdout

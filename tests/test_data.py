@@ -1,0 +1,176 @@
+import gzip
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from convnet import data
+from convnet.data import mnist
+from convnet.data.cache import atomic_write
+from convnet.data.idx import encode_idx, parse_idx, read_idx
+from convnet.errors import DataError
+from conftest import write_idx_folder
+
+
+def test_idx_round_trip_all_dtypes():
+    for dtype in (np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64):
+        a = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
+        b = parse_idx(encode_idx(a))
+        assert b.dtype == np.dtype(dtype) and b.shape == a.shape and np.array_equal(a, b)
+
+
+def test_idx_header_is_the_standard_one():
+    raw = encode_idx(np.zeros((60000, 28, 28), np.uint8)[:2])
+    assert raw[:4] == b"\x00\x00\x08\x03"  # ubyte, 3 dimensions
+    assert raw[4:16] == (2).to_bytes(4, "big") + (28).to_bytes(4, "big") + (28).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        (b"", "empty or truncated"),
+        (b"\x00\x00\x08", "empty or truncated"),
+        (b"PK\x03\x04rest", "bad magic"),
+        (encode_idx(np.zeros((3, 4), np.uint8))[:-1], "does not match its header"),
+        (encode_idx(np.zeros((3, 4), np.uint8)) + b"x", "does not match its header"),
+    ],
+)
+def test_idx_rejects_bad_files(raw, words):
+    with pytest.raises(DataError, match=words):
+        parse_idx(raw, "f.idx")
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(encode_idx(np.zeros((5, 28, 28), np.uint8)))[:-10])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*corrupt or truncated"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx_folder(tmp_path, tiny_arrays, gz):
+    ds = data.load_dataset("mnist", write_idx_folder(tmp_path / "d", tiny_arrays, gz=gz))
+    assert ds.train_x.shape == (600, 28, 28) and ds.test_x.shape == (200, 28, 28)
+    assert np.array_equal(ds.train_y, tiny_arrays["train_y"]) and ds.train_y.dtype == np.int64
+    assert ds.files_sha256 == mnist.checksums(tiny_arrays)
+
+
+def test_idx_folder_missing_file(tmp_path, tiny_arrays):
+    folder = write_idx_folder(tmp_path / "d", tiny_arrays)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="missing t10k-labels-idx1-ubyte"):
+        data.load_dataset("mnist", folder)
+
+
+def test_idx_folder_mismatched_labels(tmp_path, tiny_arrays):
+    arrays = dict(tiny_arrays, test_y=tiny_arrays["test_y"][:-1])
+    with pytest.raises(DataError, match="do not match"):
+        data.load_dataset("mnist", write_idx_folder(tmp_path / "d", arrays))
+
+
+def test_pickle_with_wrong_hash_is_never_unpickled(monkeypatch):
+    called = []
+    monkeypatch.setattr(mnist._ArraysOnly, "load", lambda self: called.append(1))
+    payload = gzip.compress(pickle.dumps(((np.zeros(3),) * 2,) * 3))
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        mnist.from_pickle(payload, "mnist.pkl.gz")
+    assert called == []
+
+
+def test_restricted_unpickler_refuses_code():
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
+        mnist._ArraysOnly(io.BytesIO(pickle.dumps(Evil()))).load()
+    arrays = mnist._ArraysOnly(io.BytesIO(pickle.dumps((np.arange(5, dtype=np.float32), np.eye(2))))).load()
+    assert np.array_equal(arrays[0], np.arange(5)) and arrays[1].shape == (2, 2)
+
+
+def test_verify_refuses_tampered_arrays(tiny_arrays, monkeypatch):
+    monkeypatch.setattr(mnist, "SHA256", mnist.checksums(tiny_arrays))
+    mnist.verify(tiny_arrays, "ok")
+    tampered = dict(tiny_arrays, train_x=tiny_arrays["train_x"].copy())
+    tampered["train_x"][0, 0, 0] ^= 1
+    with pytest.raises(DataError, match="train_x does not match the SHA-256"):
+        mnist.verify(tampered, "cache")
+
+
+def _fake_sources(monkeypatch, arrays, first_fails=True):
+    def broken():
+        raise DataError("unreachable")
+
+    sources = [("mirror", broken)] if first_fails else []
+    monkeypatch.setattr(mnist, "SHA256", mnist.checksums(arrays))
+    monkeypatch.setattr(mnist, "sources", lambda: sources + [("offline", lambda: arrays)])
+
+
+def test_fetch_falls_back_and_cache_is_verified(tiny_arrays, monkeypatch, isolated_home):
+    _fake_sources(monkeypatch, tiny_arrays)
+    path = data.fetch("mnist", log=lambda m: None)
+    assert path == isolated_home / "datasets" / "mnist.npz"
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    ds = data.load_dataset("mnist")
+    assert ds.source == "offline" and np.array_equal(ds.test_x, tiny_arrays["test_x"])
+    info = data.describe(ds)
+    assert info["train"]["images"] == 600 and sum(info["test"]["class_counts"].values()) == 200
+
+
+def test_tampered_cache_is_refused(tiny_arrays, monkeypatch):
+    _fake_sources(monkeypatch, tiny_arrays)
+    path = data.fetch("mnist", log=lambda m: None)
+    tampered = dict(tiny_arrays, test_y=(tiny_arrays["test_y"] + 1) % 10)
+    np.savez(path, **tampered)
+    with pytest.raises(DataError, match="test_y does not match"):
+        data.load_dataset("mnist")
+
+
+def test_all_sources_failing_is_one_clear_error(monkeypatch):
+    def broken():
+        raise DataError("no route to host")
+
+    monkeypatch.setattr(mnist, "sources", lambda: [("a", broken), ("b", broken)])
+    with pytest.raises(DataError, match="any source") as err:
+        data.fetch("mnist", log=lambda m: None)
+    assert "a: no route to host" in str(err.value) and "b: no route to host" in str(err.value)
+    assert not data.cache_path("mnist").exists()
+
+
+def test_missing_cache_without_fetch():
+    with pytest.raises(DataError, match="convnet data fetch mnist"):
+        data.load_dataset("mnist", fetch_missing=False)
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="unknown data set"):
+        data.load_dataset("imagenet")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_normalised_tensor(tiny_arrays):
+    x = data.to_tensor(tiny_arrays["test_x"][:4], 0.5, 0.25)
+    assert x.shape == (4, 1, 28, 28) and x.dtype.is_floating_point
+    assert abs(x[0, 0, 0, 0].item() - (tiny_arrays["test_x"][0, 0, 0] / 255 - 0.5) / 0.25) < 1e-6
+
+
+def test_real_mnist_checksums(real_mnist_cache, monkeypatch):
+    monkeypatch.setenv("CONVNET_HOME", str(real_mnist_cache.parent.parent))
+    ds = data.load_dataset("mnist", fetch_missing=False)
+    assert ds.train_x.shape == (60000, 28, 28) and ds.test_x.shape == (10000, 28, 28)
+    assert list(ds.train_y[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert ds.normalization() == (0.1307, 0.3081)

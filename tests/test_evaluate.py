@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from convnet.evaluate import confusion_matrix, evaluate_tensors, format_report, per_class_metrics
+
+
+def test_metrics_on_a_known_confusion_matrix():
+    # rows: true class, columns: predicted
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    m = per_class_metrics(cm)
+    assert m["precision"] == pytest.approx([5 / 7, 3 / 4, 4 / 5])
+    assert m["recall"] == pytest.approx([5 / 6, 3 / 6, 4 / 4])
+    f1_0 = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6)
+    assert m["f1"][0] == pytest.approx(f1_0)
+    assert list(m["support"]) == [6, 6, 4]
+
+
+def test_undefined_metrics_are_zero():
+    m = per_class_metrics(np.array([[2, 0], [0, 0]]))
+    assert m["precision"][1] == 0 and m["recall"][1] == 0 and m["f1"][1] == 0
+
+
+def test_confusion_matrix_counts():
+    cm = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+
+
+class Lookup(nn.Module):
+    """Predicts the class written in the first pixel: a model with a known confusion matrix."""
+
+    def forward(self, x):
+        return nn.functional.one_hot(x[:, 0, 0, 0].long(), 3).float() * 10
+
+
+def test_evaluate_tensors():
+    pred = torch.tensor([0, 1, 1, 2, 0])
+    x = pred.float().view(-1, 1, 1, 1)
+    y = torch.tensor([0, 0, 1, 2, 2])
+    r = evaluate_tensors(Lookup(), x, y, ["a", "b", "c"])
+    assert r.accuracy == pytest.approx(3 / 5) and r.count == 5
+    assert r.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    d = r.to_dict()
+    assert d["per_class"]["b"]["precision"] == 0.5 and d["confusion_matrix"][2] == [1, 0, 1]
+    report = format_report(r)
+    assert "accuracy 60.0000%" in report and "confusion matrix" in report

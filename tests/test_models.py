@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from convnet.errors import ModelError
+from convnet.models import count_macs, create_model, get_spec, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name):
+    model = create_model(name)
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_other_shapes_and_classes(name):
+    model = create_model(name, num_classes=3, in_channels=3, input_size=(32, 36))
+    assert model(torch.randn(2, 3, 32, 36)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_recipe_and_description(name):
+    spec = get_spec(name)
+    assert spec.description and spec.recipe.epochs >= 1 and spec.recipe.lr > 0
+
+
+def test_lesson_is_exactly_the_lessons_network():
+    model = create_model("lesson")
+    assert sum(p.numel() for p in model.parameters()) == 542_230  # what Keras reports for the lesson's model
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+    assert model[0].kernel_size == (3, 3) and model[0].out_channels == 32 and model[4].in_features == 5408
+    assert get_spec("lesson").recipe.batch_size == 32 and get_spec("lesson").recipe.optimizer == "adam"
+
+
+def test_macs_of_the_lesson():
+    # conv: 26·26·32 outputs × 9; dense: 5408·100 + 100·10
+    assert count_macs(create_model("lesson"), (1, 28, 28)) == 26 * 26 * 32 * 9 + 5408 * 100 + 100 * 10
+
+
+def test_summary_table(capsys):
+    create_model("lesson").summary()
+    text = capsys.readouterr().out
+    assert "conv2d (Conv2d)" in text and "(None, 32, 26, 26)" in text and "(None, 5408)" in text
+    assert "linear_1 (Linear)" in text and "Total params: 542,230" in text
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(ModelError, match="Did you mean 'fast'"):
+        create_model("fats")

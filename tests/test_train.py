@@ -1,0 +1,125 @@
+import json
+from importlib import import_module
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convnet import checkpoint
+from convnet.data import load_dataset, to_tensor
+from convnet.errors import ConfigError
+from convnet.models import create_model
+from convnet.train import TrainConfig, fit, make_optimizer, split_indices, train
+
+
+@pytest.mark.parametrize("name", ["lesson", "fast", "accurate"])
+def test_one_training_step_lowers_the_loss(tiny_dir, name):
+    torch.manual_seed(0)
+    data = load_dataset("mnist", tiny_dir)
+    model = create_model(name)
+    x, y = to_tensor(data.train_x[:64], 0.1, 0.3), torch.from_numpy(data.train_y[:64])
+    opt = make_optimizer(model, TrainConfig(model=name, lr=1e-3).resolved())  # a small, safe step
+    model.train()
+    before = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after = F.cross_entropy(model(x), y)
+    assert after.item() < before.item()
+
+
+def test_fit_learns_the_tiny_set(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    model = create_model("fast")
+    history = fit(model, data, epochs=4, batch_size=32, lr=0.02, log=lambda m: None)
+    assert len(history.epochs) == 4 and history.train_seconds > 0
+    assert history.epochs[-1]["val_accuracy"] >= 0.9
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    assert model.mean == data.normalization()[0] and not model.training
+
+
+def test_target_accuracy_stops_early(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    history = fit(create_model("fast"), data, epochs=20, batch_size=32, lr=0.02, target_accuracy=0.5,
+                  log=lambda m: None)
+    assert history.target_reached and len(history.epochs) < 20
+    assert history.epochs[-1]["test_accuracy"] >= 0.5
+
+
+def test_run_folder_is_complete(tiny_dir, tmp_path):
+    result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=2, batch_size=32, out=str(tmp_path / "r")),
+                   log=lambda m: None)
+    run = tmp_path / "r"
+    assert {p.name for p in run.iterdir()} == {"model.safetensors", "model.json", "metrics.json", "history.csv",
+                                               "config.json"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "train_seconds", "epochs", "model", "history"):
+        assert key in metrics
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2 and metrics["model"] == "fast"
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= set(metrics["history"][0])
+    assert (run / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss,train_accuracy")
+    card = json.loads((run / "model.json").read_text())
+    assert card["architecture"] == "fast" and card["dataset"]["sha256"] and card["seed"] == 0
+    assert card["metrics"]["test_accuracy"] == metrics["test_accuracy"] == result.metrics["test_accuracy"]
+    assert checkpoint.load_model(run).classes == [str(i) for i in range(10)]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    train_mod = import_module("convnet.train")  # the package's `train` attribute is the function
+    real = train_mod._train_epoch
+
+    def interrupted_in_epoch_2(*args):
+        if args[-1] == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", interrupted_in_epoch_2)
+    result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, batch_size=32, out=str(tmp_path / "r")),
+                   log=lambda m: None)
+    assert result.metrics["interrupted"] and result.metrics["epochs"] == 1
+    card = json.loads((tmp_path / "r" / "model.json").read_text())
+    assert card["metrics"]["epochs"] == 1
+    checkpoint.load_model(tmp_path / "r")
+
+
+def test_same_seed_same_split_and_weights(tiny_dir):
+    a, b = split_indices(100, 0.2, 7), split_indices(100, 0.2, 7)
+    assert torch.equal(a[0], b[0]) and len(a[1]) == 20 and not set(a[0].tolist()) & set(a[1].tolist())
+    data = load_dataset("mnist", tiny_dir)
+    m1, m2 = (torch.manual_seed(5), create_model("fast"))[1], (torch.manual_seed(5), create_model("fast"))[1]
+    fit(m1, data, epochs=1, batch_size=50, seed=3, log=lambda m: None)
+    fit(m2, data, epochs=1, batch_size=50, seed=3, log=lambda m: None)
+    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"val_split": 1.5}, "val split"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"target_accuracy": 99.0}, "target accuracy"),
+        ({"model": "fats"}, "Did you mean 'fast'"),
+    ],
+)
+def test_bad_options_are_refused(options, words):
+    with pytest.raises((ConfigError, Exception), match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+def test_unknown_option_suggests():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_batch_larger_than_data(tiny_dir):
+    with pytest.raises(ConfigError, match="larger than"):
+        fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_fast_reaches_99_percent_on_real_mnist(real_mnist_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVNET_HOME", str(real_mnist_cache.parent.parent))
+    result = train(TrainConfig(model="fast", epochs=1, out=str(tmp_path / "r")), log=lambda m: None)
+    assert result.metrics["test_accuracy"] >= 0.99
