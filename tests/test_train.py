@@ -65,15 +65,15 @@ def test_run_folder_is_complete(tiny_dir, tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_checkpoint(tiny_dir, tmp_path, monkeypatch):
-    train_mod = import_module("convnet.train")  # the package's `train` attribute is the function
-    real = train_mod._train_epoch
+    loop = import_module("convnet.train")._Loop  # the package's `train` attribute is the function
+    real = loop.epoch
 
-    def interrupted_in_epoch_2(*args):
-        if args[-1] == 2:
+    def interrupted_in_epoch_2(self, x, y, epoch):
+        if epoch == 2:
             raise KeyboardInterrupt
-        return real(*args)
+        return real(self, x, y, epoch)
 
-    monkeypatch.setattr(train_mod, "_train_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(loop, "epoch", interrupted_in_epoch_2)
     result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, batch_size=32, out=str(tmp_path / "r")),
                    log=lambda m: None)
     assert result.metrics["interrupted"] and result.metrics["epochs"] == 1
@@ -114,7 +114,7 @@ def test_unknown_option_suggests():
 
 
 def test_batch_larger_than_data(tiny_dir):
-    with pytest.raises(ConfigError, match="larger than"):
+    with pytest.raises(ConfigError, match="exceeds the 540 training images"):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
 
 

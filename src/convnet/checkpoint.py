@@ -44,7 +44,7 @@ def make_card(model: Network, **extra) -> dict:
             "std": model.std,
             "layout": "white ink on black, digit centred by mass in a 20 px box (MNIST style)",
         },
-        "temperature": getattr(model, "temperature", 1.0),
+        "temperature": model.temperature,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from convnet.errors import ConvnetError
+from convnet.errors import ConfigError, ConvnetError
 
 EXAMPLES = """examples:
   convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   convnet train --model fast --epochs 1        ≥ 99 % test accuracy in seconds on a CPU
   convnet train --model lesson                 the lesson's recipe: Adam 1e-3, batch 32, 10 epochs
   convnet evaluate runs/fast-20261126-101500   accuracy, per-class metrics, confusion matrix
+  convnet predict digit.png photos/ --json     recognise digits in files, folders or globs
+  convnet read number.jpg                      read a whole handwritten number
 """
 
 
@@ -107,12 +109,30 @@ def build_parser() -> Parser:
     train.add_argument("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this, e.g. 0.99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     _add_model_options(train)
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                       help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
     ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name")
     _add_data_options(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_model_options(ev)
+    pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
+    pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
+    pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
+    pred.add_argument("--top-k", type=int, default=3)
+    pred.add_argument("--min-confidence", type=_fraction, default=None,
+                      help="answer 'not sure' below this confidence (default 0.5; 0 always answers)")
+    pred.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_model_options(pred)
+
+    read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
+    read.add_argument("image")
+    read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
+    read.add_argument("--min-confidence", type=_fraction, default=None)
+    read.add_argument("--json", action="store_true")
+    _add_model_options(read)
     return parser
 
 
@@ -176,6 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
     result = train(TrainConfig.from_dict(options))
+    if result.run_dir is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     if result.metrics["interrupted"]:
         print(f"interrupted after {result.metrics['epochs']} epochs; checkpoint kept in {result.run_dir}")
         return 130
@@ -195,7 +217,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate}
+def _recognizer(args: argparse.Namespace, **options):
+    from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer
+
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise ConfigError("--min-confidence must be between 0 and 1.")
+    confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
+    return Recognizer.load(args.model, device=args.device, min_confidence=confidence, **options)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from convnet.infer import expand_paths
+
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1.")
+    recognizer = _recognizer(args, top_k=args.top_k)
+    failed = 0
+    for p in recognizer.predict_files(expand_paths(args.paths)):
+        failed += p.error is not None
+        if args.json:
+            d = p.to_dict(probabilities=False)
+            print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
+        elif p.error:
+            print(f"{p.path}: error: {p.error}")
+        else:
+            top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
+            answer = p.label if p.label is not None else f"? ({p.reason})"
+            print(f"{p.path}: {answer}   {top}")
+    if failed:
+        print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    reading = _recognizer(args).read(args.image)
+    if args.json:
+        print(json.dumps(reading.to_dict()))
+    elif reading.error:
+        print(f"{args.image}: error: {reading.error}", file=sys.stderr)
+    else:
+        digits = "  ".join(f"{d.label if d.label is not None else '?'}:{d.confidence:.1%}" for d in reading.digits)
+        print(f"{reading.number if reading.number is not None else '?'}   ({reading.reason or digits})")
+    return 1 if reading.error else 0
+
+
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "read": cmd_read}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

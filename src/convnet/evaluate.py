@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 
@@ -18,6 +19,8 @@ class EvalResult:
     loss: float
     confusion: np.ndarray  # (true, predicted) counts
     classes: list[str]
+    ece: float = 0.0  # expected calibration error with the model's temperature
+    ece_uncalibrated: float = 0.0  # … and with temperature 1
 
     @property
     def count(self) -> int:
@@ -33,6 +36,8 @@ class EvalResult:
             "accuracy": self.accuracy,
             "loss": self.loss,
             "count": self.count,
+            "ece": self.ece,
+            "ece_uncalibrated": self.ece_uncalibrated,
             "classes": self.classes,
             "per_class": {
                 c: {k: round(float(pc[k][i]), 6) for k in ("precision", "recall", "f1", "support")}
@@ -70,11 +75,19 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torc
 
 
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
-    logits = logits_of(model, x) / getattr(model, "temperature", 1.0)
+    raw = logits_of(model, x)
+    logits = raw / getattr(model, "temperature", 1.0)
     loss = F.cross_entropy(logits, y).item()
     pred = logits.argmax(1)
     cm = confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(), len(classes))
-    return EvalResult(accuracy=float(np.trace(cm) / max(cm.sum(), 1)), loss=loss, confusion=cm, classes=classes)
+    return EvalResult(
+        accuracy=float(np.trace(cm) / max(cm.sum(), 1)),
+        loss=loss,
+        confusion=cm,
+        classes=classes,
+        ece=expected_calibration_error(logits.softmax(1), y),
+        ece_uncalibrated=expected_calibration_error(raw.softmax(1), y),
+    )
 
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None) -> EvalResult:
@@ -90,7 +103,11 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str |
 def format_report(result: EvalResult) -> str:
     """Accuracy, loss, the per-class table and the confusion matrix as plain text."""
     pc = result.per_class
-    lines = [f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}", ""]
+    lines = [
+        f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}",
+        f"expected calibration error {result.ece:.4f} (temperature-scaled), {result.ece_uncalibrated:.4f} (raw)",
+        "",
+    ]
     lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
     for i, c in enumerate(result.classes):
         lines.append(f"{c:>8} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} {int(pc['support'][i]):>8}")

@@ -17,19 +17,23 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
+from convnet import distributed
 from convnet.augment import random_affine
 from convnet.checkpoint import save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device
 from convnet.errors import ConfigError
-from convnet.evaluate import evaluate, evaluate_tensors
+from convnet.calibrate import fit_temperature
+from convnet.evaluate import evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
 from convnet.progress import Log, progress_bar, stderr_log
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("onecycle", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -52,6 +56,8 @@ class TrainConfig:
     target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
     out: str | None = None
     device: str = "auto"
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
+    compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -91,6 +97,8 @@ class TrainConfig:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             problems.append("target accuracy must be in (0, 1], e.g. 0.99")
         if problems:
@@ -147,12 +155,15 @@ def fit(
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
 
     `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops after the
-    current step and returns the history so far, marked `interrupted`.
+    current step and returns the history so far, marked `interrupted`. Under torchrun, every rank calls this with
+    the same arguments; each trains on its shard and only rank 0 evaluates, logs and calls `on_epoch_end`.
     """
     base = dataclasses.asdict(config) if config else {"model": model.arch}
     cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
-    dev = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    w = distributed.init(resolve_device(cfg.device))
+    dev = distributed.device_for(resolve_device(cfg.device), w)
+    if not w.is_main:
+        log, on_epoch_end = (lambda message: None), None
     model.mean, model.std = data.normalization()
     model.classes = list(data.classes)
     model.to(dev, memory_format=torch.channels_last)
@@ -166,33 +177,34 @@ def fit(
     if cfg.target_accuracy is not None:
         x_test, y_test = to_tensor(data.test_x, model.mean, model.std, dev), torch.from_numpy(data.test_y).to(dev)
 
-    steps = len(x) // cfg.batch_size
+    steps = len(x) // (cfg.batch_size * w.size)
     if steps == 0:
-        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(x)} training images.")
-    opt = make_optimizer(model, cfg)
-    sched = make_schedule(opt, cfg, cfg.epochs * steps)
-    augment = get_spec(cfg.model).recipe.augment if cfg.augment else {}
-    background = -model.mean / model.std  # a black pixel after normalisation
+        raise ConfigError(f"batch size {cfg.batch_size} × {w.size} process(es) exceeds the {len(x)} training images.")
+    loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
+    loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
+    torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
     history = History()
 
     for epoch in range(1, cfg.epochs + 1):
         try:
-            row = _train_epoch(model, x, y, opt, sched, cfg, augment, background, epoch)
+            row = loop.epoch(x, y, epoch)
         except KeyboardInterrupt:
             history.interrupted = True
             log(f"interrupted during epoch {epoch}: stopping; the last completed epoch's checkpoint is kept")
             break
         history.train_seconds += row["seconds"]
-        if len(x_val):
+        distributed.average_buffers(model)
+        if w.is_main and len(x_val):
             val = evaluate_tensors(model, x_val, y_val, model.classes)
             row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
-        if x_test is not None:
+        if w.is_main and x_test is not None:
             row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
         history.epochs.append(row)
-        log(_epoch_line(row, cfg.epochs, len(x)))
+        log(_epoch_line(row, cfg.epochs))
         if on_epoch_end:
             on_epoch_end(model, history)
-        if cfg.target_accuracy is not None and row["test_accuracy"] >= cfg.target_accuracy:
+        reached = cfg.target_accuracy is not None and row.get("test_accuracy", 0) >= cfg.target_accuracy
+        if distributed.agree(reached, dev):
             history.target_reached = True
             log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
             break
@@ -200,47 +212,76 @@ def fit(
     return history
 
 
-def _train_epoch(model, x, y, opt, sched, cfg: TrainConfig, augment: dict, background: float, epoch: int) -> dict:
-    model.train()
-    bs, steps = cfg.batch_size, len(x) // cfg.batch_size
-    perm = torch.randperm(len(x), device=x.device)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    start = last_draw = time.perf_counter()
-    with progress_bar(f"epoch {epoch}/{cfg.epochs}", steps) as bar:
-        for step in range(steps):
-            idx = perm[step * bs : (step + 1) * bs]
-            xb, yb = x[idx], y[idx]
-            if augment:
-                xb = random_affine(xb, background=background, **augment)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            loss_sum += loss.detach()
-            correct += (out.detach().argmax(1) == yb).sum()
-            now = time.perf_counter()
-            if now - last_draw > 0.25:  # reading values back costs a device sync: only when the bar redraws
-                last_draw = now
-                seen = (step + 1) * bs
-                bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
-                           f"{seen / (now - start):,.0f} img/s")
-    if x.device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return {
-        "epoch": epoch,
-        "train_loss": round(loss_sum.item() / steps, 6),
-        "train_accuracy": round(correct.item() / (steps * bs), 6),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(steps * bs / seconds, 1),
-    }
+def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device) -> torch.nn.Module:
+    """The module the training steps call: DDP across processes, compiled if asked; `model` stays the plain one."""
+    net: torch.nn.Module = model
+    if w.active:
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    return net
 
 
-def _epoch_line(row: dict, epochs: int, n: int) -> str:
+@dataclass
+class _Loop:
+    """One run's training steps: the wrapped network, optimiser, schedule and this process's shard."""
+
+    cfg: TrainConfig
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    world: distributed.World
+    steps: int
+    background: float  # a black pixel after normalisation: what augmentation fills borders with
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    def batches(self, n: int, epoch: int, device: torch.device) -> torch.Tensor:
+        """This rank's (steps, batch) indices: every rank draws the same permutation and takes its own slice."""
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
+        shard = perm[self.world.rank :: self.world.size][: self.steps * self.cfg.batch_size]
+        return shard.view(self.steps, self.cfg.batch_size).to(device)
+
+    def epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
+        cfg, dev = self.cfg, x.device
+        augment = get_spec(cfg.model).recipe.augment if cfg.augment else {}
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+        self.net.train()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        start = last_draw = time.perf_counter()
+        with progress_bar(f"epoch {epoch}/{cfg.epochs}", self.steps, enabled=None if self.world.is_main else False) as bar:
+            for step, idx in enumerate(self.batches(len(x), epoch, dev)):
+                xb, yb = x[idx], y[idx]
+                if augment:
+                    xb = random_affine(xb, background=self.background, **augment)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = self.net(xb)
+                    loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                if self.sched is not None:
+                    self.sched.step()
+                loss_sum += loss.detach().float()
+                correct += (out.detach().argmax(1) == yb).sum()
+                now = time.perf_counter()
+                if now - last_draw > 0.25:  # reading values back costs a device sync: only when the bar redraws
+                    last_draw, seen = now, (step + 1) * cfg.batch_size
+                    bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
+                               f"{seen * self.world.size / (now - start):,.0f} img/s")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        images = self.steps * cfg.batch_size * self.world.size
+        return {
+            "epoch": epoch,
+            "train_loss": round(loss_sum.item() / self.steps, 6),
+            "train_accuracy": round(correct.item() / (self.steps * cfg.batch_size), 6),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 1),
+        }
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
     line = (f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.2%}  "
             f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s")
     if "val_accuracy" in row:
@@ -250,9 +291,22 @@ def _epoch_line(row: dict, epochs: int, n: int) -> str:
     return line
 
 
+def calibrate_on_validation(model: Network, data: Dataset, cfg: TrainConfig) -> dict:
+    """Fit the softmax temperature on the held-out images (the same seeded split `fit` used)."""
+    _, val_idx = split_indices(len(data.train_x), cfg.val_split, cfg.seed)
+    dev = next(model.parameters()).device
+    x = to_tensor(data.train_x[val_idx.numpy()], model.mean, model.std, dev)
+    y = torch.from_numpy(data.train_y[val_idx.numpy()]).to(dev)
+    logits = logits_of(model, x)
+    model.temperature = fit_temperature(logits, y)
+    calibrated = evaluate_tensors(model, x, y, model.classes)
+    return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y)} images)",
+            "val_ece_before": calibrated.ece_uncalibrated, "val_ece_after": calibrated.ece}
+
+
 @dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | None  # None on torchrun ranks other than 0, which write nothing
     metrics: dict
     model: Network
 
@@ -273,29 +327,49 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
-    """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder."""
+    """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder.
+
+    Under torchrun every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
+    """
     cfg = config.resolved()
     data = load_dataset(cfg.dataset, cfg.data_dir)
     torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
     model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
+    if not distributed.world().is_main:
+        history = fit(model, data, cfg, log=log)
+        distributed.finish()
+        return RunResult(None, {"epochs": len(history.epochs), "train_seconds": history.train_seconds}, model)
+    try:
+        return _main_run(cfg, data, model, log)
+    finally:
+        distributed.finish()
+
+
+def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
     run_dir = new_run_dir(cfg.model, cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
+    world_size = distributed.world().size
     log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split:.0%} held out) "
-        f"for {cfg.epochs} epochs on {resolve_device(cfg.device)} → {run_dir}")
+        f"for {cfg.epochs} epochs on {resolve_device(cfg.device)}"
+        + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
     def checkpoint(m: Network, h: History) -> None:
         save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
 
     history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
+    if history.epochs and not history.interrupted and cfg.val_split > 0:
+        card["calibration"] = calibrate_on_validation(model, data, cfg)
+        log(f"temperature {model.temperature:.3f} fitted on the validation split")
     metrics = {
         "model": cfg.model,
         "dataset": data.name,
         "epochs": len(history.epochs),
         "train_seconds": round(history.train_seconds, 3),
         "interrupted": history.interrupted,
+        "world_size": world_size,
         "history": history.epochs,
     }
     if history.epochs and not history.interrupted:

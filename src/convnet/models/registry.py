@@ -72,6 +72,7 @@ class Network(nn.Sequential):
         self.input_size = tuple(input_size)
         self.classes = [str(i) for i in range(num_classes)]
         self.mean, self.std = 0.0, 1.0  # set from the training data by `fit`
+        self.temperature = 1.0  # softmax temperature, fitted on held-out data after training
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Keras-style table: layer, output shape, parameters, totals."""

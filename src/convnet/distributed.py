@@ -1,0 +1,81 @@
+"""Several processes, GPUs or machines through `torchrun` and PyTorch DDP.
+
+`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; when WORLD_SIZE > 1 training joins the process group (NCCL on
+GPUs, gloo on CPUs), wraps the model in DistributedDataParallel and gives each rank its own shard of every epoch.
+Only rank 0 logs, evaluates and writes files. Without torchrun, everything here is a no-op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def world() -> World:
+    """This process's place, from torchrun's environment variables."""
+    env = os.environ
+    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def init(device: torch.device) -> World:
+    """Join the process group once (when launched by torchrun); returns this process's World."""
+    w = world()
+    if w.active and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(w.local_rank)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return w
+
+
+def device_for(device: torch.device, w: World) -> torch.device:
+    """One GPU per process: rank-local CUDA device under torchrun."""
+    if device.type == "cuda" and w.active:
+        return torch.device("cuda", w.local_rank)
+    return device
+
+
+def agree(flag: bool, device: torch.device) -> bool:
+    """True on every rank if it is True on rank 0 (e.g. 'the target accuracy is reached, stop')."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def average_buffers(model: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks, so all hold the same model.
+
+    DDP keeps parameters in step through its gradient all-reduce, but each rank updates BatchNorm's running
+    statistics from its own shard.
+    """
+    if not dist.is_initialized():
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(dist.get_world_size())
+
+
+def finish() -> None:
+    """Wait for every rank, then leave the process group (no-op without torchrun)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

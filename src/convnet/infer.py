@@ -1,0 +1,195 @@
+"""Recognition of real images: `Recognizer.load().predict(x)` for single digits, `.read(image)` for whole numbers.
+
+Inputs go through `convnet.preprocess` (the steps that made MNIST), then the model's own normalisation from its
+card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
+an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from convnet.checkpoint import load_model
+from convnet.device import resolve_device
+from convnet.models import Network
+from convnet.preprocess import ImageError, NoInkError, Source, load_gray, preprocess
+from convnet.segment import segment_digits
+
+DEFAULT_MODEL = "default"
+DEFAULT_MIN_CONFIDENCE = 0.5
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+
+
+@dataclass
+class Prediction:
+    """The answer for one input. `label` is None when there is no answer: then `reason` or `error` says why."""
+
+    label: str | None
+    confidence: float | None = None
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    reason: str | None = None  # "no ink found" | "low confidence"
+    error: str | None = None  # the input could not be read as an image
+    path: str | None = None
+
+    def to_dict(self, probabilities: bool = True) -> dict:
+        d = asdict(self)
+        d["top_k"] = [[label, round(p, 6)] for label, p in self.top_k]
+        if not probabilities:
+            d.pop("probabilities")
+        return d
+
+
+@dataclass
+class Digit:
+    label: str | None
+    confidence: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the input image
+    top_k: list[tuple[str, float]]
+
+
+@dataclass
+class Reading:
+    """A whole number read from one image: digits left to right; `number` is None if any digit is unsure."""
+
+    number: str | None
+    digits: list[Digit]
+    confidence: float  # product of the digits' confidences
+    reason: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Recognizer:
+    """A trained model plus everything needed to use it on real images."""
+
+    def __init__(self, model: Network, device: str | torch.device = "cpu", top_k: int = 3,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.top_k = max(1, min(top_k, model.num_classes))
+        self.min_confidence = min_confidence
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path_or_name: str | Path | None = None, device: str = "cpu", **options) -> Recognizer:
+        """A run folder, model file or shipped model name; None = the model shipped with convnet."""
+        return cls(load_model(path_or_name or DEFAULT_MODEL, device), device, **options)
+
+    @torch.inference_mode()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) MNIST-style images in [0, 1] → (N, classes) calibrated probabilities."""
+        m = self.model
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device).unsqueeze(1)
+        x = ((x - m.mean) / m.std).contiguous(memory_format=torch.channels_last)
+        out = [torch.softmax(m(x[i : i + self.batch_size]).float() / m.temperature, 1)
+               for i in range(0, len(x), self.batch_size)]
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, m.num_classes), np.float32)
+
+    def _answer(self, probs: np.ndarray) -> Prediction:
+        order = np.argsort(-probs)[: self.top_k]
+        classes = self.model.classes
+        top = [(classes[i], float(probs[i])) for i in order]
+        label, confidence = top[0]
+        if confidence < self.min_confidence:
+            return Prediction(None, confidence, top, probs.tolist(), reason="low confidence")
+        return Prediction(label, confidence, top, probs.tolist())
+
+    def predict(self, x: Source | list[Source]) -> Prediction | list[Prediction]:
+        """One input → one Prediction; a list → a list. Unreadable inputs get `error`, never an exception."""
+        if isinstance(x, (list, tuple)):
+            return self.predict_many(x)
+        return self.predict_many([x])[0]
+
+    def predict_many(self, sources: list[Source], workers: int = 2) -> list[Prediction]:
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # decoding and resampling release the GIL
+            prepared = list(pool.map(_prepare, sources))
+        ok = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
+        probs = self.probabilities(np.stack([prepared[i] for i in ok])) if ok else []
+        results: list[Prediction] = []
+        answers = dict(zip(ok, probs))
+        for i, (source, item) in enumerate(zip(sources, prepared)):
+            if i in answers:
+                result = self._answer(answers[i])
+            elif isinstance(item, NoInkError):
+                result = Prediction(None, reason=str(item))
+            else:
+                result = Prediction(None, error=str(item))
+            result.path = str(source) if isinstance(source, (str, os.PathLike)) else None
+            results.append(result)
+        return results
+
+    def predict_files(self, items: Iterable[tuple[str, str | None]], chunk: int = 256) -> Iterator[Prediction]:
+        """Stream predictions over (path, error) pairs from `expand_paths`, a chunk at a time: memory stays flat."""
+        batch: list[tuple[str, str | None]] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == chunk:
+                yield from self._predict_chunk(batch)
+                batch = []
+        yield from self._predict_chunk(batch)
+
+    def _predict_chunk(self, batch: list[tuple[str, str | None]]) -> list[Prediction]:
+        readable = iter(self.predict_many([path for path, error in batch if error is None]))
+        return [next(readable) if error is None else Prediction(None, error=error, path=path) for path, error in batch]
+
+    def read(self, image: Source) -> Reading:
+        """Read a handwritten number: segment the digits, classify each, join them left to right."""
+        try:
+            boxes = segment_digits(load_gray(image))
+        except NoInkError as e:
+            return Reading(None, [], 0.0, reason=str(e))
+        except ImageError as e:
+            return Reading(None, [], 0.0, error=str(e))
+        probs = self.probabilities(np.stack([b.image for b in boxes]))
+        digits = []
+        for box, p in zip(boxes, probs):
+            answer = self._answer(p)
+            digits.append(Digit(answer.label, float(answer.confidence), (box.x0, box.y0, box.x1, box.y1), answer.top_k))
+        confidence = float(np.prod([d.confidence for d in digits]))
+        if any(d.label is None for d in digits):
+            return Reading(None, digits, confidence, reason="low confidence")
+        return Reading("".join(d.label for d in digits), digits, confidence)
+
+
+def _prepare(source: Source) -> np.ndarray | ImageError:
+    try:
+        return preprocess(source)
+    except ImageError as e:
+        return e
+
+
+def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+    """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily."""
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = False
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                        found = True
+                        yield os.path.join(root, name), None
+            if not found:
+                yield str(path), f"{path}: no images found in this folder"
+        elif path.exists():
+            yield str(path), None
+        elif glob.has_magic(pattern):
+            matches = sorted(glob.iglob(pattern, recursive=True))
+            if not matches:
+                yield pattern, f"{pattern}: no files match"
+            for match in matches:
+                if not Path(match).is_dir():
+                    yield match, None
+        else:
+            yield pattern, f"{pattern}: no such file or folder"

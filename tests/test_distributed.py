@@ -1,0 +1,39 @@
+"""torchrun with 2 CPU processes (gloo): both ranks end with the same weights and rank 0 writes a full run folder."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+
+def torchrun(*args, cwd):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_ranks_hold_identical_weights(tiny_dir, tmp_path):
+    done = torchrun(Path(__file__).with_name("ddp_worker.py"), tiny_dir, tmp_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
+    fresh = {k: v for k, v in r0.items() if "running" not in k}
+    assert any(v.abs().sum() > 0 for v in fresh.values())
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"model.safetensors", "model.json", "metrics.json", "history.csv",
+                                               "config.json"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["epochs"] == 2 and 0 <= metrics["test_accuracy"] <= 1
+    saved = load_file(str(run / "model.safetensors"))
+    assert all(torch.equal(saved[k], r0[k]) for k in r0)
+    assert done.stderr.count("epoch 2/2") == 1  # only rank 0 logs
+
+
+def test_cli_under_torchrun(tiny_dir, tmp_path):
+    done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "1",
+                    "--batch-size", "16", "--out", tmp_path / "cli-run", "--device", "cpu", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test accuracy:") == 1
+    assert json.loads((tmp_path / "cli-run" / "metrics.json").read_text())["world_size"] == 2
