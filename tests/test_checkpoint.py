@@ -64,3 +64,38 @@ def test_card_problems_are_clear(tmp_path):
     (run / "model.json").unlink()
     with pytest.raises(ModelError, match="missing model.json"):
         load_model(run)
+
+
+def test_ensemble_round_trip_and_vote(tmp_path):
+    from convnet.checkpoint import build_ensemble
+    from convnet.models import Ensemble
+
+    members = []
+    for seed, temperature in ((1, 1.0), (2, 0.5)):
+        torch.manual_seed(seed)
+        model = _trained_like("fast")
+        model.temperature = temperature
+        save_model(model, tmp_path / f"m{seed}")
+        members.append(model)
+    ensemble = build_ensemble([tmp_path / "m1", tmp_path / "m2"])
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x) / 0.5, 1)) / 2
+        assert torch.allclose(ensemble(x).exp(), expected, atol=1e-6)
+        save_model(ensemble, tmp_path / "vote")
+        loaded = load_model(tmp_path / "vote")
+        assert isinstance(loaded, Ensemble) and len(loaded.members) == 2
+        assert torch.allclose(loaded(x), ensemble(x)) and loaded.members[1].temperature == 0.5
+
+
+def test_ensemble_members_must_match(tmp_path):
+    from convnet.checkpoint import build_ensemble
+
+    a, b = _trained_like(), _trained_like()
+    b.mean = 0.9
+    save_model(a, tmp_path / "a")
+    save_model(b, tmp_path / "b")
+    with pytest.raises(ModelError, match="share classes"):
+        build_ensemble([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ModelError, match="at least two"):
+        build_ensemble([tmp_path / "a"])

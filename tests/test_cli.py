@@ -49,6 +49,17 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     table = run("evaluate", out / "model.safetensors", "--data-dir", tiny_dir)
     assert table.returncode == 0 and "confusion matrix" in table.stdout
 
+    second = tmp_path / "run2"
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--seed", "1",
+               "--out", second).returncode == 0
+    vote = run("ensemble", out, second, "--out", tmp_path / "vote", "--data-dir", tiny_dir)
+    assert vote.returncode == 0, vote.stderr
+    assert "ensemble of 2: test accuracy" in vote.stdout
+    card = json.loads((tmp_path / "vote" / "model.json").read_text())
+    assert card["architecture"] == "ensemble" and len(card["metrics"]["member_test_accuracy"]) == 2
+    ev = run("evaluate", tmp_path / "vote", "--data-dir", tiny_dir, "--json")
+    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(card["metrics"]["test_accuracy"])
+
 
 @pytest.mark.parametrize(
     "args, code, words",

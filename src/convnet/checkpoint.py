@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 from convnet import __version__
 from convnet.data.cache import atomic_write
 from convnet.errors import ModelError
-from convnet.models import Network, create_model
+from convnet.models import Ensemble, Network, create_model
 
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -29,7 +29,7 @@ def versions() -> dict[str, str]:
     return {"convnet": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def make_card(model: Network, **extra) -> dict:
+def make_card(model: Network | Ensemble, **extra) -> dict:
     """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from."""
     return {
         "format": CARD_FORMAT,
@@ -45,13 +45,14 @@ def make_card(model: Network, **extra) -> dict:
             "layout": "white ink on black, digit centred by mass in a 20 px box (MNIST style)",
         },
         "temperature": model.temperature,
+        **({"members": model.member_cards()} if isinstance(model, Ensemble) else {}),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
 
 
-def save_model(model: Network, folder: Path | str, **card_extra) -> Path:
+def save_model(model: Network | Ensemble, folder: Path | str, **card_extra) -> Path:
     """Write `model.safetensors` and `model.json` into `folder` (atomically); returns the weights path."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -95,20 +96,36 @@ def read_card(path: Path) -> dict:
     return card
 
 
-def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network:
+def _build(spec: dict, card: dict) -> Network:
+    """An untrained model with the card's architecture, classes and preprocessing."""
+    model = create_model(spec["architecture"], spec["num_classes"], spec["in_channels"], spec["input_size"])
+    model.classes = [str(c) for c in card["classes"]]
+    model.mean, model.std = float(card["preprocessing"]["mean"]), float(card["preprocessing"]["std"])
+    model.temperature = float(spec.get("temperature", 1.0))
+    return model
+
+
+def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network | Ensemble:
     """Rebuild the architecture named in the card and load the safetensors weights into it (strictly)."""
     weights, card_path = resolve(ref)
     card = read_card(card_path)
     try:
-        model = create_model(card["architecture"], card["num_classes"], card["in_channels"], card["input_size"])
-        model.classes = [str(c) for c in card["classes"]]
-        model.mean, model.std = float(card["preprocessing"]["mean"]), float(card["preprocessing"]["std"])
-        model.temperature = float(card.get("temperature", 1.0))
+        if card["architecture"] == Ensemble.arch:
+            model = Ensemble([_build(member, card) for member in card["members"]])
+        else:
+            model = _build(card, card)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{card_path}: incomplete model card ({e}).") from None
     try:
         model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError, OSError) as e:
-        raise ModelError(f"{weights}: weights do not fit the {card['architecture']!r} architecture or are corrupt ({e}).") from None
+        raise ModelError(
+            f"{weights}: weights do not fit the {card['architecture']!r} architecture or are corrupt ({e})."
+        ) from None
     model.card = card
     return model.to(device).eval()
+
+
+def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -> Ensemble:
+    """An ensemble of saved models (each a run folder, model file or shipped name)."""
+    return Ensemble([load_model(ref, device) for ref in refs])

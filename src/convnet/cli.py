@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   convnet train --model fast --epochs 1        ≥ 99 % test accuracy in seconds on a CPU
   convnet train --model lesson                 the lesson's recipe: Adam 1e-3, batch 32, 10 epochs
   convnet evaluate runs/fast-20261126-101500   accuracy, per-class metrics, confusion matrix
+  convnet ensemble runs/a runs/b runs/c --out runs/vote   average three models' probabilities
   convnet predict digit.png photos/ --json     recognise digits in files, folders or globs
   convnet read number.jpg                      read a whole handwritten number
 """
@@ -118,6 +119,12 @@ def build_parser() -> Parser:
     _add_data_options(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_model_options(ev)
+    ens = sub.add_parser("ensemble", help="combine trained models into one that averages their probabilities")
+    ens.add_argument("models", nargs="+", metavar="MODEL", help="run folders, model files or shipped model names")
+    ens.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors + model.json")
+    _add_data_options(ens)
+    _add_model_options(ens)
+
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
@@ -217,6 +224,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from convnet.checkpoint import build_ensemble, save_model
+    from convnet.data import load_dataset
+    from convnet.evaluate import evaluate
+
+    ensemble = build_ensemble(args.models, device=args.device if args.device != "auto" else "cpu")
+    data = load_dataset(args.dataset, args.data_dir)
+    members = [evaluate(m, data).accuracy for m in ensemble.members]
+    result = evaluate(ensemble, data)
+    save_model(ensemble, args.out, dataset={"name": data.name, "sha256": data.sha256},
+               metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members},
+               sources=[str(m) for m in args.models])
+    for ref, acc in zip(args.models, members):
+        print(f"  {acc:.2%}  {ref}")
+    print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
+    return 0
+
+
 def _recognizer(args: argparse.Namespace, **options):
     from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer
 
@@ -261,7 +286,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 1 if reading.error else 0
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble, "predict": cmd_predict,
             "read": cmd_read}
 
 

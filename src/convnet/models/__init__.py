@@ -1,5 +1,6 @@
 """Model registry and architectures: `create_model(name)`, `list_models()`, `count_macs`, `Network.summary()`."""
 from convnet.models import zoo  # noqa: F401  (registers the architectures)
+from convnet.models.ensemble import Ensemble
 from convnet.models.registry import (
     ModelSpec,
     Network,
@@ -12,6 +13,7 @@ from convnet.models.registry import (
 )
 
 __all__ = [
+    "Ensemble",
     "ModelSpec",
     "Network",
     "Recipe",
