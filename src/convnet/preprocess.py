@@ -1,0 +1,473 @@
+"""Turn any real image of a digit into an MNIST-style 28x28 input.
+
+MNIST digits were made by scanning dark ink on paper, keeping white ink on a
+black background, scaling each digit (anti-aliased) so that its longer side is
+20 px, and pasting it into a 28x28 field so that its centre of mass sits at the
+centre.  A network trained on MNIST only works on other images if they go
+through the same steps, so this module reproduces them for photos, scans and
+drawings: decide the polarity, remove uneven lighting and noise, crop the ink,
+bring the stroke width into MNIST's range, resample and centre.
+
+Only numpy and pillow are used, with no per-pixel Python loops.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from convnet.errors import ConvnetError
+
+MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
+WORK_SIDE = 1024  # larger inputs are area-downscaled to this before any analysis
+SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
+MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
+MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
+SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
+SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
+STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th percentile
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+class ImageError(ConvnetError, ValueError):
+    """The input cannot be used as an image; the message says why."""
+
+
+class NoInkError(ImageError):
+    """The image is readable but holds nothing that looks like a digit."""
+
+
+# --------------------------------------------------------------------- loading
+
+
+def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None) -> np.ndarray:
+    """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
+
+    `source` may be a path, encoded bytes, a PIL image or a numpy array.  EXIF
+    orientation is applied and transparency is composited over white paper.
+    `max_side` area-downscales big images right after decoding (JPEGs decode
+    at reduced size directly), which is how `preprocess` keeps photos cheap.
+    Every failure, including PIL's own, is raised as `ImageError`.
+    """
+    if isinstance(source, np.ndarray):
+        gray = _array_to_gray(source)
+    elif isinstance(source, Image.Image):
+        gray = _decode(source, "image", max_pixels)  # no draft: the caller's image stays as it is
+    else:
+        image, name = _open(source, max_pixels)
+        with image:
+            gray = _decode(image, name, max_pixels, max_side)
+    return _downscale(gray, max_side)
+
+
+def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
+    """Open (header only) a path or bytes, turning every failure into ImageError."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise ImageError("image data is empty")
+        fp, name = io.BytesIO(source), "image data"
+    elif isinstance(source, (str, os.PathLike)):
+        fp, name = Path(source), str(source)
+        try:
+            size = fp.stat().st_size
+        except FileNotFoundError:
+            raise ImageError(f"{name}: no such file") from None
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot read file ({exc.strerror})") from exc
+        if fp.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if size == 0:
+            raise ImageError(f"{name}: file is empty")
+    else:
+        raise TypeError(f"cannot read an image from {type(source).__name__}")
+    try:
+        # PIL only warns between 89M and 179M pixels; make that an error too.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(fp), name
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: image is too large (limit {max_pixels:,} pixels)") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image file, or an unsupported format") from exc
+    except Exception as exc:  # PIL plugins raise many types on malformed headers
+        raise ImageError(f"{name}: cannot read image ({exc})") from exc
+
+
+def _decode(image: Image.Image, name: str, max_pixels: int, draft_side: int | None = None) -> np.ndarray:
+    """Check size and frame count from the header, then decode to gray.
+
+    With `draft_side`, JPEGs decode at 1/2, 1/4 or 1/8 scale when that still
+    leaves at least `draft_side` pixels: far less work for phone photos.
+    """
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: image is too large: {width}x{height} pixels (limit {max_pixels:,})")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: image has no pixels")
+    try:
+        # Cameras write MPO: the photo first, then previews; that is not an animation.
+        if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+            raise ImageError(f"{name}: animated images are not supported")
+        if draft_side and image.format in ("JPEG", "MPO"):
+            scale = draft_side / max(width, height)
+            image.draft("L", (int(width * scale), int(height * scale)))
+        return _pil_to_gray(ImageOps.exif_transpose(image))
+    except ImageError:
+        raise
+    except Exception as exc:  # truncated or corrupt data surfaces here, in many types
+        raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    """Any PIL mode to float gray: alpha over white, 16/32-bit by their range."""
+    if "A" in image.getbands() or "transparency" in image.info:
+        la = image.convert("LA")
+        paper = Image.new("L", image.size, 255)
+        paper.paste(la.getchannel("L"), mask=la.getchannel("A"))
+        image = paper
+    elif image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = image.convert("L")
+    return _to_unit(np.asarray(image))
+
+
+def _array_to_gray(array: np.ndarray) -> np.ndarray:
+    """H x W or H x W x C (C = 1..4, last channel alpha when C is 2 or 4)."""
+    if array.ndim == 3 and 1 <= array.shape[2] <= 4:
+        channels = _to_unit(array)
+        alpha = channels[..., -1] if array.shape[2] in (2, 4) else None
+        color = channels[..., :3] if array.shape[2] >= 3 else channels[..., :1]
+        gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[..., 0]
+        return gray if alpha is None else gray * alpha + (1 - alpha)
+    if array.ndim != 2 or array.size == 0:
+        raise ImageError(f"expected an H x W or H x W x C array (C = 1..4), got shape {array.shape}")
+    return _to_unit(array)
+
+
+def _to_unit(array: np.ndarray) -> np.ndarray:
+    """Scale to float32 [0, 1]: by the dtype's range for 8/16-bit, by value otherwise."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ImageError("image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 1:
+        return values
+    if low >= 0 and high <= 255:
+        return values / 255
+    if low >= 0 and high <= 65535 and np.issubdtype(array.dtype, np.integer):
+        return values / 65535
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def _downscale(gray: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Area-average so that the longer side is at most `max_side`."""
+    height, width = gray.shape
+    factor = max(height, width) / max_side if max_side else 1.0
+    if factor <= 1:
+        return gray
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32), "F").resize(size, Image.BOX))
+
+
+# ----------------------------------------------------------------- ink finding
+
+
+def find_ink(gray: np.ndarray) -> np.ndarray:
+    """White-on-black ink in [0, 1] with paper and noise at exactly 0.
+
+    Works whatever the polarity, lighting or noise; inputs larger than
+    WORK_SIDE come back area-downscaled to it.  Raises NoInkError on blanks.
+    """
+    work = _downscale(_array_to_gray(np.asarray(gray)), WORK_SIDE)
+    paper = _paper(work)
+    residual = work - paper
+    # The ink is the side whose tail sticks out further past the noise.
+    tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
+    if np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum():
+        residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
+    return _suppress_noise(residual)
+
+
+def _paper(gray: np.ndarray) -> np.ndarray:
+    """Smooth surface through the paper, robust to ink of either polarity.
+
+    Phone photos are lit unevenly, so a single paper level is not enough; a
+    quadratic follows gradients and vignetting but cannot bend around strokes.
+    It is fitted on a small copy, first to the border (mostly paper even when
+    a bold digit fills the frame), then to every pixel close to the surface.
+    Tiny images get a plane: there a quadratic could rise into a dome under a
+    blurred digit.
+    """
+    small = _downscale(gray, 64)
+    terms = 6 if min(small.shape) >= 32 else 3
+    y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
+    basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
+    basis, values = basis.reshape(-1, terms), small.ravel()
+    inliers = np.zeros(small.shape, bool)
+    inliers[[0, -1], :] = inliers[:, [0, -1]] = True
+    inliers = inliers.ravel()
+    for _ in range(3):
+        if inliers.sum() < 12:
+            return np.full(gray.shape, np.median(small), np.float32)
+        chosen = basis[inliers]  # normal equations: a 6x6 solve is much cheaper than lstsq
+        coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[inliers], rcond=None)[0]
+        residual = values - basis @ coef
+        settled = inliers
+        inliers = np.abs(residual) <= 3 * _noise(residual[inliers]) + 1e-3
+        if np.array_equal(inliers, settled):
+            break
+    c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
+    y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
+    return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
+
+
+def _centres(n: int) -> np.ndarray:
+    """Pixel centres in [-1, 1], so fits on a small copy apply to the full image."""
+    return (np.arange(n, dtype=np.float32) + 0.5) * (2 / n) - 1
+
+
+def _noise(values: np.ndarray) -> float:
+    """Robust standard deviation (scaled median absolute deviation)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _paper_noise(residual: np.ndarray) -> float:
+    """Noise of the paper from the side of zero that holds no ink.
+
+    A bold digit can cover half the picture, which inflates any two-sided
+    estimate; paper noise is symmetric about the fitted surface, ink is not.
+    """
+    below = residual[residual <= 0]
+    return 1.4826 * float(np.median(-below)) if below.size else 0.0
+
+
+def _suppress_noise(residual: np.ndarray) -> np.ndarray:
+    """Map ink-positive residual to [0, 1]: noise to 0, full strokes to 1, edges between.
+
+    The full-ink level is the median of what Otsu's threshold calls ink, so the
+    stroke interiors saturate like MNIST's; anything under a floor well above
+    the noise (and JPEG ringing) becomes exactly 0.
+    """
+    sigma = _paper_noise(residual)
+    strong = residual[residual > max(_otsu(residual), 4 * sigma)]
+    full = float(np.median(strong)) if strong.size else 0.0
+    if full < MIN_CONTRAST or full < MIN_SNR * sigma:
+        raise NoInkError("no ink found")
+    floor = max(3.5 * sigma, 0.25 * full)
+    return np.clip((residual - floor) * (1 / (full - floor)), 0, 1).astype(np.float32)
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut maximising between-class variance."""
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-6:
+        return high
+    step = (high - low) / (bins - 1)
+    hist = np.bincount(((values - low) / step).astype(np.intp).ravel(), minlength=bins)[:bins]
+    weight0 = np.cumsum(hist, dtype=np.float64)
+    sum0 = np.cumsum(hist * np.arange(bins), dtype=np.float64)
+    weight1 = weight0[-1] - weight0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = weight0 * weight1 * (sum0 / weight0 - (sum0[-1] - sum0) / weight1) ** 2
+    return low + (int(np.nanargmax(between[:-1])) + 1) * step
+
+
+# ---------------------------------------------------------- connected components
+
+
+@dataclass(frozen=True)
+class Components:
+    """8-connected components of the non-zero ink, numbered 1..n in `labels`."""
+
+    labels: np.ndarray  # int32, 0 = paper
+    boxes: np.ndarray  # (n, 4) x0, y0, x1, y1, half-open
+    mass: np.ndarray  # (n,) summed ink
+
+    def __len__(self) -> int:
+        return len(self.mass)
+
+
+def connected_components(ink: np.ndarray) -> Components:
+    """Label runs of ink per row, then join runs that touch across rows.
+
+    Working on runs instead of pixels keeps the graph small; the union is done
+    by vectorised min-label hooking plus pointer jumping.
+    """
+    height, width = ink.shape
+    edges = np.diff(np.pad(ink > 0, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]
+    # Run j in the next row touches run i (8-connected) iff s_j <= e_i and e_j >= s_i.
+    stride = width + 2
+    below = (rows + 1) * stride
+    first = np.searchsorted(rows * stride + ends, below + starts, "left")
+    stop = np.searchsorted(rows * stride + starts, below + ends, "right")
+    count = np.maximum(stop - first, 0)
+    a = np.repeat(np.arange(len(rows)), count)
+    b = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
+    root = np.arange(len(rows))
+    while not np.array_equal(root[a], root[b]):
+        low = np.minimum(root[a], root[b])
+        np.minimum.at(root, root[a], low)
+        np.minimum.at(root, root[b], low)
+        while not np.array_equal(root[root], root):
+            root = root[root]
+    _, comp = np.unique(root, return_inverse=True)
+    n = int(comp.max()) + 1 if len(comp) else 0
+    lengths = ends - starts
+    labels = np.zeros(height * width, np.int32)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    labels[np.repeat(rows * width + starts, lengths) + offsets] = np.repeat(comp + 1, lengths)
+    cumulative = np.pad(np.cumsum(ink, axis=1, dtype=np.float64), ((0, 0), (1, 0)))
+    boxes = np.empty((n, 4), np.int64)
+    boxes[:, :2] = np.iinfo(np.int64).max
+    boxes[:, 2:] = 0
+    np.minimum.at(boxes, (comp, 0), starts)
+    np.minimum.at(boxes, (comp, 1), rows)
+    np.maximum.at(boxes, (comp, 2), ends)
+    np.maximum.at(boxes, (comp, 3), rows + 1)
+    mass = np.bincount(comp, cumulative[rows, ends] - cumulative[rows, starts], minlength=n)
+    return Components(labels.reshape(height, width), boxes, mass)
+
+
+def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
+    """True for components that are dust or noise rather than (part of) a digit.
+
+    A speck is tiny against the image, or both light and small against the
+    heaviest component (the dot-like pieces of a broken stroke are not light).
+    """
+    boxes = components.boxes
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    tiny = sides < max(2.0, SPECK_SIDE * max(shape))
+    return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
+
+
+def _digit_ink(ink: np.ndarray) -> np.ndarray:
+    """Keep the heavy components and the smaller ones next to them; drop specks."""
+    components = connected_components(ink)
+    keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
+    if not keep.any():
+        raise NoInkError("no ink found")
+    boxes = components.boxes
+    major = keep & (components.mass >= 0.25 * components.mass[keep].max())
+    x0, y0 = boxes[major, :2].min(axis=0)
+    x1, y1 = boxes[major, 2:].max(axis=0)
+    reach = 0.25 * max(x1 - x0, y1 - y0)
+    near = (boxes[:, 0] < x1 + reach) & (boxes[:, 2] > x0 - reach)
+    near &= (boxes[:, 1] < y1 + reach) & (boxes[:, 3] > y0 - reach)
+    lookup = np.concatenate([[False], keep & near])
+    return np.where(lookup[components.labels], ink, 0)
+
+
+# ------------------------------------------------------------------- rendering
+
+
+def render_digit(ink: np.ndarray) -> np.ndarray:
+    """MNIST layout of isolated white-on-black ink: crop, fix stroke, scale to 20 px, centre."""
+    crop = _crop(ink)
+    crop = _crop(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
+    zoom = BOX / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
+    digit = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32), "F").resize(size, Image.LANCZOS))
+    return _centre(np.clip(digit, 0, 1))
+
+
+def _crop(ink: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    if not len(rows):
+        raise NoInkError("no ink found")
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _fix_stroke(crop: np.ndarray, zoom: float) -> np.ndarray:
+    """Bring the stroke width into MNIST's range before resampling.
+
+    A 3 px pen on a 4000 px page would shrink to a few hundredths of a pixel
+    and vanish, a marker would fill the digit's holes: dilate or (gently)
+    erode at the crop's resolution, where the correction is still exact.
+    """
+    width = _stroke_width(crop) * zoom
+    radius = (np.clip(width, *STROKE_RANGE) - width) / zoom / 2
+    if radius == 0:
+        return crop
+    if radius < 0:  # never erode more than a quarter of the stroke: thin parts would break
+        return _morph(crop, max(radius, -width / zoom / 4), np.minimum)
+    return _morph(np.pad(crop, int(radius) + 1), radius, np.maximum)  # room to grow
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width = 2 * area / perimeter, the perimeter from edge crossings.
+
+    Crossings count the boundary in the city-block metric, which overestimates
+    a curve's length by 4/pi on average (Cauchy-Crofton), hence the factor.
+    """
+    mask = np.pad(ink > 0.5, 1)
+    crossings = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+    return 2 * np.count_nonzero(mask) / max(crossings * np.pi / 4, 1)
+
+
+def _morph(ink: np.ndarray, radius: float, op: np.ufunc) -> np.ndarray:
+    """Grey dilation/erosion by a square of fractional `radius` (blend of two sizes)."""
+    whole = int(abs(radius))
+    frac = abs(radius) - whole
+    inner = _square_filter(ink, whole, op)
+    return inner + frac * (_square_filter(ink, whole + 1, op) - inner)
+
+
+def _square_filter(ink: np.ndarray, radius: int, op: np.ufunc) -> np.ndarray:
+    """Running max/min over a (2r+1)^2 square, separable, van Herk/Gil-Werman O(n)."""
+    for axis in (0, 1):
+        ink = np.moveaxis(_running(np.moveaxis(ink, axis, -1), radius, op), -1, axis)
+    return ink
+
+
+def _running(rows: np.ndarray, radius: int, op: np.ufunc) -> np.ndarray:
+    """op over windows of 2r+1 along the last axis, outside counted as paper (0)."""
+    if radius <= 0:
+        return rows
+    window, n = 2 * radius + 1, rows.shape[-1]
+    padded_len = -(-(n + 2 * radius) // window) * window
+    padded = np.zeros(rows.shape[:-1] + (padded_len,), rows.dtype)
+    padded[..., radius : radius + n] = rows
+    blocks = padded.reshape(rows.shape[:-1] + (-1, window))
+    prefix = op.accumulate(blocks, axis=-1).reshape(padded.shape)
+    suffix = op.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    return op(suffix[..., :n], prefix[..., window - 1 : window - 1 + n])
+
+
+def _centre(digit: np.ndarray) -> np.ndarray:
+    """Paste into 28x28 with the centre of mass on pixel (14, 14), as MNIST did."""
+    mass = digit.sum()
+    if mass <= 0:
+        raise NoInkError("no ink found")
+    cy = (digit.sum(axis=1) @ np.arange(digit.shape[0])) / mass
+    cx = (digit.sum(axis=0) @ np.arange(digit.shape[1])) / mass
+    top, left = round(SIZE / 2 - cy), round(SIZE / 2 - cx)
+    field = np.zeros((SIZE, SIZE), np.float32)
+    ys, xs = slice(max(top, 0), min(top + digit.shape[0], SIZE)), slice(max(left, 0), min(left + digit.shape[1], SIZE))
+    field[ys, xs] = digit[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left]
+    return field
+
+
+# ------------------------------------------------------------------ public API
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """28x28 float32 in [0, 1], white ink on black, laid out like an MNIST digit."""
+    return render_digit(_digit_ink(find_ink(gray)))
+
+
+def preprocess(source: Source) -> np.ndarray:
+    """Load any image source and make it an MNIST-style input (see `to_mnist`)."""
+    return to_mnist(load_gray(source, max_side=WORK_SIDE))

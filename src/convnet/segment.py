@@ -1,0 +1,186 @@
+"""Cut an image of a handwritten number into its digits, left to right.
+
+Uses the same ink extraction as `convnet.preprocess` (polarity, lighting,
+noise), then works on connected components of the ink: specks are dropped,
+pieces of one digit (the bar of a 5, the dashes of a broken stroke) are
+merged, touching digits are split, and each digit is rendered MNIST-style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convnet.preprocess import NoInkError, connected_components, find_ink, render_digit, speck_mask
+
+STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
+FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
+PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
+
+
+@dataclass(frozen=True)
+class DigitBox:
+    """One digit: its pixel box in the input (half-open, like slices) and its 28x28 rendering."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    image: np.ndarray
+
+
+@dataclass
+class _Group:
+    """Components believed to form one digit, with their joint box."""
+
+    ids: list[int]
+    box: np.ndarray  # x0, y0, x1, y1 in ink-map pixels
+
+    @property
+    def width(self) -> int:
+        return int(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.box[3] - self.box[1])
+
+
+def segment_digits(gray: np.ndarray) -> list[DigitBox]:
+    """Digits of a handwritten number, ordered left to right.
+
+    Raises NoInkError when there is no ink.
+    """
+    gray = np.asarray(gray)
+    ink = find_ink(gray)
+    components = connected_components(ink)
+    parts = np.nonzero(~speck_mask(components, ink.shape))[0] if len(components) else []
+    if not len(parts):
+        raise NoInkError("no ink found")
+    groups = [_Group([int(i) + 1], components.boxes[i].copy()) for i in parts]
+    height = _digit_height(groups)
+    groups = _absorb_fragments(_merge_overlapping(groups), height)
+    pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels)]
+    pieces.sort(key=lambda piece: piece[0][0] + piece[0][2])
+    scale = np.array(gray.shape[:2]) / ink.shape
+    return [_digit_box(box, image, scale, gray.shape) for box, image in pieces]
+
+
+def _digit_height(groups: list[_Group]) -> float:
+    """Typical digit height: the median over components at least half as tall as the tallest.
+
+    The tallest alone would be fooled by one big digit, a plain median by the
+    many small pieces of a broken stroke.
+    """
+    heights = np.array([g.height for g in groups])
+    return float(np.median(heights[heights >= heights.max() / 2]))
+
+
+def _join(a: _Group, b: _Group) -> _Group:
+    return _Group(a.ids + b.ids, np.concatenate([np.minimum(a.box[:2], b.box[:2]), np.maximum(a.box[2:], b.box[2:])]))
+
+
+def _x_overlap(a: _Group, b: _Group) -> float:
+    """Horizontal overlap as a share of the narrower box (1 = one is above the other)."""
+    overlap = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    return overlap / max(min(a.width, b.width), 1)
+
+
+def _distance(a: _Group, b: _Group) -> tuple[float, float]:
+    """Horizontal gap between boxes (0 when they share columns), then distance of centres."""
+    gap = max(b.box[0] - a.box[2], a.box[0] - b.box[2], 0)
+    return gap, float(np.hypot(*((a.box[:2] + a.box[2:]) - (b.box[:2] + b.box[2:])) / 2))
+
+
+def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
+    """Join groups stacked above each other: parts of one digit (a 5's bar, a broken 1).
+
+    Neighbours in slanted writing overlap a little, hence a strong overlap;
+    smaller pieces that share fewer columns are left to `_absorb_fragments`.
+    """
+    i = 0
+    while i < len(groups):
+        a = groups[i]
+        j = next((j for j in range(i + 1, len(groups)) if _x_overlap(a, groups[j]) >= STRONG_OVERLAP), None)
+        if j is None:
+            i += 1
+        else:
+            groups[i] = _join(a, groups.pop(j))
+            i = 0  # the grown box may now overlap a group already passed
+    return groups
+
+
+def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
+    """Join each piece too small to be a digit to its horizontally nearest neighbour."""
+    while len(groups) > 1:
+        small = [g for g in groups if max(g.height, g.width) < FRAGMENT * height]
+        if not small:
+            break
+        piece = min(small, key=lambda g: max(g.height, g.width))
+        others = [g for g in groups if g is not piece]
+        nearest = min(others, key=lambda o: _distance(piece, o))
+        groups = [g for g in others if g is not nearest] + [_join(nearest, piece)]
+    return groups
+
+
+def _split_touching(
+    group: _Group, groups: list[_Group], ink: np.ndarray, labels: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split a group wider than tall and much wider than a digit along its thinnest seams.
+
+    The expected width comes from the other groups when some look like single
+    digits, else from this group's height.  Each cut is a top-to-bottom path
+    of least ink near where an even split would put it; a path rather than a
+    column, because slanted digits touch diagonally.
+    """
+    x0, y0, x1, y1 = (int(v) for v in group.box)
+    digit = np.where(np.isin(labels[y0:y1, x0:x1], group.ids), ink[y0:y1, x0:x1], 0)
+    singles = [g.width for g in groups if g.width <= g.height]
+    expected = max(np.median(singles) if singles else 0, 0.6 * group.height)
+    wide = group.width > group.height and group.width >= PAIR_WIDTH * expected  # some digits are as wide as tall
+    count = int(round(group.width / expected)) if wide else 1
+    seams = [np.zeros(group.height, int)]
+    seams += [_seam(digit, k * group.width / count, group.width / count / 3) for k in range(1, count)]
+    seams.append(np.full(group.height, group.width))
+    columns = np.arange(group.width)
+    pieces = []
+    for left, right in zip(seams[:-1], seams[1:]):
+        piece = np.where((columns >= left[:, None]) & (columns < right[:, None]), digit, 0)
+        rows, cols = np.nonzero(piece.any(axis=1))[0], np.nonzero(piece.any(axis=0))[0]
+        if len(rows):
+            box = np.array([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1])
+            pieces.append((box, render_digit(piece)))
+    return pieces
+
+
+def _seam(ink: np.ndarray, centre: float, reach: float) -> np.ndarray:
+    """Column, per row, of the top-to-bottom path through least ink.
+
+    The path moves at most one column a row and stays within `reach` of
+    `centre`; dynamic programming, one row at a time.
+    """
+    lo, hi = max(int(centre - reach), 0), min(int(np.ceil(centre + reach)) + 1, ink.shape[1])
+    band = ink[:, lo:hi] + 1e-3 * np.abs(np.arange(lo, hi) - centre) / reach  # straight and central on ties
+    cost, steps = band[0].copy(), np.zeros(band.shape, np.int8)
+    for row in range(1, len(band)):
+        options = np.stack([np.r_[np.inf, cost[:-1]], cost, np.r_[cost[1:], np.inf]])
+        choice = options.argmin(axis=0)
+        steps[row] = choice - 1
+        cost = band[row] + options[choice, np.arange(len(cost))] + 1e-3 * (choice != 1)
+    path = np.empty(len(band), int)
+    path[-1] = int(cost.argmin())
+    for row in range(len(band) - 1, 0, -1):
+        path[row - 1] = path[row] + steps[row, path[row]]
+    return path + lo
+
+
+def _digit_box(box: np.ndarray, image: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]) -> DigitBox:
+    """Map a box from ink-map pixels back to the input's pixels."""
+    sy, sx = scale
+    return DigitBox(
+        x0=int(np.floor(box[0] * sx)),
+        y0=int(np.floor(box[1] * sy)),
+        x1=min(int(np.ceil(box[2] * sx)), shape[1]),
+        y1=min(int(np.ceil(box[3] * sy)), shape[0]),
+        image=image,
+    )

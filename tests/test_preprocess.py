@@ -1,0 +1,355 @@
+"""Tests for convnet.preprocess: real images in, MNIST-style 28x28 digits out.
+
+Fixtures are drawn here with PIL (strokes along digit skeletons), so the tests
+need no data set.  The reference for "MNIST-like" is an independent, minimal
+rendering of the clean drawing: crop, area-scale to 20 px, centre the mass.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from convnet.preprocess import ImageError, NoInkError, load_gray, preprocess, to_mnist
+
+# Digit skeletons in a unit box (x to the right, y down), one list per stroke.
+_ZERO = [(0.5 + 0.42 * np.sin(t), 0.5 - 0.47 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 33)]
+SKELETONS = {
+    "0": [_ZERO],
+    "1": [[(0.3, 0.2), (0.55, 0.03), (0.55, 0.97)]],
+    "2": [[(0.12, 0.25), (0.3, 0.06), (0.62, 0.04), (0.82, 0.2), (0.76, 0.45), (0.12, 0.95), (0.9, 0.95)]],
+    "3": [[(0.15, 0.1), (0.8, 0.08), (0.45, 0.45), (0.8, 0.6), (0.78, 0.88), (0.45, 0.97), (0.12, 0.85)]],
+    "4": [[(0.68, 0.97), (0.68, 0.03), (0.08, 0.68), (0.92, 0.68)]],
+    "5": [[(0.85, 0.04), (0.25, 0.04), (0.2, 0.45), (0.6, 0.38), (0.84, 0.6), (0.76, 0.88), (0.45, 0.97), (0.1, 0.85)]],
+    "7": [[(0.1, 0.05), (0.9, 0.05), (0.4, 0.97)]],
+}
+# A 5 whose top bar is not connected to its body, as often written.
+SKELETONS["5b"] = [[(0.85, 0.04), (0.32, 0.04)], [(0.25, 0.15)] + SKELETONS["5"][0][2:]]
+
+
+def draw_digit(digit: str, height: int, stroke: float, *, aspect: float = 0.65, margin: float = 0.25) -> np.ndarray:
+    """White-on-black float image of a digit `height` px tall with round-capped strokes."""
+    width = max(1, round(height * aspect))
+    pad = round(height * margin)
+    canvas = Image.new("L", (width + 2 * pad, height + 2 * pad), 0)
+    draw_strokes(ImageDraw.Draw(canvas), digit, (pad, pad, width, height), stroke)
+    return np.asarray(canvas, np.float32) / 255
+
+
+def draw_strokes(draw: ImageDraw.ImageDraw, digit: str, box: tuple[float, float, float, float], stroke: float) -> None:
+    """Draw a skeleton into box (x, y, w, h) in white with round joints and caps."""
+    x, y, w, h = box
+    radius = stroke / 2
+    for line in SKELETONS[digit]:
+        points = [(x + u * w, y + v * h) for u, v in line]
+        draw.line(points, fill=255, width=max(1, round(stroke)), joint="curve")
+        for px, py in (points[0], points[-1]):
+            draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=255)
+
+
+def reference(ink: np.ndarray) -> np.ndarray:
+    """MNIST's recipe on a clean white-on-black drawing (the oracle for the tests)."""
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    zoom = 20 / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
+    digit = np.asarray(Image.fromarray(crop).resize(size, Image.BOX))
+    field = np.zeros((28, 28), np.float32)
+    cy, cx = centre_of_mass(digit)
+    top, left = round(14 - cy), round(14 - cx)
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return field
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.indices(image.shape)
+    return float((image * ys).sum() / image.sum()), float((image * xs).sum() / image.sum())
+
+
+def longer_side(image: np.ndarray, level: float = 0.05) -> int:
+    rows, cols = np.nonzero((image > level).any(axis=1))[0], np.nonzero((image > level).any(axis=0))[0]
+    return int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Best Pearson correlation over +-1 px shifts (MNIST centring rounds to whole pixels)."""
+    b = b - b.mean()
+    best = -1.0
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            s = np.roll(a, (dy, dx), axis=(0, 1))
+            s = s - s.mean()
+            best = max(best, float((s * b).sum() / np.sqrt((s * s).sum() * (b * b).sum())))
+    return best
+
+
+def to_u8(gray: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def assert_mnist_like(out: np.ndarray, ref: np.ndarray, min_corr: float = 0.9) -> None:
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1 and out.max() > 0.9
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    assert longer_side(out) in (19, 20) and longer_side(out, 0.3) in (18, 19, 20)
+    assert correlation(out, ref) > min_corr
+
+
+@pytest.fixture(scope="module")
+def seven() -> np.ndarray:
+    """A 7 drawn 280 px tall with an MNIST-like stroke (1/8 of the height)."""
+    return draw_digit("7", 280, 35)
+
+
+# ----------------------------------------------------------------- to_mnist
+
+
+@pytest.mark.parametrize("digit", ["0", "2", "4", "5", "7"])
+def test_dark_ink_on_paper_becomes_mnist_layout(digit: str) -> None:
+    ink = draw_digit(digit, 280, 30)
+    assert_mnist_like(to_mnist(1 - ink), reference(ink), 0.95)
+
+
+def test_both_polarities_agree(seven: np.ndarray) -> None:
+    assert correlation(to_mnist(seven), to_mnist(1 - seven)) > 0.99
+
+
+def test_noisy_uneven_photo(seven: np.ndarray) -> None:
+    """Grey paper lit from one corner, pencil-grey ink, sensor noise, JPEG."""
+    rng = np.random.default_rng(0)
+    h, w = seven.shape
+    light = 0.45 + 0.5 * np.linspace(0, 1, w)[None, :] * np.linspace(1, 0.7, h)[:, None]
+    photo = light * (0.85 - 0.55 * seven) + rng.normal(0, 0.03, seven.shape)
+    jpeg = encode(Image.fromarray(to_u8(photo)), "JPEG", quality=80)
+    assert_mnist_like(preprocess(jpeg), reference(seven))
+
+
+def test_ink_stays_even_under_a_strong_light_gradient() -> None:
+    """Paper lit from 20 % to 100 %: the pen must not fade on the dim side."""
+    zero = draw_digit("0", 280, 35)
+    photo = np.linspace(0.2, 1, zero.shape[1])[None, :] * (0.9 - 0.8 * zero)
+    out, ref = to_mnist(photo), reference(zero)
+    assert correlation(out, ref) > 0.99
+    balance = out[:, :14].sum() / out[:, 14:].sum()
+    assert balance == pytest.approx(ref[:, :14].sum() / ref[:, 14:].sum(), rel=0.05)
+
+
+def test_faint_pencil_on_overexposed_noisy_paper(seven: np.ndarray) -> None:
+    """Low contrast, strong noise, and the paper clipped at white: no fuzz, no holes."""
+    rng = np.random.default_rng(1)
+    photo = np.clip(1 - 0.4 * seven + rng.normal(0, 0.06, seven.shape), 0, 1)
+    assert correlation(to_mnist(photo), to_mnist(1 - seven)) > 0.95
+
+
+def test_rgba_drawing_over_transparency(seven: np.ndarray) -> None:
+    rgba = np.zeros(seven.shape + (4,), np.uint8)
+    rgba[..., 2] = 90  # dark blue ink, the transparent part is composited over white
+    rgba[..., 3] = to_u8(seven)
+    assert_mnist_like(preprocess(encode(Image.fromarray(rgba, "RGBA"))), reference(seven), 0.95)
+
+
+def test_tiny_input() -> None:
+    ink = draw_digit("7", 12, 2, margin=0.17)
+    assert ink.shape[0] == 16
+    assert_mnist_like(to_mnist(1 - ink), reference(draw_digit("7", 280, 40)), 0.8)
+
+
+def test_thin_pen_on_huge_page_stays_visible() -> None:
+    """A 3 px pen on a 4000 px page would be 1/50 px wide at 28x28 without thickening."""
+    page = Image.new("L", (3000, 4000), 255)
+    draw = ImageDraw.Draw(page)
+    for line in SKELETONS["4"]:
+        draw.line([(500 + u * 1900, 400 + v * 3000) for u, v in line], fill=0, width=3)
+    out = preprocess(encode(page))
+    ref = reference(draw_digit("4", 280, 30, aspect=1900 / 3000))
+    assert_mnist_like(out, ref, 0.8)
+    assert 0.06 < out.mean() < 0.2  # MNIST's mean ink is 0.13
+
+
+def test_thick_marker_is_thinned_not_a_blob() -> None:
+    marker = draw_digit("0", 400, 120)  # stroke 30 % of the height
+    out = to_mnist(1 - marker)
+    assert out[14, 14] < 0.2 and out.max() == 1  # the hole stays open
+    assert out.mean() < 0.2  # left alone it would be 0.24; MNIST's mean is 0.13
+    assert correlation(out, reference(draw_digit("0", 400, 60))) > 0.9  # the same 0, half the pen
+
+
+def test_specks_are_ignored(seven: np.ndarray) -> None:
+    dusty = seven.copy()
+    dusty[5:8, 5:8] = 1  # dust far from the digit
+    dusty[-20:-17, 150:153] = 1
+    assert np.allclose(to_mnist(dusty), to_mnist(seven), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        np.ones((50, 40)),
+        np.full((300, 300), 0.4),
+        np.zeros((28, 28)),
+        np.clip(np.random.default_rng(1).normal(0.7, 0.05, (200, 200)), 0, 1),
+        np.where(np.random.default_rng(2).random((200, 200)) < 0.001, 0.97, 1.0),  # faint specks
+        np.where(np.random.default_rng(3).random((400, 400)) < 0.0002, 0.0, 1.0),  # lone dark dots
+    ],
+    ids=["white", "grey", "black", "noise", "faint-specks", "dots"],
+)
+def test_blank_images_have_no_ink(blank: np.ndarray) -> None:
+    with pytest.raises(NoInkError, match="no ink found"):
+        to_mnist(blank)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_exif_orientation_is_applied(seven: np.ndarray) -> None:
+    upright = Image.fromarray(to_u8(1 - seven))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a camera held sideways saves it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    gray = load_gray(encode(stored, "JPEG", exif=exif, quality=95))
+    assert gray.shape == seven.shape
+    assert np.abs(gray - (1 - seven)).mean() < 0.02
+
+
+def test_camera_mpo_is_not_an_animation(seven: np.ndarray) -> None:
+    """Phone cameras save MPO files: the photo plus a preview frame."""
+    photo = Image.fromarray(to_u8(1 - seven)).convert("RGB")
+    mpo = encode(photo, "MPO", save_all=True, append_images=[photo.resize((40, 50))])
+    assert Image.open(io.BytesIO(mpo)).n_frames == 2
+    assert load_gray(mpo).shape == seven.shape
+
+
+def _variants(gray: np.ndarray) -> dict[str, object]:
+    """The same picture in every PIL mode and numpy layout we promise to read."""
+    u8 = to_u8(gray)
+    image = Image.fromarray(u8)
+    alpha = Image.fromarray(255 - u8)  # ink opaque, paper transparent
+    black = Image.new("L", image.size, 0)
+    palette = image.convert("P")
+    transparent = image.quantize(2)
+    transparent.info["transparency"] = int(np.asarray(transparent)[0, 0])
+    return {
+        "L": image,
+        "RGB": image.convert("RGB"),
+        "RGBA": Image.merge("RGBA", (black, black, black, alpha)),
+        "LA": Image.merge("LA", (black, alpha)),
+        "P": palette,
+        "P+transparency": transparent,
+        "1": image.convert("1", dither=Image.Dither.NONE),
+        "I;16": Image.fromarray(u8.astype(np.uint16) * 257),
+        "I": image.convert("I"),
+        "F": image.convert("F"),
+        "CMYK": image.convert("CMYK"),
+        "uint8": u8,
+        "uint16": u8.astype(np.uint16) * 257,
+        "float01": gray.astype(np.float64),
+        "float255": gray.astype(np.float32) * 255,
+        "bool": gray > 0.5,
+        "HxWx1": u8[..., None],
+        "HxWx3": np.repeat(u8[..., None], 3, axis=2),
+        "HxWx4": np.dstack([np.zeros_like(u8)] * 3 + [255 - u8]),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_variants(np.zeros((2, 2)))))
+def test_every_mode_and_array_reads_the_same(kind: str) -> None:
+    paper = 1 - draw_digit("2", 60, 9)
+    source = _variants(paper)[kind]
+    gray = load_gray(source)
+    assert gray.dtype == np.float32 and gray.shape == paper.shape
+    assert np.abs(gray - paper).mean() < 0.02, "1 must be white, transparency composited over white"
+    if isinstance(source, Image.Image):  # and the same once saved to a file
+        saved = encode(source, "TIFF" if source.mode in ("I", "F", "CMYK") else "PNG")
+        assert np.abs(load_gray(saved) - gray).max() < 1e-6
+
+
+def test_path_bytes_and_image_agree(tmp_path, seven: np.ndarray) -> None:
+    image = Image.fromarray(to_u8(1 - seven))
+    path = tmp_path / "seven.png"
+    image.save(path)
+    out = preprocess(path)
+    assert np.array_equal(out, preprocess(str(path)))
+    assert np.array_equal(out, preprocess(path.read_bytes()))
+    assert np.array_equal(out, preprocess(image))
+
+
+def _blank_png(width: int, height: int) -> bytes:
+    """A complete, valid 1-bit PNG written chunk by chunk, never holding the pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits, all black
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def _animated_gif() -> bytes:
+    frames = [Image.new("L", (20, 20), v) for v in (0, 255)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+
+
+BAD_FILES = {
+    "empty": (lambda: b"", "empty"),
+    "text": (lambda: b"just some notes, not a picture\n" * 10, "not an image"),
+    "truncated": (lambda: encode(Image.fromarray(to_u8(np.random.default_rng(0).random((64, 64)))))[:300], "truncated"),
+    "huge-bomb": (lambda: _blank_png(20_000, 20_000), "too large"),  # past PIL's own bomb limit
+    "huge": (lambda: _blank_png(8_000, 6_000), "too large"),  # past ours only
+    "animated": (_animated_gif, "animated images are not supported"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_files_raise_a_clear_error(tmp_path, kind: str) -> None:
+    make, message = BAD_FILES[kind]
+    path = tmp_path / "digit.png"
+    path.write_bytes(make())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not leak either
+        for source in (path, path.read_bytes()):
+            with pytest.raises(ImageError, match=message):
+                preprocess(source)
+
+
+def test_missing_path_and_directory(tmp_path) -> None:
+    with pytest.raises(ImageError, match="no such file"):
+        load_gray(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="is a directory"):
+        load_gray(tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (3, 4, 5), (2, 2, 2, 2)])
+def test_bad_arrays(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ImageError, match="array"):
+        load_gray(np.zeros(shape))
+
+
+def test_nan_array() -> None:
+    with pytest.raises(ImageError, match="NaN"):
+        to_mnist(np.full((10, 10), np.nan))
+
+
+def test_small_files_are_fast() -> None:
+    """Guards against per-pixel Python loops; the real target is 1,000 files/s."""
+    files = [encode(Image.fromarray(to_u8(1 - draw_digit(d, 40, 5)))) for d in "0123457" * 15]
+    preprocess(files[0])
+    start = time.perf_counter()
+    for data in files:
+        preprocess(data)
+    assert len(files) / (time.perf_counter() - start) > 150

@@ -1,0 +1,220 @@
+"""Tests for convnet.segment and the connected components it relies on."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from convnet.preprocess import NoInkError, connected_components, to_mnist
+from convnet.segment import STRONG_OVERLAP, DigitBox, segment_digits
+
+# Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).
+from test_preprocess import correlation, draw_strokes, reference
+
+Layout = list[tuple[str, int, int, int, float]]  # digit, height, top, gap before, stroke
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
+
+
+def compose(
+    layout: Layout, canvas_height: int = 400, aspect: float = 0.65
+) -> tuple[np.ndarray, list[Box], list[np.ndarray]]:
+    """Draw a number; also return each digit's true ink box and its drawing alone."""
+    width = 60 + sum(gap + round(aspect * h) for _, h, _, gap, _ in layout)
+    number = Image.new("L", (width, canvas_height), 0)
+    boxes, alone = [], []
+    x = 30
+    for digit, height, top, gap, stroke in layout:
+        x += gap
+        box = (x, top, round(aspect * height), height)
+        single = Image.new("L", number.size, 0)
+        draw_strokes(ImageDraw.Draw(single), digit, box, stroke)
+        draw_strokes(ImageDraw.Draw(number), digit, box, stroke)
+        ink = np.asarray(single, np.float32) / 255
+        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+        boxes.append((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+        alone.append(ink)
+        x += box[2]
+    return np.asarray(number, np.float32) / 255, boxes, alone
+
+
+def iou(found: DigitBox, truth: Box) -> float:
+    """Intersection over union of two boxes."""
+    box = (found.x0, found.y0, found.x1, found.y1)
+    width = max(0, min(box[2], truth[2]) - max(box[0], truth[0]))
+    inter = width * max(0, min(box[3], truth[3]) - max(box[1], truth[1]))
+    return inter / (area(box) + area(truth) - inter)
+
+
+def area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def assert_segmented(found: list[DigitBox], boxes: list[Box], alone: list[np.ndarray], min_iou: float = 0.85) -> None:
+    found_boxes = [(d.x0, d.y0, d.x1, d.y1) for d in found]
+    assert len(found) == len(boxes), f"found {found_boxes}, expected {boxes}"
+    for i, (digit, truth, ink) in enumerate(zip(found, boxes, alone)):
+        assert iou(digit, truth) > min_iou, f"digit {i}: box {found_boxes[i]}, expected {truth}"
+        assert digit.image.shape == (28, 28) and digit.image.dtype == np.float32
+        similarity = correlation(digit.image, reference(ink))
+        assert similarity > 0.8, f"digit {i}: correlation {similarity:.2f} with the digit drawn alone"
+
+
+# ------------------------------------------------------- connected components
+
+
+def flood_labels(mask: np.ndarray) -> np.ndarray:
+    """Plain breadth-first 8-connected labelling, the oracle for the fast one."""
+    labels = np.zeros(mask.shape, int)
+    count = 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        queue = deque([start])
+        while queue:
+            y, x = queue.popleft()
+            for ny in range(max(y - 1, 0), min(y + 2, mask.shape[0])):
+                for nx in range(max(x - 1, 0), min(x + 2, mask.shape[1])):
+                    if mask[ny, nx] and not labels[ny, nx]:
+                        labels[ny, nx] = count
+                        queue.append((ny, nx))
+    return labels
+
+
+@pytest.mark.parametrize("density", [0.1, 0.35, 0.5, 0.7])
+def test_components_match_flood_fill(density: float) -> None:
+    rng = np.random.default_rng(int(density * 100))
+    ink = np.where(rng.random((37, 53)) < density, rng.random((37, 53)), 0).astype(np.float32)
+    found = connected_components(ink)
+    expected = flood_labels(ink > 0)
+    assert len(found) == expected.max()
+    # Same partition: each found label maps to exactly one expected label and back.
+    pairs = np.unique(np.stack([found.labels[ink > 0], expected[ink > 0]]), axis=1)
+    assert pairs.shape[1] == len(found) and (found.labels[ink == 0] == 0).all()
+    for label in range(1, len(found) + 1):
+        ys, xs = np.nonzero(found.labels == label)
+        assert list(found.boxes[label - 1]) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert found.mass[label - 1] == pytest.approx(ink[found.labels == label].sum(), rel=1e-5)
+
+
+def test_components_of_a_spiral() -> None:
+    """A long winding component needs many hooking rounds; it must stay one."""
+    spiral = np.zeros((41, 41), np.float32)
+    top, left, bottom, right = 0, 0, 40, 40
+    while top <= bottom and left <= right:
+        spiral[top, left : right + 1] = spiral[top : bottom + 1, right] = 1
+        spiral[bottom, left : right + 1] = 1
+        spiral[top + 2 : bottom + 1, left] = 1
+        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
+        spiral[top - 1, left - 2] = 0
+    assert len(connected_components(spiral)) == flood_labels(spiral > 0).max()
+
+
+# ------------------------------------------------------------ segmentation
+
+
+VARIED: Layout = [
+    ("2", 200, 100, 0, 20),
+    ("0", 150, 160, 25, 14),
+    ("7", 230, 60, 70, 24),
+    ("1", 190, 110, -15, 18),  # close to the 7, slanted boxes overlap
+    ("4", 170, 140, 35, 26),
+    ("3", 210, 90, 15, 16),
+]
+
+
+def test_varied_spacing_sizes_and_baselines() -> None:
+    number, boxes, alone = compose(VARIED)
+    assert_segmented(segment_digits(1 - number), boxes, alone)
+
+
+def test_polarity_and_photo_conditions_agree() -> None:
+    number, boxes, alone = compose(VARIED[:4])
+    rng = np.random.default_rng(0)
+    light = np.linspace(0.55, 1.0, number.shape[1])[None, :]
+    photo = np.clip(light * (0.9 - 0.6 * number) + rng.normal(0, 0.03, number.shape), 0, 1)
+    for image in (number, photo):
+        assert_segmented(segment_digits(image), boxes, alone)
+
+
+@pytest.mark.parametrize("pair", ["00", "47", "23", "70"])
+def test_touching_pair_is_split(pair: str) -> None:
+    for overlap in range(0, 60, 2):  # slide the second digit left until the two touch
+        number, boxes, alone = compose([(pair[0], 200, 100, 0, 20), (pair[1], 200, 100, -overlap, 20)])
+        if len(connected_components(number)) == 1:
+            break
+    assert_segmented(segment_digits(number), boxes, alone, min_iou=0.7)
+
+
+def test_wide_single_digit_is_not_split() -> None:
+    """A round 0 almost as wide as tall, among narrow 1s, is still one digit."""
+    layout = [("1", 200, 100, 0, 18), ("0", 200, 100, 20, 18), ("1", 200, 100, 20, 18)]
+    number, boxes, alone = compose(layout, aspect=1.05)
+    zero = boxes[1]
+    assert 0.9 < (zero[2] - zero[0]) / (zero[3] - zero[1]) < 1
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_broken_five_and_dashed_one_are_one_digit_each() -> None:
+    number, boxes, alone = compose([("5b", 200, 100, 0, 18), ("3", 200, 100, 30, 18), ("1", 200, 100, 30, 18)])
+    gaps = (np.arange(number.shape[0]) // 30) % 3 == 2  # cut the 1 into dashes
+    number[gaps, boxes[2][0] : boxes[2][2]] = 0
+    alone[2][gaps] = 0
+    assert len(connected_components(number)) >= 6
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_one_broken_in_two_tall_pieces_is_merged() -> None:
+    """Both halves are too tall to be fragments; they are one digit because they share columns."""
+    number, boxes, alone = compose([("2", 200, 100, 0, 18), ("1", 250, 70, 30, 18), ("3", 200, 100, 30, 18)])
+    gap = slice(190, 200)
+    number[gap, boxes[1][0] : boxes[1][2]] = alone[1][gap] = 0
+    assert len(connected_components(number)) == 4
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_piece_beside_a_digit_is_absorbed() -> None:
+    """The end of a 7's bar broken off: no column shared with the rest, yet part of the 7."""
+    number, boxes, alone = compose([("2", 200, 100, 0, 18), ("7", 200, 100, 40, 18)])
+    cut = slice(boxes[1][0] + 35, boxes[1][0] + 45)
+    number[:, cut] = alone[1][:, cut] = 0
+    assert len(connected_components(number)) == 3
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_overhanging_neighbours_stay_apart() -> None:
+    """A 1 tucked under the bar of a 7 shares some of its columns but is its own digit."""
+    number, boxes, alone = compose([("7", 200, 60, 0, 18), ("1", 150, 140, -45, 14)])
+    overlap = (boxes[0][2] - boxes[1][0]) / (boxes[1][2] - boxes[1][0])
+    assert len(connected_components(number)) == 2 and 0.3 < overlap < STRONG_OVERLAP
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_specks_are_not_digits() -> None:
+    number, boxes, alone = compose(VARIED[:3])
+    number[10:13, 10:13] = 1
+    number[380:383, 300:302] = 1
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_boxes_are_in_input_pixels_for_big_images() -> None:
+    number, boxes, alone = compose(VARIED[:5])
+    big = np.asarray(Image.fromarray(number).resize((number.shape[1] * 3, number.shape[0] * 3), Image.BILINEAR))
+    found = segment_digits(big)
+    scaled = [tuple(3 * v for v in box) for box in boxes]
+    assert_segmented(found, scaled, alone)
+
+
+def test_single_digit_matches_to_mnist() -> None:
+    number, boxes, alone = compose([("4", 200, 100, 0, 20)])
+    (digit,) = segment_digits(1 - number)
+    assert correlation(digit.image, to_mnist(1 - number)) > 0.99
+
+
+def test_blank_raises() -> None:
+    with pytest.raises(NoInkError):
+        segment_digits(np.ones((100, 300)))
