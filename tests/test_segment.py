@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from convnet.preprocess import NoInkError, connected_components, to_mnist
+from convnet.components import connected_components
+from convnet.preprocess import NoInkError, to_mnist
 from convnet.segment import STRONG_OVERLAP, DigitBox, segment_digits
 
 # Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).

@@ -16,13 +16,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from convnet.components import connected_components, speck_mask
 from convnet.errors import ConvnetError
 
 MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
@@ -30,8 +30,6 @@ WORK_SIDE = 1024  # larger inputs are area-downscaled to this before any analysi
 SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
-SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
-SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
 STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th percentile
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -281,76 +279,6 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = weight0 * weight1 * (sum0 / weight0 - (sum0[-1] - sum0) / weight1) ** 2
     return low + (int(np.nanargmax(between[:-1])) + 1) * step
-
-
-# ---------------------------------------------------------- connected components
-
-
-@dataclass(frozen=True)
-class Components:
-    """8-connected components of the non-zero ink, numbered 1..n in `labels`."""
-
-    labels: np.ndarray  # int32, 0 = paper
-    boxes: np.ndarray  # (n, 4) x0, y0, x1, y1, half-open
-    mass: np.ndarray  # (n,) summed ink
-
-    def __len__(self) -> int:
-        return len(self.mass)
-
-
-def connected_components(ink: np.ndarray) -> Components:
-    """Label runs of ink per row, then join runs that touch across rows.
-
-    Working on runs instead of pixels keeps the graph small; the union is done
-    by vectorised min-label hooking plus pointer jumping.
-    """
-    height, width = ink.shape
-    edges = np.diff(np.pad(ink > 0, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]
-    # Run j in the next row touches run i (8-connected) iff s_j <= e_i and e_j >= s_i.
-    stride = width + 2
-    below = (rows + 1) * stride
-    first = np.searchsorted(rows * stride + ends, below + starts, "left")
-    stop = np.searchsorted(rows * stride + starts, below + ends, "right")
-    count = np.maximum(stop - first, 0)
-    a = np.repeat(np.arange(len(rows)), count)
-    b = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
-    root = np.arange(len(rows))
-    while not np.array_equal(root[a], root[b]):
-        low = np.minimum(root[a], root[b])
-        np.minimum.at(root, root[a], low)
-        np.minimum.at(root, root[b], low)
-        while not np.array_equal(root[root], root):
-            root = root[root]
-    _, comp = np.unique(root, return_inverse=True)
-    n = int(comp.max()) + 1 if len(comp) else 0
-    lengths = ends - starts
-    labels = np.zeros(height * width, np.int32)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    labels[np.repeat(rows * width + starts, lengths) + offsets] = np.repeat(comp + 1, lengths)
-    cumulative = np.pad(np.cumsum(ink, axis=1, dtype=np.float64), ((0, 0), (1, 0)))
-    boxes = np.empty((n, 4), np.int64)
-    boxes[:, :2] = np.iinfo(np.int64).max
-    boxes[:, 2:] = 0
-    np.minimum.at(boxes, (comp, 0), starts)
-    np.minimum.at(boxes, (comp, 1), rows)
-    np.maximum.at(boxes, (comp, 2), ends)
-    np.maximum.at(boxes, (comp, 3), rows + 1)
-    mass = np.bincount(comp, cumulative[rows, ends] - cumulative[rows, starts], minlength=n)
-    return Components(labels.reshape(height, width), boxes, mass)
-
-
-def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
-    """True for components that are dust or noise rather than (part of) a digit.
-
-    A speck is tiny against the image, or both light and small against the
-    heaviest component (the dot-like pieces of a broken stroke are not light).
-    """
-    boxes = components.boxes
-    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    tiny = sides < max(2.0, SPECK_SIDE * max(shape))
-    return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
 
 
 def _digit_ink(ink: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnet.preprocess import NoInkError, connected_components, find_ink, render_digit, speck_mask
+from convnet.components import connected_components, speck_mask
+from convnet.preprocess import NoInkError, find_ink, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
