@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 MODEL ?= fast
 
-.PHONY: install dev train test benchmark clean
+.PHONY: install dev train test benchmark clean default-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,12 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# The model shipped inside the package (convnet predict works with no training): `accurate`, trained by convnet.
+SHIPPED := src/convnet/weights/default
+default-model: install
+	$(BIN)/convnet data fetch mnist
+	$(BIN)/convnet train --model accurate --seed 0 --out runs/default-model
+	mkdir -p $(SHIPPED)
+	cp runs/default-model/model.safetensors runs/default-model/model.json $(SHIPPED)/
+	$(BIN)/convnet evaluate $(SHIPPED)

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save
 
 from convnet import __version__
 from convnet.data.cache import atomic_write
+from convnet.device import resolve_device
 from convnet.errors import ModelError
 from convnet.models import Ensemble, Network, create_model
 
@@ -123,7 +124,7 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
             f"{weights}: weights do not fit the {card['architecture']!r} architecture or are corrupt ({e})."
         ) from None
     model.card = card
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -> Ensemble:

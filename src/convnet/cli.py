@@ -229,7 +229,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
 
-    ensemble = build_ensemble(args.models, device=args.device if args.device != "auto" else "cpu")
+    ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir)
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)

@@ -36,7 +36,7 @@ def lesson(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> l
 @register_model(
     "fast",
     "Small BatchNorm CNN (16-32-64) built for time-to-99 % on a CPU",
-    Recipe(epochs=1, batch_size=64, lr=0.01, weight_decay=5e-4, label_smoothing=0.1),
+    Recipe(epochs=1, batch_size=64, lr=0.015, weight_decay=5e-4, label_smoothing=0.1),
 )
 def fast(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
     return [
@@ -53,7 +53,7 @@ def fast(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> lis
     "accurate",
     "VGG-style BatchNorm CNN (32-32 / 64-64 / 128) trained with rotation, shift and scale augmentation",
     Recipe(
-        epochs=20,
+        epochs=30,
         batch_size=128,
         lr=0.005,
         weight_decay=5e-4,

@@ -1,0 +1,163 @@
+"""Recognition of real images with the model shipped in the package, through the API and the CLI."""
+import itertools
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convnet.infer import Recognizer, expand_paths
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DIGITS = sorted((EXAMPLES / "digits").glob("*.*"))
+
+
+def label_of(path: Path) -> str:
+    return path.name.split("-")[0]  # examples/digits/<label>-<description>.<ext>
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load()
+
+
+def test_shipped_model_card(recognizer):
+    card = recognizer.model.card
+    assert card["architecture"] == "accurate" and recognizer.model.classes == [str(i) for i in range(10)]
+    assert card["metrics"]["test_accuracy"] >= 0.996 and 0.1 < card["temperature"] < 10
+
+
+def test_sample_digits_are_recognised(recognizer):
+    assert len(DIGITS) >= 8
+    results = recognizer.predict([str(p) for p in DIGITS])
+    wrong = [(p.name, r.label) for p, r in zip(DIGITS, results) if r.label != label_of(p)]
+    assert not wrong
+    for r in results:
+        assert r.confidence >= 0.5 and len(r.top_k) == 3 and abs(sum(r.probabilities) - 1) < 1e-4
+        assert r.top_k[0] == (r.label, r.confidence) and r.top_k[0][1] >= r.top_k[1][1] >= r.top_k[2][1]
+
+
+def test_every_input_kind_gives_the_same_answer(recognizer):
+    path = DIGITS[0]
+    image = Image.open(path)
+    gray = np.asarray(image.convert("L"))
+    inputs = [str(path), path, path.read_bytes(), image, gray, np.stack([gray / 255.0] * 3, -1),
+              gray.astype(np.uint16) * 257]
+    labels = {r.label for r in recognizer.predict(inputs)}
+    assert labels == {label_of(path)}
+    single = recognizer.predict(gray)
+    assert single.label == label_of(path) and single.path is None
+
+
+def test_blank_and_unsure_inputs_get_no_label(recognizer):
+    blank = recognizer.predict(np.full((64, 64), 255, np.uint8))
+    assert blank.label is None and blank.reason == "no ink found" and blank.error is None
+    strict = Recognizer(recognizer.model, min_confidence=0.999999).predict(str(DIGITS[0]))
+    assert strict.label is None and strict.reason == "low confidence" and strict.top_k
+
+
+def bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    files = {"empty": folder / "empty.png", "text": folder / "notes.png", "truncated": folder / "cut.png",
+             "huge": folder / "huge.png", "animated": folder / "anim.gif", "no images": folder / "emptydir"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not an image\n")
+    files["truncated"].write_bytes(DIGITS[0].read_bytes()[:200] if DIGITS[0].suffix == ".png" else b"\x89PNG\r\n")
+    files["huge"].write_bytes(_png_header(20_000, 20_000))
+    frames = [Image.new("L", (32, 32), v) for v in (0, 255)]
+    frames[0].save(files["animated"], save_all=True, append_images=frames[1:])
+    files["no images"].mkdir()
+    (files["no images"] / "readme.txt").write_text("nothing here")
+    return files
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size (made without allocating it): the header is all a reader should look at."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_bad_files_each_get_a_clear_error(recognizer, tmp_path):
+    files = bad_files(tmp_path / "bad")
+    items = list(expand_paths([str(p) for p in files.values()] + [str(DIGITS[0])]))
+    results = list(recognizer.predict_files(items))
+    assert len(results) == len(files) + 1
+    for result in results[:-1]:
+        assert result.label is None and result.error, result
+    assert results[-1].label == label_of(DIGITS[0]) and results[-1].error is None
+    errors = {name: r.error for name, r in zip(files, results)}
+    assert "empty" in errors["empty"].lower()
+    assert "no images found" in errors["no images"]
+    assert "animated" in errors["animated"].lower()
+    assert "pixels" in errors["huge"].lower() or "too large" in errors["huge"].lower()
+
+
+def test_paths_stream_lazily(recognizer):
+    endless = ((str(DIGITS[0]), None) for _ in itertools.count())  # would never end if collected first
+    first = list(itertools.islice(recognizer.predict_files(endless, chunk=8), 20))
+    assert len(first) == 20 and {r.label for r in first} == {label_of(DIGITS[0])}
+
+
+def test_expand_paths_folders_and_globs(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.png", "a/b/2.JPG", "a/skip.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found = [p for p, error in expand_paths([str(tmp_path / "a")])]
+    assert found == [str(tmp_path / "a" / "1.png"), str(tmp_path / "a" / "b" / "2.JPG")]
+    assert [p for p, _ in expand_paths([str(tmp_path / "a" / "*.png")])] == [str(tmp_path / "a" / "1.png")]
+    assert list(expand_paths([str(tmp_path / "nope*.png")]))[0][1].endswith("no files match")
+    assert list(expand_paths([str(tmp_path / "missing.png")]))[0][1].endswith("no such file or folder")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "convnet", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_predict_cli_json_lines(tmp_path):
+    files = bad_files(tmp_path / "bad")
+    done = cli("predict", *DIGITS[:3], files["text"], "--json", "--top-k", "2")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["label"] for r in rows[:3]] == [label_of(p) for p in DIGITS[:3]]
+    assert all(set(r) >= {"path", "label", "confidence", "top_k", "error"} for r in rows)
+    assert len(rows[0]["top_k"]) == 2 and rows[3]["label"] is None and rows[3]["error"]
+    ok = cli("predict", EXAMPLES / "digits")
+    assert ok.returncode == 0 and len(ok.stdout.splitlines()) == len(DIGITS)
+
+
+@pytest.mark.parametrize("args, words", [(["--min-confidence", "150"], "between 0 and 1"),
+                                         (["--top-k", "0"], "at least 1"),
+                                         (["--model", "nowhere"], "not a run folder")])
+def test_predict_cli_bad_options(args, words):
+    done = cli("predict", DIGITS[0], *args)
+    assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_read_a_whole_number(recognizer):
+    for path in sorted((EXAMPLES / "numbers").glob("*.*")):
+        reading = recognizer.read(str(path))
+        assert reading.number == path.name.split("-")[0], path.name
+        assert len(reading.digits) == len(reading.number)
+        xs = [d.box[0] for d in reading.digits]
+        assert xs == sorted(xs) and 0 < reading.confidence <= 1
+
+
+def test_read_cli(tmp_path):
+    number = sorted((EXAMPLES / "numbers").glob("*.*"))[0]
+    done = cli("read", number, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["number"] == number.name.split("-")[0]
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 80), 255).save(blank)
+    done = cli("read", blank)
+    assert done.returncode == 0 and "no ink found" in done.stdout
+    done = cli("read", tmp_path / "missing.png")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
