@@ -219,3 +219,27 @@ def test_single_digit_matches_to_mnist() -> None:
 def test_blank_raises() -> None:
     with pytest.raises(NoInkError):
         segment_digits(np.ones((100, 300)))
+
+
+@pytest.mark.parametrize("whole_confidence, kept_whole", [(0.99, True), (0.05, False)])
+def test_a_scorer_decides_whether_a_wide_group_is_split(whole_confidence: float, kept_whole: bool) -> None:
+    image = Image.new("L", (420, 200), 0)
+    ImageDraw.Draw(image).ellipse([30, 40, 390, 160], outline=255, width=14)  # a very wide 0
+    gray = np.asarray(image, np.float32) / 255
+    cut = len(segment_digits(gray))
+    assert cut >= 2  # without a classifier: cut by width alone
+
+    def score(images: np.ndarray) -> np.ndarray:  # the whole first, then the pieces
+        return np.array([whole_confidence] + [0.9] * (len(images) - 1))
+
+    assert len(segment_digits(gray, score=score)) == (1 if kept_whole else cut)
+
+
+def test_a_flat_loose_bar_joins_its_digit() -> None:
+    image = Image.new("L", (300, 200), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(60, 30), (160, 30)], fill=255, width=10)  # the loose bar of a 5, wide but flat
+    draw.line([(55, 50), (50, 100)], fill=255, width=10)
+    draw.arc([40, 80, 150, 170], start=-90, end=150, fill=255, width=10)
+    found = segment_digits(np.asarray(image, np.float32) / 255)
+    assert len(found) == 1 and found[0].y0 <= 30 <= found[0].y1

@@ -145,7 +145,7 @@ class Recognizer:
     def read(self, image: Source) -> Reading:
         """Read a handwritten number: segment the digits, classify each, join them left to right."""
         try:
-            boxes = segment_digits(load_gray(image))
+            boxes = segment_digits(load_gray(image), score=lambda images: self.probabilities(images).max(1))
         except NoInkError as e:
             return Reading(None, [], 0.0, reason=str(e))
         except ImageError as e:

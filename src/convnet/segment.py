@@ -8,6 +8,7 @@ merged, touching digits are split, and each digit is rendered MNIST-style.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,10 +48,15 @@ class _Group:
         return int(self.box[3] - self.box[1])
 
 
-def segment_digits(gray: np.ndarray) -> list[DigitBox]:
+Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N,) confidence of the best class
+
+
+def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitBox]:
     """Digits of a handwritten number, ordered left to right.
 
-    Raises NoInkError when there is no ink.
+    With `score` (a classifier's confidence), a wide group is only split when its pieces, together, are more
+    convincing digits than the whole: a wide 0 stays one digit, a touching pair is cut. Raises NoInkError when
+    there is no ink.
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
@@ -61,7 +67,7 @@ def segment_digits(gray: np.ndarray) -> list[DigitBox]:
     groups = [_Group([int(i) + 1], components.boxes[i].copy()) for i in parts]
     height = _digit_height(groups)
     groups = _absorb_fragments(_merge_overlapping(groups), height)
-    pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels)]
+    pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
     pieces.sort(key=lambda piece: piece[0][0] + piece[0][2])
     scale = np.array(gray.shape[:2]) / ink.shape
     return [_digit_box(box, image, scale, gray.shape) for box, image in pieces]
@@ -114,7 +120,7 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
 def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
     """Join each piece too small to be a digit to its horizontally nearest neighbour."""
     while len(groups) > 1:
-        small = [g for g in groups if max(g.height, g.width) < FRAGMENT * height]
+        small = [g for g in groups if g.height < FRAGMENT * height]  # digits are never flat: a 5's loose bar is
         if not small:
             break
         piece = min(small, key=lambda g: max(g.height, g.width))
@@ -125,7 +131,7 @@ def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
 
 
 def _split_touching(
-    group: _Group, groups: list[_Group], ink: np.ndarray, labels: np.ndarray
+    group: _Group, groups: list[_Group], ink: np.ndarray, labels: np.ndarray, score: Scorer | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split a group wider than tall and much wider than a digit along its thinnest seams.
 
@@ -151,6 +157,11 @@ def _split_touching(
         if len(rows):
             box = np.array([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1])
             pieces.append((box, render_digit(piece)))
+    if score is not None and len(pieces) > 1:
+        whole = render_digit(digit)
+        confidence = score(np.stack([whole] + [image for _, image in pieces]))
+        if confidence[0] >= np.prod(confidence[1:]):
+            return [(np.array([x0, y0, x1, y1]), whole)]
     return pieces
 
 
