@@ -279,7 +279,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reading.to_dict()))
     elif reading.error:
-        print(f"{args.image}: error: {reading.error}", file=sys.stderr)
+        print(f"convnet: error: {reading.error}", file=sys.stderr)
     else:
         digits = "  ".join(f"{d.label if d.label is not None else '?'}:{d.confidence:.1%}" for d in reading.digits)
         print(f"{reading.number if reading.number is not None else '?'}   ({reading.reason or digits})")

@@ -155,8 +155,8 @@ def fit(
 ) -> History:
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
 
-    `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops after the
-    current step and returns the history so far, marked `interrupted`. Under torchrun, every rank calls this with
+    `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops the
+    current epoch and returns the history so far, marked `interrupted`. Under torchrun, every rank calls this with
     the same arguments; each trains on its shard and only rank 0 evaluates, logs and calls `on_epoch_end`.
     """
     base = dataclasses.asdict(config) if config else {"model": model.arch}
