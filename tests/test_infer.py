@@ -27,7 +27,7 @@ def recognizer() -> Recognizer:
 
 def test_shipped_model_card(recognizer):
     card = recognizer.model.card
-    assert card["architecture"] == "accurate" and recognizer.model.classes == [str(i) for i in range(10)]
+    assert card["architecture"] == "robust" and recognizer.model.classes == [str(i) for i in range(10)]
     assert card["metrics"]["test_accuracy"] >= 0.996 and 0.1 < card["temperature"] < 10
 
 

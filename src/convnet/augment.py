@@ -35,3 +35,26 @@ def random_affine(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (out + background).contiguous(memory_format=torch.channels_last)
+
+
+def random_lowres(x: torch.Tensor, fraction: float, sizes: tuple[int, int] = (8, 16),
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Blur a random `fraction` of the batch by scaling it down to a random s×s (s in `sizes`) and back up.
+
+    Real inputs are often low-resolution (a small scan, a thumbnail, a digit a few pixels tall) and come out of
+    preprocessing soft and blobby; MNIST's crisp digits never look like that unless training shows them so.
+    """
+    n = int(round(x.shape[0] * fraction))
+    if n == 0:
+        return x
+    side = int(torch.randint(sizes[0], sizes[1] + 1, (1,), generator=generator))
+    small = F.interpolate(x[:n], size=(side, side), mode="area")
+    x = x.clone()
+    x[:n] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def augment_batch(x: torch.Tensor, background: float, lowres: float = 0.0, **affine: float) -> torch.Tensor:
+    """A recipe's augmentation: the random affine map, then low-resolution blur on a share of the batch."""
+    x = random_affine(x, background=background, **affine)
+    return random_lowres(x, lowres) if lowres else x

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
-from convnet.augment import random_affine
+from convnet.augment import augment_batch
 from convnet.checkpoint import save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
@@ -253,7 +253,7 @@ class _Loop:
             for step, idx in enumerate(self.batches(len(x), epoch, dev)):
                 xb, yb = x[idx], y[idx]
                 if augment:
-                    xb = random_affine(xb, background=self.background, **augment)
+                    xb = augment_batch(xb, self.background, **augment)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     out = self.net(xb)
                     loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)

@@ -1,6 +1,8 @@
 """The architectures. Each builder derives its shapes from the input size; nothing assumes 28×28."""
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from convnet.models.registry import Recipe, register_model
@@ -49,17 +51,20 @@ def fast(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> lis
     ]
 
 
+ACCURATE_RECIPE = Recipe(
+    epochs=30,
+    batch_size=128,
+    lr=0.005,
+    weight_decay=5e-4,
+    label_smoothing=0.1,
+    augment={"rotate": 10.0, "shift": 0.1, "scale": 0.1},
+)
+
+
 @register_model(
     "accurate",
     "VGG-style BatchNorm CNN (32-32 / 64-64 / 128) trained with rotation, shift and scale augmentation",
-    Recipe(
-        epochs=30,
-        batch_size=128,
-        lr=0.005,
-        weight_decay=5e-4,
-        label_smoothing=0.1,
-        augment={"rotate": 10.0, "shift": 0.1, "scale": 0.1},
-    ),
+    ACCURATE_RECIPE,
 )
 def accurate(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
     return [
@@ -74,3 +79,12 @@ def accurate(num_classes: int, in_channels: int, input_size: tuple[int, int]) ->
         nn.Flatten(),
         nn.Linear(128, num_classes),
     ]
+
+
+@register_model(
+    "robust",
+    "`accurate`'s network, also trained on low-resolution (blurred) digits: for real photos and scans",
+    dataclasses.replace(ACCURATE_RECIPE, augment={**ACCURATE_RECIPE.augment, "lowres": 0.25}),
+)
+def robust(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
+    return accurate(num_classes, in_channels, input_size)
