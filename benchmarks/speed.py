@@ -82,14 +82,14 @@ def table(rows: list[dict]) -> str:
     lesson = next((r for r in rows if r["name"].startswith("lesson")), None)
     keras = next((r for r in rows if r["name"].startswith("Keras")), None)
     reference = keras["epoch_seconds"] if keras else KERAS_EPOCH_SECONDS
-    lines = ["| run | test accuracy | train seconds | s/epoch | vs Keras lesson (s/epoch) | notes |",
+    lines = ["| run | test accuracy | train seconds | s/epoch | speed vs Keras lesson (per epoch) | notes |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         if "images_per_second" in r:
             lines.append(f"| {r['name']} | | | | | {r['images_per_second']:,.0f} images/s |")
             continue
         per_epoch = r.get("epoch_seconds")
-        ratio = f"{reference / per_epoch:.1f}× faster" if per_epoch else ""
+        ratio = f"{reference / per_epoch:.2f}×" if per_epoch and r is not keras else ""
         notes = f"{r['reached_99']}/{r['runs']} runs ≥ 99 %" if "runs" in r else ""
         if r.get("train_seconds") and r["name"].startswith("fast"):
             notes += f"; {KERAS_EPOCH_SECONDS * 10 / r['train_seconds']:.0f}× less time than Keras' 10 epochs"

@@ -24,7 +24,7 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, pool: bool = False) -> l
 )
 def lesson(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
     h, w = ((s - 2) // 2 for s in input_size)  # 3×3 'valid' convolution, then 2×2 pooling
-    return [
+    layers = [
         nn.Conv2d(in_channels, 32, 3),
         nn.ReLU(inplace=True),  # in place: the same function without another 32×26×26 tensor per image
         nn.MaxPool2d(2),
@@ -33,6 +33,11 @@ def lesson(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> l
         nn.ReLU(inplace=True),
         nn.Linear(100, num_classes),
     ]
+    for layer in layers:  # Keras' defaults, as in the lesson: Glorot-uniform weights, zero biases
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return layers
 
 
 @register_model(
