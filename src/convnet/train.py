@@ -161,8 +161,9 @@ def fit(
     """
     base = dataclasses.asdict(config) if config else {"model": model.arch}
     cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
-    w = distributed.init(resolve_device(cfg.device))
-    dev = distributed.device_for(resolve_device(cfg.device), w)
+    requested = resolve_device(cfg.device)
+    w = distributed.init(requested)
+    dev = distributed.device_for(requested, w)
     if not w.is_main:
         log, on_epoch_end = (lambda message: None), None
     model.mean, model.std = data.normalization()
