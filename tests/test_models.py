@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from convnet.errors import ModelError
 from convnet.models import count_macs, create_model, get_spec, list_models
@@ -31,9 +32,18 @@ def test_lesson_is_exactly_the_lessons_network():
     model = create_model("lesson")
     assert sum(p.numel() for p in model.parameters()) == 542_230  # what Keras reports for the lesson's model
     kinds = [type(m).__name__ for m in model]
-    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+    assert kinds == ["Conv2d", "MaxPool2d", "ReLU", "Flatten", "Linear", "ReLU", "Linear"]
     assert model[0].kernel_size == (3, 3) and model[0].out_channels == 32 and model[4].in_features == 5408
     assert get_spec("lesson").recipe.batch_size == 32 and get_spec("lesson").recipe.optimizer == "adam"
+
+
+def test_lesson_pools_before_relu_without_changing_the_function():
+    torch.manual_seed(0)
+    model = create_model("lesson")
+    conv, dense1, dense2 = model[0], model[4], model[6]
+    as_taught = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), dense1, nn.ReLU(), dense2)
+    x = torch.randn(16, 1, 28, 28)
+    assert torch.equal(model(x), as_taught(x))
 
 
 def test_macs_of_the_lesson():
