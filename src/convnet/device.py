@@ -1,4 +1,4 @@
-"""Device choice: `auto` takes a CUDA GPU, then Apple's MPS, then the CPU."""
+"""Device choice: `auto` takes a CUDA GPU, then Apple's MPS, then the CPU; and whether to compute in bf16 there."""
 from __future__ import annotations
 
 import torch
@@ -26,3 +26,19 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps: Apple's MPS is not available here.")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bf16 in hardware: CUDA GPUs that support it, and CPUs with AVX-512 BF16 or AMX
+    (recent Intel Xeons, AMD Zen 4 and later), where oneDNN's bf16 convolutions run about 1.7× as fast as fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # absent on non-x86 builds
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """`auto` computes in bf16 (autocast; weights and optimiser state stay fp32) where the hardware has it."""
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))

@@ -24,7 +24,7 @@ from convnet.augment import augment_batch
 from convnet.checkpoint import save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
-from convnet.device import resolve_device
+from convnet.device import resolve_device, use_bf16
 from convnet.errors import ConfigError
 from convnet.calibrate import fit_temperature
 from convnet.evaluate import evaluate, evaluate_tensors, logits_of
@@ -56,8 +56,8 @@ class TrainConfig:
     target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
     out: str | None = None
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
-    compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
+    precision: str = "auto"  # auto (bf16 autocast where the hardware has bf16, see device.native_bf16) | fp32 | bf16
+    compile: bool = False  # torch.compile the model, with CUDA graphs on a GPU (pays off for longer runs)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -245,7 +245,8 @@ class _Loop:
     def epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         cfg, dev = self.cfg, x.device
         augment = get_spec(cfg.model).recipe.augment if cfg.augment else {}
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+        bf16 = use_bf16(cfg.precision, dev)
+        graphs = cfg.compile and dev.type == "cuda"
         self.net.train()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -255,6 +256,8 @@ class _Loop:
                 xb, yb = x[idx], y[idx]
                 if augment:
                     xb = augment_batch(xb, self.background, **augment)
+                if graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten now
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     out = self.net(xb)
                     loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
