@@ -28,14 +28,27 @@ def test_one_training_step_lowers_the_loss(tiny_dir, name):
     assert after.item() < before.item()
 
 
-def test_fit_learns_the_tiny_set(tiny_dir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fit_learns_the_tiny_set(tiny_dir, precision):
     data = load_dataset("mnist", tiny_dir)
     model = create_model("fast")
-    history = fit(model, data, epochs=4, batch_size=32, lr=0.02, log=lambda m: None)
+    history = fit(model, data, epochs=4, batch_size=32, lr=0.02, precision=precision, log=lambda m: None)
     assert len(history.epochs) == 4 and history.train_seconds > 0
     assert history.epochs[-1]["val_accuracy"] >= 0.9
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
     assert model.mean == data.normalization()[0] and not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights in fp32
+
+
+def test_fit_calibrates_on_the_held_out_split(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    model = create_model("fast")
+    history = fit(model, data, epochs=2, batch_size=32, lr=0.02, log=lambda m: None)
+    assert history.calibration["temperature"] == model.temperature != 1.0
+    assert history.calibration["val_ece_after"] <= history.calibration["val_ece_before"]
+    unheld = create_model("fast")
+    assert fit(unheld, data, epochs=1, batch_size=32, val_split=0.0, log=lambda m: None).calibration is None
+    assert unheld.temperature == 1.0
 
 
 def test_target_accuracy_stops_early(tiny_dir):

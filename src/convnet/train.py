@@ -113,6 +113,7 @@ class History:
     train_seconds: float = 0.0
     interrupted: bool = False
     target_reached: bool = False
+    calibration: dict | None = None  # the softmax temperature fitted on the held-out split, when there is one
 
     def to_csv(self) -> str:
         keys = list(dict.fromkeys(k for row in self.epochs for k in row))
@@ -156,8 +157,10 @@ def fit(
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
 
     `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops the
-    current epoch and returns the history so far, marked `interrupted`. Under torchrun, every rank calls this with
-    the same arguments; each trains on its shard and only rank 0 evaluates, logs and calls `on_epoch_end`.
+    current epoch and returns the history so far, marked `interrupted`. After a complete run, the softmax
+    temperature is fitted on the held-out split (`model.temperature`, `history.calibration`). Under torchrun, every
+    rank calls this with the same arguments; each trains on its shard and only rank 0 evaluates, calibrates, logs and
+    calls `on_epoch_end`.
     """
     base = dataclasses.asdict(config) if config else {"model": model.arch}
     cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
@@ -211,7 +214,18 @@ def fit(
             log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
             break
     model.eval()
+    if w.is_main and len(x_val) and history.epochs and not history.interrupted:
+        history.calibration = _calibrate(model, x_val, y_val)
+        log(f"temperature {model.temperature:.3f} fitted on the validation split")
     return history
+
+
+def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor) -> dict:
+    """Fit the softmax temperature on the held-out images, so that confidences match accuracies."""
+    model.temperature = fit_temperature(logits_of(model, x_val), y_val)
+    calibrated = evaluate_tensors(model, x_val, y_val, model.classes)
+    return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
+            "val_ece_before": calibrated.ece_uncalibrated, "val_ece_after": calibrated.ece}
 
 
 def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device) -> torch.nn.Module:
@@ -220,7 +234,9 @@ def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.dev
     if w.active:
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        # On a GPU a small CNN's step is bound by kernel launches, not arithmetic: "reduce-overhead" also records
+        # the compiled forward and backward as CUDA graphs, replayed with one launch each.
+        net = torch.compile(net, mode="reduce-overhead" if dev.type == "cuda" else None)
     return net
 
 
@@ -296,19 +312,6 @@ def _epoch_line(row: dict, epochs: int) -> str:
     return line
 
 
-def calibrate_on_validation(model: Network, data: Dataset, cfg: TrainConfig) -> dict:
-    """Fit the softmax temperature on the held-out images (the same seeded split `fit` used)."""
-    _, val_idx = split_indices(len(data.train_x), cfg.val_split, cfg.seed)
-    dev = next(model.parameters()).device
-    x = to_tensor(data.train_x[val_idx.numpy()], model.mean, model.std, dev)
-    y = torch.from_numpy(data.train_y[val_idx.numpy()]).to(dev)
-    logits = logits_of(model, x)
-    model.temperature = fit_temperature(logits, y)
-    calibrated = evaluate_tensors(model, x, y, model.classes)
-    return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y)} images)",
-            "val_ece_before": calibrated.ece_uncalibrated, "val_ece_after": calibrated.ece}
-
-
 @dataclass
 class RunResult:
     run_dir: Path | None  # None on torchrun ranks other than 0, which write nothing
@@ -365,9 +368,8 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
 
     history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
-    if history.epochs and not history.interrupted and cfg.val_split > 0:
-        card["calibration"] = calibrate_on_validation(model, data, cfg)
-        log(f"temperature {model.temperature:.3f} fitted on the validation split")
+    if history.calibration:
+        card["calibration"] = history.calibration
     metrics = {
         "model": cfg.model,
         "dataset": data.name,
