@@ -64,8 +64,11 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np
 
 
 @torch.inference_mode()
-def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Model outputs for a whole tensor, in batches, in eval mode (restoring the previous mode)."""
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Model outputs for a whole tensor, in batches, in eval mode (restoring the previous mode).
+
+    Small batches are faster on a CPU: 256 images' activations stay in the caches, 2,000 images' do not (`fast`
+    infers 40,000 images/s at 256 and 20,000 at 2,000 on the 2-core development machine)."""
     was_training = model.training
     model.eval()
     try:
