@@ -40,6 +40,15 @@ def test_fit_learns_the_tiny_set(tiny_dir, precision):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights in fp32
 
 
+def test_auto_precision_finishes_in_fp32_where_the_recipe_says(tiny_dir, monkeypatch):
+    monkeypatch.setattr(import_module("convnet.train"), "use_bf16", lambda precision, device: precision != "fp32")
+    data = load_dataset("mnist", tiny_dir)
+    history = fit(create_model("accurate"), data, epochs=8, batch_size=32, log=lambda m: None)
+    assert [row["precision"] for row in history.epochs] == ["bf16"] * 6 + ["fp32"] * 2  # fp32_finish = 0.25
+    forced = fit(create_model("accurate"), data, epochs=2, batch_size=32, precision="bf16", log=lambda m: None)
+    assert [row["precision"] for row in forced.epochs] == ["bf16", "bf16"]
+
+
 def test_fit_calibrates_on_the_held_out_split(tiny_dir):
     data = load_dataset("mnist", tiny_dir)
     model = create_model("fast")

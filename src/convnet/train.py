@@ -260,8 +260,10 @@ class _Loop:
 
     def epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         cfg, dev = self.cfg, x.device
-        augment = get_spec(cfg.model).recipe.augment if cfg.augment else {}
-        bf16 = use_bf16(cfg.precision, dev)
+        recipe = get_spec(cfg.model).recipe
+        augment = recipe.augment if cfg.augment else {}
+        finishing = cfg.precision == "auto" and epoch > cfg.epochs - round(recipe.fp32_finish * cfg.epochs)
+        bf16 = use_bf16(cfg.precision, dev) and not finishing
         graphs = cfg.compile and dev.type == "cuda"
         self.net.train()
         loss_sum = torch.zeros((), device=dev)
@@ -299,6 +301,7 @@ class _Loop:
             "train_accuracy": round(correct.item() / (self.steps * cfg.batch_size), 6),
             "seconds": round(seconds, 3),
             "images_per_second": round(images / seconds, 1),
+            "precision": "bf16" if bf16 else "fp32",
         }
 
 

@@ -66,6 +66,7 @@ ACCURATE_RECIPE = Recipe(
     weight_decay=5e-4,
     label_smoothing=0.1,
     augment={"rotate": 10.0, "shift": 0.1, "scale": 0.1},
+    fp32_finish=0.25,
 )
 
 
