@@ -113,7 +113,8 @@ def build_parser() -> Parser:
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                        help="auto (default): bf16 autocast where the hardware computes in bf16 "
                        "(CUDA GPUs, CPUs with AVX-512 BF16 or AMX), fp32 elsewhere")
-    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (with CUDA graphs on a GPU)")
+    train.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the model (with CUDA graphs on a GPU)")
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
     ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name")

@@ -26,7 +26,7 @@ from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device, use_bf16
 from convnet.errors import ConfigError
-from convnet.calibrate import fit_temperature
+from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
 from convnet.progress import Log, progress_bar, stderr_log
@@ -222,10 +222,11 @@ def fit(
 
 def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor) -> dict:
     """Fit the softmax temperature on the held-out images, so that confidences match accuracies."""
-    model.temperature = fit_temperature(logits_of(model, x_val), y_val)
-    calibrated = evaluate_tensors(model, x_val, y_val, model.classes)
+    logits = logits_of(model, x_val)  # one pass: the fit and both calibration errors use the same logits
+    model.temperature = fit_temperature(logits, y_val)
     return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
-            "val_ece_before": calibrated.ece_uncalibrated, "val_ece_after": calibrated.ece}
+            "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
+            "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
 
 
 def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device) -> torch.nn.Module:
