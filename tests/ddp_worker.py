@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from convnet.distributed import exit_process
 from convnet.train import TrainConfig, train
 
 data_dir, out = sys.argv[1], Path(sys.argv[2])
@@ -13,3 +14,4 @@ result = train(TrainConfig(model="fast", data_dir=data_dir, epochs=2, batch_size
 rank = int(__import__("os").environ["RANK"])
 state = {k: v.detach().contiguous() for k, v in result.model.state_dict().items() if v.dtype != torch.long}
 save_file(state, str(out / f"rank{rank}.safetensors"))
+exit_process(0)  # as `convnet train` does under torchrun: see its docstring

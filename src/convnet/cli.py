@@ -106,7 +106,8 @@ def build_parser() -> Parser:
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="the recipe's rotation/shift/scale augmentation on or off")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--val-split", type=float, default=0.1, help="fraction held out for validation (default 0.1)")
+    train.add_argument("--val-split", type=float,
+                       help="fraction held out for validation and calibration (default: the model's recipe)")
     train.add_argument("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this, e.g. 0.99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     _add_model_options(train)
@@ -201,6 +202,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from convnet import distributed
+
+    code = _train(args)
+    if distributed.world().active:  # under torchrun: leave before PyTorch's teardown can abort the process
+        distributed.exit_process(code)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
     from convnet.train import TrainConfig, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}

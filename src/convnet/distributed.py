@@ -7,7 +7,9 @@ Only rank 0 logs, evaluates and writes files. Without torchrun, everything here 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -79,3 +81,17 @@ def finish() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a torchrun worker at once, skipping the interpreter's teardown.
+
+    Once DistributedDataParallel has been built, the gloo process group and its worker threads outlive
+    `destroy_process_group`. A worker thread that drops the last reference to a collective's tensor while the
+    interpreter shuts down cannot take the GIL any more, and the process aborts ("terminate called without an active
+    exception"): torchrun then reports a finished run as failed. By this point every file is written, so there is
+    nothing for the teardown to do.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

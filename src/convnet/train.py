@@ -52,7 +52,7 @@ class TrainConfig:
     schedule: str | None = None
     augment: bool | None = None  # the recipe's augmentation on or off
     seed: int = 0
-    val_split: float = 0.1
+    val_split: float | None = None
     target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
     out: str | None = None
     device: str = "auto"
@@ -73,7 +73,8 @@ class TrainConfig:
         """A copy with the model's recipe filled in where the user gave nothing, checked for sense."""
         recipe = get_spec(self.model).recipe
         cfg = dataclasses.replace(self)
-        for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "schedule"):
+        for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "schedule",
+                     "val_split"):
             if getattr(cfg, name) is None:
                 setattr(cfg, name, getattr(recipe, name))
         if cfg.augment is None:
@@ -209,21 +210,26 @@ def fit(
         if on_epoch_end:
             on_epoch_end(model, history)
         reached = cfg.target_accuracy is not None and row.get("test_accuracy", 0) >= cfg.target_accuracy
-        if distributed.agree(reached, dev):
+        if cfg.target_accuracy is not None and distributed.agree(reached, dev):  # no target: nothing to agree on
             history.target_reached = True
             log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
             break
     model.eval()
     if w.is_main and len(x_val) and history.epochs and not history.interrupted:
-        history.calibration = _calibrate(model, x_val, y_val)
-        log(f"temperature {model.temperature:.3f} fitted on the validation split")
+        history.calibration = _calibrate(model, x_val, y_val, log)
     return history
 
 
-def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor) -> dict:
+def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict | None:
     """Fit the softmax temperature on the held-out images, so that confidences match accuracies."""
     logits = logits_of(model, x_val)  # one pass: the fit and both calibration errors use the same logits
+    if bool((logits.argmax(1) == y_val).all()):
+        # Without a single mistake the likelihood only grows as T shrinks: the fit would claim certainty.
+        log(f"temperature not fitted: the model classifies all {len(y_val)} held-out images correctly, which does "
+            "not show how confident it should be; hold out more images with --val-split")
+        return None
     model.temperature = fit_temperature(logits, y_val)
+    log(f"temperature {model.temperature:.3f} fitted on the validation split")
     return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
             "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
             "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}

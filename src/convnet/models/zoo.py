@@ -66,6 +66,9 @@ ACCURATE_RECIPE = Recipe(
     weight_decay=5e-4,
     label_smoothing=0.1,
     augment={"rotate": 10.0, "shift": 0.1, "scale": 0.1},
+    # 57,000 training images instead of 54,000 are worth a few hundredths of a percent here; 3,000 held out still
+    # hold a dozen or so mistakes, which is what fitting the temperature needs.
+    val_split=0.05,
     fp32_finish=0.25,
 )
 
