@@ -66,9 +66,10 @@ ACCURATE_RECIPE = Recipe(
     weight_decay=5e-4,
     label_smoothing=0.1,
     augment={"rotate": 10.0, "shift": 0.1, "scale": 0.1},
-    # 57,000 training images instead of 54,000 are worth a few hundredths of a percent here; 3,000 held out still
-    # hold a dozen or so mistakes, which is what fitting the temperature needs.
-    val_split=0.05,
+    # 58,800 training images instead of 54,000: three seeds gave 99.73 % each, against 99.67-99.75 % with 10 % held
+    # out and 99.67-99.71 % with 5 %. The 1,200 held out usually hold a few mistakes for the temperature fit; when
+    # they hold none, fit leaves the temperature alone and says so.
+    val_split=0.02,
     fp32_finish=0.25,
 )
 
