@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py                  # lesson recipe, fast to 99 %, inference throughput
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
-    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 8 min in bf16, 12–17 in fp32)
+    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–10 min with bf16)
     python benchmarks/speed.py --accurate --ensemble 3    # and two more seeds of it, averaged (`convnet ensemble`)
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
