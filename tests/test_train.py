@@ -151,6 +151,14 @@ def test_bad_options_are_refused(options, words):
         TrainConfig.from_dict(options).resolved()
 
 
+def test_the_recipe_fills_what_the_user_left_out():
+    accurate = TrainConfig(model="accurate").resolved()
+    assert (accurate.epochs, accurate.val_split, accurate.augment) == (30, 0.02, True)
+    assert TrainConfig(model="fast").resolved().val_split == 0.1
+    mine = TrainConfig(model="accurate", val_split=0.1, epochs=3, augment=False).resolved()
+    assert (mine.epochs, mine.val_split, mine.augment) == (3, 0.1, False)
+
+
 def test_unknown_option_suggests():
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})
