@@ -77,8 +77,7 @@ def _precision(precision: str, device: str) -> str:
 def bench_accurate(members: int, device: str) -> list[dict]:
     """`accurate` with seed 0; with members > 1 also seeds 1… and the average of their probabilities."""
     runs, nets = zip(*(trained("accurate", s, device) for s in range(members)))
-    rows = [{**median_row(f"accurate, seed {s} (its recipe)", [r]), "notes": "≥ 99.7 %" if r["accuracy"] >= 0.997
-             else "below 99.7 %"} for s, r in enumerate(runs)]
+    rows = [median_row(f"accurate, seed {s} (its recipe)", [r], target=0.997) for s, r in enumerate(runs)]
     if members > 1:
         accuracy = evaluate(Ensemble(list(nets)), load_dataset("mnist")).accuracy
         rows.append({"name": f"ensemble of those {members} (`convnet ensemble`)", "accuracy": accuracy,

@@ -209,8 +209,9 @@ def fit(
         log(_epoch_line(row, cfg.epochs))
         if on_epoch_end:
             on_epoch_end(model, history)
-        reached = cfg.target_accuracy is not None and row.get("test_accuracy", 0) >= cfg.target_accuracy
-        if cfg.target_accuracy is not None and distributed.agree(reached, dev):  # no target: nothing to agree on
+        # Rank 0 alone evaluates, so the ranks agree on stopping; with no target there is nothing to agree on.
+        if cfg.target_accuracy is not None and distributed.agree(
+                row.get("test_accuracy", 0) >= cfg.target_accuracy, dev):
             history.target_reached = True
             log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
             break
