@@ -61,3 +61,17 @@ def test_summary_table(capsys):
 def test_unknown_model_suggests():
     with pytest.raises(ModelError, match="Did you mean 'fast'"):
         create_model("fats")
+
+
+def test_strided_downsamples_by_convolution_not_pooling():
+    model = create_model("strided")
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model)
+    strides = [m.stride for m in model if isinstance(m, nn.Conv2d)]
+    assert strides.count((2, 2)) == 2
+    features = nn.Sequential(*list(model)[:-4])(torch.zeros(1, 1, 28, 28))  # up to the global pooling
+    assert features.shape == (1, 128, 7, 7)
+    model.train()
+    x = torch.randn(8, 1, 28, 28)
+    assert not torch.equal(model(x), model(x))  # dropout is active in training…
+    model.eval()
+    assert torch.equal(model(x), model(x))  # …and off for inference
