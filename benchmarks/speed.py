@@ -3,7 +3,7 @@
     python benchmarks/speed.py                  # lesson recipe, fast to 99 %, inference throughput
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
     python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–10 min with bf16)
-    python benchmarks/speed.py --accurate --ensemble 3    # and two more seeds of it, averaged (`convnet ensemble`)
+    python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -27,6 +27,7 @@ import torch
 from convnet.data import load_dataset, to_tensor
 from convnet.device import use_bf16
 from convnet.evaluate import evaluate, logits_of
+from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
 from convnet.train import TrainConfig, train
 
@@ -74,13 +75,15 @@ def _precision(precision: str, device: str) -> str:
     return "bf16 autocast" if use_bf16(precision, torch.device(device)) else "fp32"
 
 
-def bench_accurate(members: int, device: str) -> list[dict]:
-    """`accurate` with seed 0; with members > 1 also seeds 1… and the average of their probabilities."""
-    runs, nets = zip(*(trained("accurate", s, device) for s in range(members)))
-    rows = [median_row(f"accurate, seed {s} (its recipe)", [r], target=0.997) for s, r in enumerate(runs)]
-    if members > 1:
+def bench_members(models: list[str], device: str) -> list[dict]:
+    """Each model with its recipe, seeds counted per architecture (accurate, accurate, strided → seeds 0, 1, 0);
+    with several, also the average of their probabilities (`convnet ensemble`)."""
+    seeds = [models[:i].count(m) for i, m in enumerate(models)]
+    runs, nets = zip(*(trained(m, s, device) for m, s in zip(models, seeds)))
+    rows = [median_row(f"{m}, seed {s} (its recipe)", [r], target=0.997) for m, s, r in zip(models, seeds, runs)]
+    if len(models) > 1:
         accuracy = evaluate(Ensemble(list(nets)), load_dataset("mnist")).accuracy
-        rows.append({"name": f"ensemble of those {members} (`convnet ensemble`)", "accuracy": accuracy,
+        rows.append({"name": f"ensemble of those {len(models)} (`convnet ensemble`)", "accuracy": accuracy,
                      "train_seconds": sum(r["train_seconds"] for r in runs),
                      "notes": "≥ 99.8 %" if accuracy >= 0.998 else "below 99.8 %"})
     return rows
@@ -139,11 +142,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each short benchmark (median reported)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--accurate", action="store_true", help="also train `accurate` (long)")
-    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
-                        help="with --accurate: train K seeds of it and report their ensemble too")
+    parser.add_argument("--ensemble", nargs="+", metavar="MODEL",
+                        help="train these models (long) and report their ensemble too, e.g. accurate accurate strided")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
+    if unknown := set(args.ensemble or []) - set(list_models()):
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(list_models())}")
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}, precision auto = {_precision('auto', args.device)}",
@@ -153,8 +158,8 @@ def main() -> None:
         rows += bench_lesson(args.repeats, args.device)
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
-    if args.accurate:
-        rows += bench_accurate(args.ensemble, args.device)
+    if members := args.ensemble or (["accurate"] if args.accurate else []):
+        rows += bench_members(members, args.device)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 
