@@ -1,0 +1,46 @@
+import torch
+
+from convnet.augment import augment_batch, random_affine, random_lowres
+
+
+def _digits(n: int = 8) -> torch.Tensor:
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 1.0  # a vertical stroke in the middle
+    return x
+
+
+def _centre_of_mass(x: torch.Tensor) -> torch.Tensor:
+    cols = torch.arange(x.shape[-1], dtype=x.dtype)
+    return (x.sum(-2) * cols).sum(-1) / x.sum((-2, -1))
+
+
+def test_no_augmentation_is_the_identity():
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(random_affine(x), x, atol=1e-5)
+
+
+def test_shift_moves_the_digit_and_fills_with_background():
+    x = _digits()
+    out = random_affine(x, shift=0.1, generator=torch.Generator().manual_seed(0))
+    moved = (_centre_of_mass(out) - _centre_of_mass(x)).abs().flatten()
+    assert moved.max() > 0.5 and moved.max() <= 2.8 + 1e-3  # up to 10 % of 28 px
+    background = -0.4
+    shifted = random_affine(torch.full((2, 1, 28, 28), background), shift=0.2, background=background)
+    assert torch.allclose(shifted, torch.full_like(shifted, background), atol=1e-5)
+
+
+def test_rotation_and_scale_turn_and_resize_the_digit_in_place():
+    x = _digits()
+    out = random_affine(x, rotate=10, scale=0.1, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(out, x, atol=1e-3)
+    assert (_centre_of_mass(out) - _centre_of_mass(x)).abs().max() < 0.5  # about the image centre: no shift
+    ink = out.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert ink.min() > 0.8 ** 2 and ink.max() < 1.2 ** 2  # area changes by the square of a zoom in 1 ± 0.1
+
+
+def test_lowres_blurs_only_the_asked_share():
+    x = torch.rand(8, 1, 28, 28)
+    out = random_lowres(x, 0.25)
+    assert not torch.allclose(out[:2], x[:2]) and torch.equal(out[2:], x[2:])
+    assert out[:2].std() < x[:2].std()
+    assert augment_batch(x, background=0.0).is_contiguous(memory_format=torch.channels_last)
