@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py                  # lesson recipe, fast to 99 %, inference throughput
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
-    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–10 min with bf16)
+    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
@@ -141,7 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each short benchmark (median reported)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--accurate", action="store_true", help="also train `accurate` (long)")
+    parser.add_argument("--accurate", action="store_true",
+                        help="also train `accurate` (long; --ensemble, when given, names the models instead)")
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL",
                         help="train these models (long) and report their ensemble too, e.g. accurate accurate strided")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
