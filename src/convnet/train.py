@@ -29,6 +29,7 @@ from convnet.errors import ConfigError
 from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
+from convnet.models.deskew import deskew_training_images
 from convnet.progress import Log, progress_bar, stderr_log
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -177,7 +178,7 @@ def fit(
     x_all = to_tensor(data.train_x, model.mean, model.std, dev)
     y_all = torch.from_numpy(data.train_y).to(dev)
     train_idx, val_idx = (i.to(dev) for i in split_indices(len(x_all), cfg.val_split, cfg.seed))
-    x, y = x_all[train_idx], y_all[train_idx]
+    x, y = deskew_training_images(model, x_all[train_idx]), y_all[train_idx]  # the held-out images stay raw
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     x_test = y_test = None
     if cfg.target_accuracy is not None:
