@@ -1,3 +1,5 @@
+from importlib import import_module
+
 import torch
 
 from convnet.data import load_dataset
@@ -46,7 +48,7 @@ def test_deskewed_model_deskews_at_inference_and_fit_deskews_its_training_images
     assert torch.allclose(model[0](x), deskew(x))
     assert torch.equal(deskew_training_images(create_model("accurate"), x), x)
 
-    train_module = __import__("importlib").import_module("convnet.train")
+    train_module = import_module("convnet.train")
     seen = []
 
     def spy(m, images):
