@@ -31,8 +31,14 @@ def random_affine(
     # affine_grid maps output coordinates in [-1, 1] to input ones, so a shift of s image widths is 2·s there.
     tx, ty = uniform(2 * shift), uniform(2 * shift)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    return warp(x, theta, background)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, background: float | torch.Tensor) -> torch.Tensor:
+    """Resample each image through its affine map `theta` (N, 2, 3), which takes output coordinates in [-1, 1] to
+    input ones; what comes from outside the image is `background` (a number, or one per image as (N, 1, 1, 1))."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (out + background).contiguous(memory_format=torch.channels_last)
 

@@ -1,13 +1,14 @@
 """Deskewing, the classic MNIST preprocessing: shear each image so that its ink stands upright about its centre of
 mass, and move that centre to the middle of the image. Slant is mostly handwriting style, not the digit's identity.
 
-Done on whole batches with one `affine_grid`/`grid_sample`, like the augmentation in `convnet.augment`.
+Done on whole batches by the same affine resampling as the augmentation (`convnet.augment.warp`).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from convnet.augment import warp
 
 MAX_SHEAR = 1.0  # 45°: a wider, flat shape (a dash, a blot) has no slant worth undoing and would be torn apart
 
@@ -29,9 +30,7 @@ def deskew(x: torch.Tensor) -> torch.Tensor:
     zero, one = torch.zeros_like(shear), torch.ones_like(shear)
     # affine_grid maps output coordinates to input ones: output (u, v) reads input (cx + u + shear·v, cy + v).
     theta = torch.stack([torch.stack([one, shear, cx], 1), torch.stack([zero, one, cy], 1)], 1)
-    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
-    out = F.grid_sample((x - background).float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (out.to(x.dtype) + background).contiguous(memory_format=torch.channels_last)
+    return warp(x, theta, background)
 
 
 class Deskew(nn.Module):
