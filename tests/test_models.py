@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from convnet.errors import ModelError
+from convnet.errors import ConfigError, ModelError
+from convnet.infer import fold_batchnorm
 from convnet.models import count_macs, create_model, get_spec, list_models
 
 
@@ -75,3 +76,27 @@ def test_strided_downsamples_by_convolution_not_pooling():
     assert not torch.equal(model(x), model(x))  # dropout is active in training…
     model.eval()
     assert torch.equal(model(x), model(x))  # …and off for inference
+
+
+def test_nopad_says_which_inputs_are_too_small():
+    assert create_model("nopad", input_size=(21, 21))(torch.randn(2, 1, 21, 21)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="at least 21 pixels"):
+        create_model("nopad", input_size=(20, 28))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_batchnorm_folding_keeps_the_function(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    for m in model.modules():  # statistics and affine parameters far from their initial 0/1
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+    folded = fold_batchnorm(model)
+    if name == "nopad":  # every BatchNorm follows a convolution or the linear layer, so none is left
+        assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.checkpoint import load_model
 from convnet.device import resolve_device
@@ -169,15 +169,19 @@ class Recognizer:
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy for inference with each BatchNorm folded into the convolution right before it: the same function
-    in eval mode, one pass over the activations fewer per layer."""
+    """A copy for inference with each BatchNorm folded into the convolution (or linear layer) right before it: the
+    same function in eval mode, one pass over the activations fewer per layer."""
     model = copy.deepcopy(model).eval()
     for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
         for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                seq[i] = fuse_conv_bn_eval(conv, bn)
-                seq[i + 1] = torch.nn.Identity()
+            layer, bn = seq[i], seq[i + 1]
+            if isinstance(layer, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(layer, bn)
+            elif isinstance(layer, torch.nn.Linear) and isinstance(bn, torch.nn.BatchNorm1d):
+                seq[i] = fuse_linear_bn_eval(layer, bn)
+            else:
+                continue
+            seq[i + 1] = torch.nn.Identity()
     return model
 
 
