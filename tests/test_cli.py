@@ -66,6 +66,7 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     [
         (["trian"], 2, "did you mean 'train'"),
         (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
+        (["models", "--model", "fast"], 2, "'--model' belongs to other commands"),
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),

@@ -47,6 +47,8 @@ def _suggestion(message: str) -> str:
         choices = sorted(Parser.known_words)
     else:
         return ""
+    if bad in choices:  # a real option, of another command: suggesting it back would only confuse
+        return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
     close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -195,9 +197,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not args.summary:
-        print(f"{'name':<10} {'params':>10} {'MACs/image':>12}  description")
+        width = max(len(r["name"]) for r in rows)
+        print(f"{'name':<{width}} {'params':>10} {'MACs/image':>12}  description")
         for r in rows:
-            print(f"{r['name']:<10} {r['parameters']:>10,} {r['macs']:>12,}  {r['description']}")
+            print(f"{r['name']:<{width}} {r['parameters']:>10,} {r['macs']:>12,}  {r['description']}")
     return 0
 
 
