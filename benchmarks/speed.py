@@ -4,6 +4,7 @@
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
     python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
+    python benchmarks/speed.py --device cuda --ensemble nopad nopad --member-epochs 150   # longer than the recipe
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -75,14 +76,15 @@ def _precision(precision: str, device: str) -> str:
     return "bf16 autocast" if use_bf16(precision, torch.device(device)) else "fp32"
 
 
-def bench_members(models: list[str], device: str) -> list[dict]:
-    """Each model with its recipe, seeds counted per architecture (accurate, accurate, strided → seeds 0, 1, 0);
-    with several, also the average of their probabilities (`convnet ensemble`)."""
+def bench_members(models: list[str], device: str, epochs: int | None = None) -> list[dict]:
+    """Each model with its recipe (or `epochs` instead of its recipe's), seeds counted per architecture (accurate,
+    accurate, strided → seeds 0, 1, 0); with several, also the average of their probabilities (`convnet ensemble`)."""
     seeds = [models[:i].count(m) for i, m in enumerate(models)]
+    recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
     rows, runs, nets = [], [], []
     for m, s in zip(models, seeds):  # each row is printed as its model finishes: these runs take minutes each
-        r, net = trained(m, s, device)
-        rows.append(median_row(f"{m}, seed {s} (its recipe)", [r], target=0.997))
+        r, net = trained(m, s, device, **({"epochs": epochs} if epochs else {}))
+        rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
         nets.append(net)
     if len(models) > 1:
@@ -149,11 +151,15 @@ def main() -> None:
                         help="also train `accurate` (long; --ensemble, when given, names the models instead)")
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL",
                         help="train these models (long) and report their ensemble too, e.g. accurate accurate strided")
+    parser.add_argument("--member-epochs", type=int, metavar="N",
+                        help="train the --ensemble / --accurate models for N epochs instead of their recipes' (GPU)")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
     if unknown := set(args.ensemble or []) - set(list_models()):
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(list_models())}")
+    if args.member_epochs is not None and args.member_epochs < 1:
+        parser.error(f"--member-epochs must be at least 1, got {args.member_epochs}")
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}, precision auto = {_precision('auto', args.device)}",
@@ -164,7 +170,7 @@ def main() -> None:
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
     if members := args.ensemble or (["accurate"] if args.accurate else []):
-        rows += bench_members(members, args.device)
+        rows += bench_members(members, args.device, args.member_epochs)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Every GPU figure in one call, for a machine lent for minutes: the time-to-99.0/99.5 % table eager and compiled,
+# then an ensemble of members trained longer than their CPU recipes allow. Each step has its own time limit and
+# writes its table to $OUT (default: gpu-results/) as soon as it ends, so a step cut short loses only itself.
+#
+#   cp -r "$CONVNET_HOME/datasets" .cache/datasets      # the MNIST cache: the GPU machine may have no network
+#   CONVNET_HOME=.cache sh benchmarks/gpu_check.sh     # needs torch, numpy, safetensors; nothing is installed
+#
+# MEMBERS and MEMBER_EPOCHS choose the ensemble: by default the four kinds that most often averaged to ≥ 99.8 % on
+# the CPU, with their recipes' 30 epochs; once this script has shown the GPU's seconds per epoch (the ensemble log
+# prints each member as it ends), set MEMBER_EPOCHS to train stronger members in the time there is.
+# A smoke run on a CPU:
+#   PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 MEMBERS="fast fast" MEMBER_EPOCHS=1 sh benchmarks/gpu_check.sh
+set -u
+OUT=${OUT:-gpu-results}
+MEMBERS=${MEMBERS:-accurate deskewed strided deskewed-strided}
+MEMBER_EPOCHS=${MEMBER_EPOCHS:-}
+DEVICE=${DEVICE:-cuda}
+PYTHON=${PYTHON:-python3}
+QUICK=${QUICK:+--quick}
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$OUT"
+
+step() {  # step NAME SECONDS COMMAND...: the command's table to $OUT/NAME.md, its log to $OUT/NAME.log
+    name=$1 limit=$2
+    shift 2
+    echo "== $name (at most $limit s): $*"
+    timeout "$limit" "$@" >"$OUT/$name.md" 2>"$OUT/$name.log"
+    echo "== $name: exit $?"
+    cat "$OUT/$name.md"
+}
+
+"$PYTHON" -c "import torch; print('torch', torch.__version__, 'CUDA:', torch.cuda.is_available())"
+# shellcheck disable=SC2086  # QUICK and MEMBERS are split into words on purpose
+step gpu-eager 120 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK
+step gpu-compile 180 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK --compile
+step ensemble 270 "$PYTHON" benchmarks/speed.py --device "$DEVICE" --skip-lesson --repeats 1 --ensemble $MEMBERS \
+    ${MEMBER_EPOCHS:+--member-epochs "$MEMBER_EPOCHS"}
