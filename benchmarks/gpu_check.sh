@@ -1,14 +1,14 @@
 #!/bin/sh
 # Every GPU figure in one call, for a machine lent for minutes: the time-to-99.0/99.5 % table eager and compiled,
-# then an ensemble of members trained longer than their CPU recipes allow. Each step has its own time limit and
+# then the ensemble benchmark (`speed.py --ensemble`) on the GPU. Each step has its own time limit and
 # writes its table to $OUT (default: gpu-results/) as soon as it ends, so a step cut short loses only itself.
 #
-#   cp -r "$CONVNET_HOME/datasets" .cache/datasets      # the MNIST cache: the GPU machine may have no network
+#   mkdir -p .cache && cp -r ~/.cache/convnet/datasets .cache/   # the MNIST cache ($CONVNET_HOME/datasets): the
+#                                                                # GPU machine may have no network
 #   CONVNET_HOME=.cache sh benchmarks/gpu_check.sh     # needs torch, numpy, safetensors; nothing is installed
 #
 # MEMBERS and MEMBER_EPOCHS choose the ensemble: by default the four kinds that most often averaged to ≥ 99.8 % on
-# the CPU, with their recipes' 30 epochs; once this script has shown the GPU's seconds per epoch (the ensemble log
-# prints each member as it ends), set MEMBER_EPOCHS to train stronger members in the time there is.
+# the CPU, with their recipes' 30 epochs (the ensemble log prints each member as it ends, with its seconds).
 # A smoke run on a CPU:
 #   PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 MEMBERS="fast fast" MEMBER_EPOCHS=1 sh benchmarks/gpu_check.sh
 set -u
