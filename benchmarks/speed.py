@@ -4,7 +4,7 @@
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
     python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
-    python benchmarks/speed.py --device cuda --ensemble nopad nopad --member-epochs 150   # longer than the recipe
+    python benchmarks/speed.py --device cuda --ensemble accurate strided --member-epochs 60   # not the recipe's 30
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL",
                         help="train these models (long) and report their ensemble too, e.g. accurate accurate strided")
     parser.add_argument("--member-epochs", type=int, metavar="N",
-                        help="train the --ensemble / --accurate models for N epochs instead of their recipes' (GPU)")
+                        help="train the --ensemble / --accurate models for N epochs instead of their recipes'")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
