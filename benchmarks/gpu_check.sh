@@ -7,14 +7,13 @@
 #                                                                # GPU machine may have no network
 #   CONVNET_HOME=.cache sh benchmarks/gpu_check.sh     # needs torch, numpy, safetensors; nothing is installed
 #
-# MEMBERS and MEMBER_EPOCHS choose the ensemble: by default the four kinds that most often averaged to ≥ 99.8 % on
-# the CPU, with their recipes' 30 epochs (the ensemble log prints each member as it ends, with its seconds).
+# MEMBERS chooses the ensemble (MODEL or MODEL:EPOCHS each): by default the four kinds that most often averaged to
+# ≥ 99.8 % on the CPU, with their recipes' 30 epochs (the ensemble log prints each member as it ends, with its time).
 # A smoke run on a CPU:
-#   PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 MEMBERS="fast fast" MEMBER_EPOCHS=1 sh benchmarks/gpu_check.sh
+#   PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 MEMBERS="fast:1 fast:1" sh benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-gpu-results}
 MEMBERS=${MEMBERS:-accurate deskewed strided deskewed-strided}
-MEMBER_EPOCHS=${MEMBER_EPOCHS:-}
 DEVICE=${DEVICE:-cuda}
 PYTHON=${PYTHON:-python3}
 QUICK=${QUICK:+--quick}
@@ -34,5 +33,4 @@ step() {  # step NAME SECONDS COMMAND...: the command's table to $OUT/NAME.md, i
 # shellcheck disable=SC2086  # QUICK and MEMBERS are split into words on purpose
 step gpu-eager 120 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK
 step gpu-compile 180 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK --compile
-step ensemble 270 "$PYTHON" benchmarks/speed.py --device "$DEVICE" --skip-lesson --repeats 1 --ensemble $MEMBERS \
-    ${MEMBER_EPOCHS:+--member-epochs "$MEMBER_EPOCHS"}
+step ensemble 270 "$PYTHON" benchmarks/speed.py --device "$DEVICE" --skip-lesson --repeats 1 --ensemble $MEMBERS

@@ -4,7 +4,7 @@
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
     python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
-    python benchmarks/speed.py --device cuda --ensemble accurate strided --member-epochs 60   # not the recipe's 30
+    python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -76,20 +76,31 @@ def _precision(precision: str, device: str) -> str:
     return "bf16 autocast" if use_bf16(precision, torch.device(device)) else "fp32"
 
 
-def bench_members(models: list[str], device: str, epochs: int | None = None) -> list[dict]:
-    """Each model with its recipe (or `epochs` instead of its recipe's), seeds counted per architecture (accurate,
+def parse_member(spec: str) -> tuple[str, int | None]:
+    """'nopad:100' → ('nopad', 100): a model of the zoo, and optionally its epochs instead of its recipe's."""
+    name, _, epochs = spec.partition(":")
+    if name not in list_models():
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    if epochs and not (epochs.isdigit() and int(epochs) >= 1):
+        raise ValueError(f"{spec!r}: the epochs after ':' must be a whole number of at least 1")
+    return name, int(epochs) if epochs else None
+
+
+def bench_members(members: list[tuple[str, int | None]], device: str) -> list[dict]:
+    """Each model with its recipe (its epochs replaced where given), seeds counted per architecture (accurate,
     accurate, strided → seeds 0, 1, 0); with several, also the average of their probabilities (`convnet ensemble`)."""
+    models = [m for m, _ in members]
     seeds = [models[:i].count(m) for i, m in enumerate(models)]
-    recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
     rows, runs, nets = [], [], []
-    for m, s in zip(models, seeds):  # each row is printed as its model finishes: these runs take minutes each
+    for (m, epochs), s in zip(members, seeds):  # each row is printed as its model finishes: runs take minutes each
         r, net = trained(m, s, device, **({"epochs": epochs} if epochs else {}))
+        recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
         nets.append(net)
-    if len(models) > 1:
+    if len(members) > 1:
         accuracy = evaluate(Ensemble(nets), load_dataset("mnist")).accuracy
-        rows.append({"name": f"ensemble of those {len(models)} (`convnet ensemble`)", "accuracy": accuracy,
+        rows.append({"name": f"ensemble of those {len(members)} (`convnet ensemble`)", "accuracy": accuracy,
                      "train_seconds": sum(r["train_seconds"] for r in runs),
                      "notes": "≥ 99.8 %" if accuracy >= 0.998 else "below 99.8 %"})
     return rows
@@ -149,17 +160,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--accurate", action="store_true",
                         help="also train `accurate` (long; --ensemble, when given, names the models instead)")
-    parser.add_argument("--ensemble", nargs="+", metavar="MODEL",
-                        help="train these models (long) and report their ensemble too, e.g. accurate accurate strided")
-    parser.add_argument("--member-epochs", type=int, metavar="N",
-                        help="train the --ensemble / --accurate models for N epochs instead of their recipes'")
+    parser.add_argument("--ensemble", nargs="+", metavar="MODEL[:EPOCHS]",
+                        help="train these models (long) and report their ensemble too, e.g. accurate accurate strided "
+                             "nopad:100 (EPOCHS instead of the recipe's)")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
-    if unknown := set(args.ensemble or []) - set(list_models()):
-        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(list_models())}")
-    if args.member_epochs is not None and args.member_epochs < 1:
-        parser.error(f"--member-epochs must be at least 1, got {args.member_epochs}")
+    try:
+        members = [parse_member(spec) for spec in args.ensemble or (["accurate"] if args.accurate else [])]
+    except ValueError as error:
+        parser.error(str(error))
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}, precision auto = {_precision('auto', args.device)}",
@@ -169,8 +179,8 @@ def main() -> None:
         rows += bench_lesson(args.repeats, args.device)
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
-    if members := args.ensemble or (["accurate"] if args.accurate else []):
-        rows += bench_members(members, args.device, args.member_epochs)
+    if members:
+        rows += bench_members(members, args.device)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 
