@@ -5,6 +5,7 @@
     python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
     python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
+    python benchmarks/speed.py --accurate --ensemble deskewed strided   # accurate alone, and an ensemble without it
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -159,7 +160,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each short benchmark (median reported)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--accurate", action="store_true",
-                        help="also train `accurate` (long; --ensemble, when given, names the models instead)")
+                        help="also train `accurate` alone (long; skipped when --ensemble already names it)")
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL[:EPOCHS]",
                         help="train these models (long) and report their ensemble too, e.g. accurate accurate strided "
                              "nopad:100 (EPOCHS instead of the recipe's)")
@@ -167,7 +168,7 @@ def main() -> None:
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
     try:
-        members = [parse_member(spec) for spec in args.ensemble or (["accurate"] if args.accurate else [])]
+        members = [parse_member(spec) for spec in args.ensemble or []]
     except ValueError as error:
         parser.error(str(error))
     load_dataset("mnist")  # fetch before timing anything
@@ -179,6 +180,8 @@ def main() -> None:
         rows += bench_lesson(args.repeats, args.device)
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
+    if args.accurate and "accurate" not in (m for m, _ in members):
+        rows += bench_members([("accurate", None)], args.device)
     if members:
         rows += bench_members(members, args.device)
     rows.append(bench_inference(args.device))
