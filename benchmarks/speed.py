@@ -94,7 +94,7 @@ def bench_members(members: list[tuple[str, int | None]], device: str) -> list[di
     seeds = [models[:i].count(m) for i, m in enumerate(models)]
     rows, runs, nets = [], [], []
     for (m, epochs), s in zip(members, seeds):  # each row is printed as its model finishes: runs take minutes each
-        r, net = trained(m, s, device, **({"epochs": epochs} if epochs else {}))
+        r, net = trained(m, s, device, epochs=epochs)  # None: the recipe's
         recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
