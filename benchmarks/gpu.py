@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 
+from convnet.cli import positive_int, report_errors
 from convnet.data import load_dataset
 from convnet.device import resolve_device
 from convnet.evaluate import evaluate
@@ -39,9 +41,9 @@ def once(data, options: dict, device: str, compile: bool, seed: int) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="one repeat and only the 99.0 % target (CPU smoke run)")
+    parser.add_argument("--quick", action="store_true", help="one repeat and only the 99.0 %% target (CPU smoke run)")
     args = parser.parse_args()
     device = str(resolve_device(args.device))
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
@@ -60,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, Path(__file__).name))

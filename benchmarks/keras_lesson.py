@@ -4,14 +4,23 @@ Needs TensorFlow (`pip install '.[bench]'`). Prints one JSON line: test accuracy
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
+from convnet.cli import report_errors
 from convnet.data import load_dataset
+from convnet.errors import ConvnetError
 
 
 def main() -> None:
-    from tensorflow import keras  # optional: only this benchmark needs it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    try:
+        from tensorflow import keras  # optional: only this benchmark needs it
+    except ImportError as e:
+        raise ConvnetError(f"needs TensorFlow ({e}): pip install '.[bench]'") from None
 
     data = load_dataset("mnist")
     x_train = data.train_x.reshape(-1, 28, 28, 1).astype("float32") / 255
@@ -36,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, Path(__file__).name))

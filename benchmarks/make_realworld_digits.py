@@ -31,6 +31,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from convnet.cli import fraction, positive_int
+
 # Debian package -> font files whose digits look handwritten.  fonts-femkeklaver
 # is left out: its glyphs are hollow outlines, not strokes.
 FONT_PACKAGES = {
@@ -178,9 +180,9 @@ def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder to create; one sub-folder per label")
-    parser.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
+    parser.add_argument("--count", type=positive_int, default=2000, help="number of images (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--uci-share", type=float, default=0.5, help="share of UCI handwriting when available")
+    parser.add_argument("--uci-share", type=fraction, default=0.5, help="share of UCI handwriting when available")
     parser.add_argument("--font", action="append", default=[], help="extra font file to use (repeatable)")
     args = parser.parse_args(argv)
     fonts = font_sources(args.font)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from convnet.cli import positive_int, report_errors
 from convnet.data import load_dataset
 from convnet.infer import Recognizer
 
@@ -47,14 +48,14 @@ def compose(digits: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=positive_int, default=1000)
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="also write the images here (NUMBER-INDEX.png)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    recognizer = Recognizer.load(args.model, min_confidence=0.0)  # a bad --model fails before the data loads
     data = load_dataset("mnist")
-    recognizer = Recognizer.load(args.model, min_confidence=0.0)
     right, by_length = 0, {n: [0, 0] for n in range(2, 7)}
     for i in range(args.count):
         n = int(rng.integers(2, 7))
@@ -77,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, Path(__file__).name))

@@ -19,27 +19,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from convnet.cli import fraction, positive_int, report_errors
 from convnet.data import load_dataset
+from convnet.errors import ConfigError
 from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer, expand_paths
 
 
 def realworld(rec: Recognizer, folder: Path) -> None:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such folder; write one with benchmarks/make_realworld_digits.py")
     manifest = folder / "manifest.csv"
     sources = {}
     if manifest.exists():
         sources = {str(folder / r["path"]): r["source"].split("-")[0] for r in csv.DictReader(manifest.open())}
-    right, total, unsure = Counter(), Counter(), 0
+    right, total, unsure, unreadable = Counter(), Counter(), 0, []
     for p in rec.predict_files(expand_paths([str(folder)])):
+        if p.error:  # not an answer of the model's: reported apart, not counted
+            unreadable.append(p.error)
+            continue
         truth = Path(p.path).parent.name
         group = sources.get(p.path, "all")
         total[group] += 1
         right[group] += p.label == truth
         unsure += p.label is None
     n = sum(total.values())
+    if not n:
+        raise ConfigError(f"{folder}: no readable images ({'; '.join(unreadable[:3])})")
     print(f"real-world digits: {sum(right.values())}/{n} = {sum(right.values()) / n:.2%} right "
           f"(min confidence {rec.min_confidence}; {unsure} answered 'not sure', counted as wrong)")
     for group in sorted(total):
         print(f"  {group}: {right[group]}/{total[group]} = {right[group] / total[group]:.2%}")
+    if unreadable:
+        print(f"  {len(unreadable)} file(s) could not be read, first: {unreadable[0]}")
 
 
 def nondigit_images(count: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
@@ -106,13 +117,13 @@ def main() -> None:
     parser.add_argument("what", choices=["realworld", "nondigits", "throughput"])
     parser.add_argument("folder", nargs="?", type=Path)
     parser.add_argument("--model")
-    parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
-    parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--min-confidence", type=fraction, default=DEFAULT_MIN_CONFIDENCE)
+    parser.add_argument("--count", type=positive_int, default=None)
     args = parser.parse_args()
     rec = Recognizer.load(args.model, min_confidence=args.min_confidence)
     if args.what == "realworld":
         if not args.folder:
-            sys.exit("realworld needs the folder written by benchmarks/make_realworld_digits.py")
+            parser.error("realworld needs the folder written by benchmarks/make_realworld_digits.py")
         realworld(rec, args.folder)
     elif args.what == "nondigits":
         nondigits(rec, args.count or 600)
@@ -121,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, Path(__file__).name))

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from convnet.cli import positive_int, report_errors
 from convnet.data import load_dataset, to_tensor
-from convnet.device import use_bf16
+from convnet.device import resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
@@ -127,7 +128,8 @@ def bench_keras(repeats: int) -> dict | None:
     for _ in range(repeats):
         done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
         if done.returncode != 0:
-            print(f"  keras: skipped ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
+            reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            print(f"  keras: skipped ({reason})", file=sys.stderr)
             return None
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return median_row("Keras lesson (10 epochs, batch 32, fp32)", runs)
@@ -157,8 +159,8 @@ def table(rows: list[dict], precision: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each short benchmark (median reported)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs of each short benchmark (median reported)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | mps | auto")
     parser.add_argument("--accurate", action="store_true",
                         help="also train `accurate` alone (long; skipped when --ensemble already names it)")
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL[:EPOCHS]",
@@ -171,6 +173,7 @@ def main() -> None:
         members = [parse_member(spec) for spec in args.ensemble or []]
     except ValueError as error:
         parser.error(str(error))
+    args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}, precision auto = {_precision('auto', args.device)}",
@@ -189,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_errors(main, Path(__file__).name))

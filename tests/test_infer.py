@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convnet.errors import ConfigError
 from convnet.infer import Recognizer, expand_paths
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -133,12 +134,18 @@ def test_predict_cli_json_lines(tmp_path):
     assert ok.returncode == 0 and len(ok.stdout.splitlines()) == len(DIGITS)
 
 
-@pytest.mark.parametrize("args, words", [(["--min-confidence", "150"], "between 0 and 1"),
-                                         (["--top-k", "0"], "at least 1"),
-                                         (["--model", "nowhere"], "not a run folder")])
-def test_predict_cli_bad_options(args, words):
+@pytest.mark.parametrize("args, words, code", [(["--min-confidence", "150"], "between 0 and 1", 2),
+                                               (["--min-confidence", "-0.1"], "between 0 and 1", 2),
+                                               (["--top-k", "0"], "at least 1", 1),
+                                               (["--model", "nowhere"], "not a run folder", 1)])
+def test_predict_cli_bad_options(args, words, code):
     done = cli("predict", DIGITS[0], *args)
-    assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == code and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_recognizer_rejects_a_confidence_outside_0_1(recognizer):
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        Recognizer(recognizer.model, min_confidence=1.5)
 
 
 def test_read_a_whole_number(recognizer):

@@ -5,7 +5,7 @@ import argparse
 import difflib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from convnet.errors import ConfigError, ConvnetError
 
@@ -53,9 +53,36 @@ def _suggestion(message: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    return value / 100 if value > 1 else value  # accept 99 as well as 0.99
+def fraction(text: str) -> float:
+    """argparse type: a share between 0 and 1, given as 0.99 or as 99 (per cent)."""
+    value = float(text)  # not a number: argparse's own "invalid fraction value"
+    share = value / 100 if value > 1 else value
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0 and 100 %), got {text}")
+    return share
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (counts, repeats)."""
+    value = int(text)  # not a number: argparse's own "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def report_errors(run: Callable[[], int | None], prog: str) -> int:
+    """Run a command's body, turning bad input into `prog: error: …` (exit 1) and Ctrl-C into exit 130.
+
+    The `convnet` command and the scripts in benchmarks/ share it: bad input never ends in a traceback.
+    """
+    try:
+        return run() or 0
+    except ConvnetError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -110,7 +137,7 @@ def build_parser() -> Parser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--val-split", type=float,
                        help="fraction held out for validation and calibration (default: the model's recipe)")
-    train.add_argument("--target-accuracy", type=_fraction, help="stop once test accuracy reaches this, e.g. 0.99")
+    train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     _add_model_options(train)
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
@@ -134,7 +161,7 @@ def build_parser() -> Parser:
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
     pred.add_argument("--top-k", type=int, default=3)
-    pred.add_argument("--min-confidence", type=_fraction, default=None,
+    pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="answer 'not sure' below this confidence (default 0.5; 0 always answers)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_model_options(pred)
@@ -142,7 +169,7 @@ def build_parser() -> Parser:
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
     read.add_argument("image")
     read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
-    read.add_argument("--min-confidence", type=_fraction, default=None)
+    read.add_argument("--min-confidence", type=fraction, default=None)
     read.add_argument("--json", action="store_true")
     _add_model_options(read)
     return parser
@@ -260,8 +287,6 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def _recognizer(args: argparse.Namespace, **options):
     from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer
 
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise ConfigError("--min-confidence must be between 0 and 1.")
     confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
     return Recognizer.load(args.model, device=args.device, min_confidence=confidence, **options)
 
@@ -307,14 +332,7 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ConvnetError as e:
-        print(f"convnet: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("convnet: interrupted", file=sys.stderr)
-        return 130
+    return report_errors(lambda: COMMANDS[args.command](args), "convnet")
 
 
 if __name__ == "__main__":

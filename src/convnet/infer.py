@@ -20,6 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.checkpoint import load_model
 from convnet.device import resolve_device
+from convnet.errors import ConfigError
 from convnet.models import Network
 from convnet.preprocess import ImageError, NoInkError, Source, load_gray, preprocess
 from convnet.segment import segment_digits
@@ -76,6 +77,8 @@ class Recognizer:
 
     def __init__(self, model: Network, device: str | torch.device = "cpu", top_k: int = 3,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
+        if not 0 <= min_confidence <= 1:
+            raise ConfigError(f"min confidence must be between 0 and 1, got {min_confidence:g}.")
         self.device = resolve_device(device)
         self.model = fold_batchnorm(model).to(self.device).eval()
         self.top_k = max(1, min(top_k, model.num_classes))

@@ -1,0 +1,65 @@
+"""The scripts in benchmarks/ answer --help and bad input with a clear message and a non-zero exit, no traceback.
+
+Their measurements take minutes to hours and are run by hand (benchmarks/README.md); these checks stop before any.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def script(name: str, *args, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONVNET_HOME": str(home)}  # an empty cache: nothing is fetched or trained
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+@pytest.mark.parametrize("name", ["gpu.py", "keras_lesson.py", "speed.py"])
+def test_help(name, tmp_path):
+    done = script(name, "--help", home=tmp_path)
+    assert done.returncode == 0 and "usage:" in done.stdout and not done.stderr
+
+
+@pytest.mark.parametrize("name, args, words", [
+    ("gpu.py", ["--repeats", "0"], "--repeats: must be at least 1"),
+    ("speed.py", ["--repeats", "-2"], "--repeats: must be at least 1"),
+    ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
+    ("recognition.py", ["nondigits", "--min-confidence", "300"], "--min-confidence: must be between 0 and 1"),
+    ("recognition.py", ["realworld"], "needs the folder"),
+    ("make_realworld_digits.py", ["out", "--uci-share", "-1"], "--uci-share: must be between 0 and 1"),
+])
+def test_bad_arguments_are_usage_errors(name, args, words, tmp_path):
+    done = script(name, *args, home=tmp_path)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    done = script("gpu.py", "--device", "cpu", "--quick", home=tmp_path)
+    assert done.returncode == 1 and "convnet data fetch mnist" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, args, words", [
+    ("recognition.py", ["realworld", "no-such-folder"], "no such folder"),
+    ("read_numbers.py", ["--model", "no-such-model"], "not a run folder"),
+])
+def test_bad_paths_are_clear_errors(name, args, words, tmp_path):
+    done = script(name, *args, home=tmp_path)
+    assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+def test_asking_for_a_missing_gpu_fails_before_any_work(tmp_path):
+    done = script("speed.py", "--device", "cuda", home=tmp_path)
+    assert done.returncode == 1 and "no CUDA GPU" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed")
+def test_keras_script_without_tensorflow_says_what_to_install(tmp_path):
+    done = script("keras_lesson.py", home=tmp_path)
+    assert done.returncode == 1 and "pip install '.[bench]'" in done.stderr and "Traceback" not in done.stderr
