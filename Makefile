@@ -43,7 +43,7 @@ SHIPPED := src/convnet/weights/default
 default-model: install
 	$(BIN)/convnet data fetch mnist
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc-per-node 2 -m convnet train --model robust --seed 1 \
-		--batch-size 64 --val-split 0.1 --device cpu --precision fp32 --out runs/default-model
+		--batch-size 64 --val-split 0.1 --device cpu --precision fp32 --out runs/default-model --overwrite
 	mkdir -p $(SHIPPED)
 	cp runs/default-model/model.safetensors runs/default-model/model.json $(SHIPPED)/
 	$(BIN)/convnet evaluate $(SHIPPED)

@@ -61,6 +61,29 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert json.loads(ev.stdout)["accuracy"] == pytest.approx(card["metrics"]["test_accuracy"])
 
 
+def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    train_args = ["train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--out", out]
+    assert run(*train_args).returncode == 0
+    weights = (out / "model.safetensors").read_bytes()
+    again = run(*train_args, "--seed", "1")
+    assert again.returncode == 1 and "already holds a model" in again.stderr and "--overwrite" in again.stderr
+    vote = run("ensemble", out, out, "--out", out, "--data-dir", tiny_dir)
+    assert vote.returncode == 1 and "already holds a model" in vote.stderr
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert run(*train_args, "--seed", "1", "--overwrite").returncode == 0
+    assert (out / "model.safetensors").read_bytes() != weights
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["ensemble", "default", "default"]])
+def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("keep me")
+    done = run(*command, "--data-dir", tiny_dir, "--out", in_the_way)
+    assert done.returncode == 1 and "is not a folder" in done.stderr and "Traceback" not in done.stderr
+    assert in_the_way.read_text() == "keep me"
+
+
 @pytest.mark.parametrize(
     "args, code, words",
     [

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 from convnet import __version__
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device
-from convnet.errors import ModelError
+from convnet.errors import ConfigError, ModelError
 from convnet.models import Ensemble, Network, create_model
 
 CARD_FORMAT = "convnet-model/1"
@@ -61,6 +61,24 @@ def save_model(model: Network | Ensemble, folder: Path | str, **card_extra) -> P
     atomic_write(folder / WEIGHTS, lambda f: f.write(save(state, metadata={"format": CARD_FORMAT})))
     atomic_write(folder / CARD, lambda f: f.write(json.dumps(card, indent=2).encode()))
     return folder / WEIGHTS
+
+
+def claim_folder(folder: Path | str, overwrite: bool = False) -> Path:
+    """Create the folder a model will be written to, before the work that makes the model.
+
+    A file in the way or a place that cannot be written is an error, and so is a model already in the folder unless
+    `overwrite`: a new run never silently replaces a trained model.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder; choose another --out.")
+    if not overwrite and any((folder / name).exists() for name in (WEIGHTS, CARD)):
+        raise ConfigError(f"{folder} already holds a model; choose another --out, or pass --overwrite to replace it.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{folder}: cannot create this folder ({e.strerror}).") from None
+    return folder
 
 
 def shipped_models() -> list[str]:

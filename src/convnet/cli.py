@@ -139,6 +139,8 @@ def build_parser() -> Parser:
                        help="fraction held out for validation and calibration (default: the model's recipe)")
     train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
+    train.add_argument("--overwrite", action="store_true", default=None,
+                       help="replace the model already in --out (otherwise that is an error)")
     _add_model_options(train)
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                        help="auto (default): bf16 autocast where the hardware computes in bf16 "
@@ -154,6 +156,7 @@ def build_parser() -> Parser:
     ens = sub.add_parser("ensemble", help="combine trained models into one that averages their probabilities")
     ens.add_argument("models", nargs="+", metavar="MODEL", help="run folders, model files or shipped model names")
     ens.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors + model.json")
+    ens.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
     _add_data_options(ens)
     _add_model_options(ens)
 
@@ -267,12 +270,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from convnet.checkpoint import build_ensemble, save_model
+    from convnet.checkpoint import build_ensemble, claim_folder, save_model
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
 
     ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir)
+    claim_folder(args.out, args.overwrite)  # before the evaluations, which take a while
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)
     save_model(ensemble, args.out, dataset={"name": data.name, "sha256": data.sha256},

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
 from convnet.augment import augment_batch
-from convnet.checkpoint import save_model
+from convnet.checkpoint import claim_folder, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device, use_bf16
@@ -56,6 +56,7 @@ class TrainConfig:
     val_split: float | None = None
     target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
     out: str | None = None
+    overwrite: bool = False  # replace a model already in `out` (otherwise that is an error)
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 autocast where the hardware has bf16, see device.native_bf16) | fp32 | bf16
     compile: bool = False  # torch.compile the model, with CUDA graphs on a GPU (pays off for longer runs)
@@ -366,8 +367,7 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
 
 
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
-    run_dir = new_run_dir(cfg.model, cfg.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_folder(new_run_dir(cfg.model, cfg.out), cfg.overwrite)
     _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
