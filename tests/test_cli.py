@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from convnet.cli import main
+from convnet.cli import main, report_errors
+from convnet.errors import ConfigError
 
 
 def run(*args):
@@ -108,3 +109,22 @@ def test_bad_input_gives_a_clear_error(args, code, words):
 def test_help_has_examples():
     done = run("--help")
     assert done.returncode == 0 and "convnet train --model fast --epochs 1" in done.stdout
+
+
+@pytest.mark.parametrize("error, code, words", [
+    (ConfigError("epochs must be at least 1."), 1, "tool: error: epochs must be at least 1."),
+    (PermissionError(13, "Permission denied", "/data/cache"), 1, "tool: error: /data/cache: Permission denied"),
+    (OSError(28, "No space left on device"), 1, "tool: error: No space left on device"),
+    (KeyboardInterrupt(), 130, "tool: interrupted"),
+])
+def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
+    def body():
+        raise error
+
+    assert report_errors(body, "tool") == code
+    assert capsys.readouterr().err.strip() == words
+
+
+def test_report_errors_lets_bugs_through():
+    with pytest.raises(ZeroDivisionError):
+        report_errors(lambda: 1 // 0, "tool")

@@ -71,7 +71,8 @@ def positive_int(text: str) -> int:
 
 
 def report_errors(run: Callable[[], int | None], prog: str) -> int:
-    """Run a command's body, turning bad input into `prog: error: …` (exit 1) and Ctrl-C into exit 130.
+    """Run a command's body, turning bad input and refusals of the file system into `prog: error: …` (exit 1) and
+    Ctrl-C into exit 130.
 
     The `convnet` command and the scripts in benchmarks/ share it: bad input never ends in a traceback.
     """
@@ -79,6 +80,10 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
         return run() or 0
     except ConvnetError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system said no: a full disk, a missing permission, a place that is not a folder
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
