@@ -139,6 +139,18 @@ def test_all_sources_failing_is_one_clear_error(monkeypatch):
     assert not data.cache_path("mnist").exists()
 
 
+def test_unwritable_cache_fails_before_any_download(tmp_path, monkeypatch):
+    def must_not_run():
+        raise AssertionError("a source was tried although the cache cannot be written")
+
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    monkeypatch.setenv("CONVNET_HOME", str(in_the_way))
+    monkeypatch.setattr(mnist, "sources", lambda: [("a", must_not_run)])
+    with pytest.raises(DataError, match="cannot create the cache folder .*CONVNET_HOME"):
+        data.fetch("mnist", log=lambda m: None)
+
+
 def test_missing_cache_without_fetch():
     with pytest.raises(DataError, match="convnet data fetch mnist"):
         data.load_dataset("mnist", fetch_missing=False)

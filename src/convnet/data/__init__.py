@@ -72,6 +72,11 @@ def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
     path = cache_path(name)
     if path.exists() and not force:
         return path
+    try:  # before any download: an unwritable cache should fail in a second, not after the transfer
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the cache folder {path.parent} ({e.strerror}); set CONVNET_HOME to a "
+                        "writable folder.") from None
     failures = []
     for label, get in DATASETS[name].sources():
         log(f"fetching {name} from {label} …")
