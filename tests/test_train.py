@@ -140,6 +140,9 @@ def test_same_seed_same_split_and_weights(tiny_dir):
     [
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"lr": -1.0}, "learning rate"),
+        ({"lr": float("inf")}, "learning rate must be a positive number"),
+        ({"lr": float("nan")}, "learning rate must be a positive number"),
+        ({"weight_decay": -0.1}, "weight decay"),
         ({"val_split": 1.5}, "val split"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"target_accuracy": 99.0}, "target accuracy"),
@@ -162,6 +165,27 @@ def test_the_recipe_fills_what_the_user_left_out():
 def test_unknown_option_suggests():
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_sound_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    loop = import_module("convnet.train")._Loop
+    real = loop.epoch
+
+    def blows_up_in_epoch_2(self, x, y, epoch):
+        row = real(self, x, y, epoch)
+        return {**row, "train_loss": float("nan")} if epoch == 2 else row
+
+    monkeypatch.setattr(loop, "epoch", blows_up_in_epoch_2)
+    with pytest.raises(ConfigError, match="diverged in epoch 2 .*lower the learning rate"):
+        train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, batch_size=32, out=str(tmp_path / "r")),
+              log=lambda m: None)
+    assert json.loads((tmp_path / "r" / "model.json").read_text())["metrics"]["epochs"] == 1
+
+
+def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):
+    with pytest.raises(ConfigError, match="diverged in epoch 1"):
+        fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=2, batch_size=32, lr=1e30,
+            log=lambda m: None)
 
 
 def test_batch_larger_than_data(tiny_dir):

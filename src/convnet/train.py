@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import io
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,10 @@ class TrainConfig:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
             problems.append("batch size must be at least 1")
-        if not self.lr > 0:
-            problems.append("learning rate must be positive")
+        if not 0 < self.lr < math.inf:
+            problems.append("learning rate must be a positive number")
+        if not 0 <= self.weight_decay < math.inf:
+            problems.append("weight decay must be zero or a positive number")
         if not 0 <= self.val_split < 1:
             problems.append("val split must be in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -201,6 +204,10 @@ def fit(
             log(f"interrupted during epoch {epoch}: stopping; the last completed epoch's checkpoint is kept")
             break
         history.train_seconds += row["seconds"]
+        if distributed.agree(not math.isfinite(row["train_loss"]), dev):
+            # Every later step would only spread NaNs; the checkpoint of the last sound epoch stays in the run folder.
+            raise ConfigError(f"training diverged in epoch {epoch} (the loss became {row['train_loss']}): lower the "
+                              f"learning rate (--lr, now {cfg.lr:g}).")
         distributed.average_buffers(model)
         if w.is_main and len(x_val):
             val = evaluate_tensors(model, x_val, y_val, model.classes)
