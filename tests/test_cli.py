@@ -7,6 +7,7 @@ import pytest
 
 from convnet.cli import main, report_errors
 from convnet.errors import ConfigError
+from convnet.models import get_spec, list_models
 
 
 def run(*args):
@@ -26,6 +27,15 @@ def test_models_summary_and_json(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} >= {"lesson", "fast", "accurate"} and all(r["macs"] > 0 for r in rows)
+    assert {r["name"]: r["recipe"]["epochs"] for r in rows} == {n: get_spec(n).recipe.epochs for n in list_models()}
+
+
+def test_models_name_shows_the_recipe(capsys):
+    assert main(["models", "accurate"]) == 0
+    recipe = capsys.readouterr().out.splitlines()[-1]
+    assert recipe.startswith("recipe: 30 epochs, batch 128, adamw lr 0.005 (onecycle)") and "2% held out" in recipe
+    assert main(["models", "fast"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("recipe: 1 epoch, batch")
 
 
 def test_data_info_on_a_folder(capsys, tiny_dir):

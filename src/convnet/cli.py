@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import sys
@@ -226,6 +227,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "parameters": sum(p.numel() for p in model.parameters()),
             "macs": count_macs(model, (1, 28, 28)),
             "description": get_spec(name).description,
+            "recipe": dataclasses.asdict(get_spec(name).recipe),
         })
         if args.summary:
             model.summary()
@@ -236,7 +238,21 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{'name':<{width}} {'params':>10} {'MACs/image':>12}  description")
         for r in rows:
             print(f"{r['name']:<{width}} {r['parameters']:>10,} {r['macs']:>12,}  {r['description']}")
+        if args.name:
+            print(f"recipe: {_recipe_line(rows[0]['recipe'])}")
     return 0
+
+
+def _recipe_line(recipe: dict) -> str:
+    """What `convnet train --model NAME` does unless told otherwise, in the words of the train options."""
+    augment = ", ".join(f"{k} {v:g}" for k, v in recipe["augment"].items()) or "none"
+    epochs = recipe["epochs"]
+    line = (f"{epochs} epoch{'s' * (epochs != 1)}, batch {recipe['batch_size']}, {recipe['optimizer']} lr {recipe['lr']:g} "
+            f"({recipe['schedule']}), weight decay {recipe['weight_decay']:g}, label smoothing "
+            f"{recipe['label_smoothing']:g}, augmentation: {augment}, {recipe['val_split']:.0%} held out")
+    if recipe["fp32_finish"]:
+        line += f", last {recipe['fp32_finish']:.0%} of epochs in fp32 under --precision auto"
+    return line
 
 
 def cmd_train(args: argparse.Namespace) -> int:

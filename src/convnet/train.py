@@ -40,7 +40,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """Every training option in one place. `None` means: take the model's own recipe (see `convnet models`)."""
+    """Every training option in one place. `None` means: take the model's own recipe (`convnet models NAME`)."""
 
     model: str = "fast"
     dataset: str = "mnist"

@@ -34,7 +34,7 @@ def deskew(x: torch.Tensor) -> torch.Tensor:
 
 
 class Deskew(nn.Module):
-    """First layer of a model that sees deskewed digits. It deskews at inference (evaluate, predict, serve) and
+    """First layer of a model that sees deskewed digits. It deskews at inference (evaluate, predict, read) and
     passes batches through untouched while training: `fit` deskews the training images once, before augmentation,
     because deskewing augmented batches would undo most of the augmentation's shifts and rotations."""
 
