@@ -1,6 +1,7 @@
 """Recognition of real images with the model shipped in the package, through the API and the CLI."""
 import itertools
 import json
+import os
 import subprocess
 import sys
 import zlib
@@ -12,6 +13,7 @@ from PIL import Image
 
 from convnet.errors import ConfigError
 from convnet.infer import Recognizer, expand_paths
+from convnet.preprocess import load_gray
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DIGITS = sorted((EXAMPLES / "digits").glob("*.*"))
@@ -115,6 +117,45 @@ def test_expand_paths_folders_and_globs(tmp_path):
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "*.png")])] == [str(tmp_path / "a" / "1.png")]
     assert list(expand_paths([str(tmp_path / "nope*.png")]))[0][1].endswith("no files match")
     assert list(expand_paths([str(tmp_path / "missing.png")]))[0][1].endswith("no such file or folder")
+    assert list(expand_paths([""])) == [("", "empty path")]
+
+
+def test_globs_open_the_folders_they_match_and_list_each_image_once(tmp_path):
+    for name in ("imgs/1.png", "imgs2/2.png", "imgs2/sub/3.bmp", "imgs2/skip.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    expected = [str(tmp_path / n) for n in ("imgs/1.png", "imgs2/2.png", "imgs2/sub/3.bmp")]
+    assert [p for p, error in expand_paths([str(tmp_path / "imgs*")]) if error is None] == expected
+    everything = [p for p, _ in expand_paths([str(tmp_path / "**")])]  # names each folder and each file
+    assert len(everything) == len(set(everything)) and set(expected) <= set(everything)
+
+
+def test_a_symlink_loop_named_directly_says_so(recognizer, tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    [result] = recognizer.predict_files(expand_paths([str(tmp_path / "loop")]))
+    assert "symbolic links" in result.error
+
+
+def test_one_bad_item_in_a_list_spoils_nothing(recognizer):
+    import torch
+
+    good = str(DIGITS[0])
+    bad = [np.zeros((0, 0, 3)), "a\0b.png", np.array([["a", "b"]]), None, 5]
+    results = recognizer.predict([good, *bad, torch.from_numpy(load_gray(good))])
+    assert results[0].label == label_of(DIGITS[0]) and results[-1].label == label_of(DIGITS[0])
+    assert all(r.label is None and r.error for r in results[1:-1]), results[1:-1]
+
+
+def test_predict_cli_survives_a_file_name_the_terminal_cannot_print(tmp_path):
+    odd = Path(os.fsdecode(bytes(tmp_path / "odd") + b"/bad\xff\xfe.png"))
+    odd.parent.mkdir()
+    odd.write_bytes(DIGITS[0].read_bytes())
+    (odd.parent / "z.png").write_bytes(DIGITS[1].read_bytes())
+    done = subprocess.run([sys.executable, "-m", "convnet", "predict", str(odd.parent)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and "bad\\udcff\\udcfe.png: " + label_of(DIGITS[0]) in lines[0]
 
 
 def cli(*args):

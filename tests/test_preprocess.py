@@ -334,10 +334,43 @@ def test_missing_path_and_directory(tmp_path) -> None:
         load_gray(tmp_path)
 
 
-@pytest.mark.parametrize("shape", [(0, 5), (3, 4, 5), (2, 2, 2, 2)])
+@pytest.mark.parametrize("shape", [(0, 5), (0, 0, 3), (3, 4, 5), (2, 2, 2, 2)])
 def test_bad_arrays(shape: tuple[int, ...]) -> None:
     with pytest.raises(ImageError, match="array"):
         load_gray(np.zeros(shape))
+
+
+@pytest.mark.parametrize("source, words", [
+    (np.array([["a", "b"], ["c", "d"]]), "not an image"),
+    (np.zeros((4, 4), np.complex64), "not an image"),
+    ("", "empty path"),
+    ("a\0b.png", "not a valid path"),
+    (None, "cannot read an image from NoneType"),
+    (5, "cannot read an image from int"),
+])
+def test_sources_that_are_not_images(source, words) -> None:
+    with pytest.raises(ImageError, match=words):
+        load_gray(source)
+
+
+def test_a_tensor_reads_like_its_array(seven: np.ndarray) -> None:
+    torch = pytest.importorskip("torch")
+    assert np.array_equal(load_gray(torch.from_numpy(seven)), load_gray(seven))
+
+
+def test_extreme_float_values_are_rescaled_without_overflow(seven: np.ndarray) -> None:
+    extreme = np.where(seven > 0.5, np.float32(3e38), np.float32(-3e38))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings would be the bug
+        gray = load_gray(extreme)
+    assert gray.dtype == np.float32 and np.array_equal(gray, (seven > 0.5).astype(np.float32))
+
+
+def test_a_mode_pil_cannot_convert_is_called_unsupported(seven: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "lab.tif"
+    Image.fromarray(to_u8(seven)).convert("RGB").convert("LAB").save(path)
+    with pytest.raises(ImageError, match="lab.tif: unsupported image mode LAB"):
+        load_gray(path)
 
 
 def test_nan_array() -> None:

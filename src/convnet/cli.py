@@ -356,6 +356,11 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid in the terminal's encoding (bytes from another system) is printed escaped,
+        # not allowed to stop the command halfway through a folder.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     return report_errors(lambda: COMMANDS[args.command](args), "convnet")
 

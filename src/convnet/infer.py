@@ -27,7 +27,8 @@ from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                  ".ppm", ".pnm", ".ico"}
 
 
 @dataclass
@@ -210,24 +211,38 @@ def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
     """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily."""
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
+        if not pattern:
+            yield pattern, "empty path"
+        elif path.is_dir():
             found = False
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                        found = True
-                        yield os.path.join(root, name), None
+            for item in _folder_images(path):
+                found = True
+                yield item, None
             if not found:
                 yield str(path), f"{path}: no images found in this folder"
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a broken or looping link: opening it says which
             yield str(path), None
         elif glob.has_magic(pattern):
-            matches = sorted(glob.iglob(pattern, recursive=True))
-            if not matches:
-                yield pattern, f"{pattern}: no files match"
-            for match in matches:
-                if not Path(match).is_dir():
-                    yield match, None
+            yield from _glob_images(pattern)
         else:
             yield pattern, f"{pattern}: no such file or folder"
+
+
+def _folder_images(folder: Path) -> Iterator[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield os.path.join(root, name)
+
+
+def _glob_images(pattern: str) -> Iterator[tuple[str, str | None]]:
+    """The files a pattern matches, and the images in the folders it matches (each once: `**` matches both)."""
+    seen: set[str] = set()
+    for match in sorted(glob.iglob(pattern, recursive=True)):
+        for path in _folder_images(Path(match)) if Path(match).is_dir() else [match]:
+            if path not in seen:
+                seen.add(path)
+                yield path, None
+    if not seen:
+        yield pattern, f"{pattern}: no files match"

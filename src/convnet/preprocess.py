@@ -32,6 +32,7 @@ MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th percentile
 
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour axis
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
@@ -49,12 +50,15 @@ class NoInkError(ImageError):
 def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
-    `source` may be a path, encoded bytes, a PIL image or a numpy array.  EXIF
+    `source` may be a path, encoded bytes, a PIL image, a numpy array or a
+    tensor (anything with `.numpy()`, e.g. a CPU or GPU torch tensor).  EXIF
     orientation is applied and transparency is composited over white paper.
     `max_side` area-downscales big images right after decoding (JPEGs decode
     at reduced size directly), which is how `preprocess` keeps photos cheap.
     Every failure, including PIL's own, is raised as `ImageError`.
     """
+    if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
+        source = source.detach().cpu().numpy()
     if isinstance(source, np.ndarray):
         gray = _array_to_gray(source)
     elif isinstance(source, Image.Image):
@@ -74,18 +78,23 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         fp, name = io.BytesIO(source), "image data"
     elif isinstance(source, (str, os.PathLike)):
         fp, name = Path(source), str(source)
+        if not name:
+            raise ImageError("empty path")
         try:
             size = fp.stat().st_size
         except FileNotFoundError:
             raise ImageError(f"{name}: no such file") from None
         except OSError as exc:
             raise ImageError(f"{name}: cannot read file ({exc.strerror})") from exc
+        except ValueError as exc:  # e.g. an embedded NUL byte
+            raise ImageError(f"{name!r}: not a valid path ({exc})") from None
         if fp.is_dir():
             raise ImageError(f"{name}: is a directory, not an image file")
         if size == 0:
             raise ImageError(f"{name}: file is empty")
     else:
-        raise TypeError(f"cannot read an image from {type(source).__name__}")
+        raise ImageError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes, a PIL "
+                         "image or an array")
     try:
         # PIL only warns between 89M and 179M pixels; make that an error too.
         with warnings.catch_warnings():
@@ -113,38 +122,44 @@ def _decode(image: Image.Image, name: str, max_pixels: int, draft_side: int | No
     try:
         # Cameras write MPO: the photo first, then previews; that is not an animation.
         if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
-            raise ImageError(f"{name}: animated images are not supported")
+            raise ImageError("animated images are not supported")
         if draft_side and image.format in ("JPEG", "MPO"):
             scale = draft_side / max(width, height)
             image.draft("L", (int(width * scale), int(height * scale)))
         return _pil_to_gray(ImageOps.exif_transpose(image))
-    except ImageError:
-        raise
+    except ImageError as exc:  # raised by the checks above and below, which do not know the name
+        raise ImageError(f"{name}: {exc}") from None
     except Exception as exc:  # truncated or corrupt data surfaces here, in many types
         raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
 
 
 def _pil_to_gray(image: Image.Image) -> np.ndarray:
     """Any PIL mode to float gray: alpha over white, 16/32-bit by their range."""
-    if "A" in image.getbands() or "transparency" in image.info:
-        la = image.convert("LA")
-        paper = Image.new("L", image.size, 255)
-        paper.paste(la.getchannel("L"), mask=la.getchannel("A"))
-        image = paper
-    elif image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
-        image = image.convert("L")
+    image.load()  # corrupt data fails here, as corrupt; a mode PIL cannot convert fails below
+    try:
+        if image.mode in ALPHA_MODES or "transparency" in image.info:
+            la = image.convert("LA")
+            paper = Image.new("L", image.size, 255)
+            paper.paste(la.getchannel("L"), mask=la.getchannel("A"))
+            image = paper
+        elif image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            image = image.convert("L")
+    except ValueError:
+        raise ImageError(f"unsupported image mode {image.mode}") from None
     return _to_unit(np.asarray(image))
 
 
 def _array_to_gray(array: np.ndarray) -> np.ndarray:
     """H x W or H x W x C (C = 1..4, last channel alpha when C is 2 or 4)."""
+    if array.size == 0:
+        raise ImageError(f"the array is empty (shape {array.shape})")
     if array.ndim == 3 and 1 <= array.shape[2] <= 4:
         channels = _to_unit(array)
         alpha = channels[..., -1] if array.shape[2] in (2, 4) else None
         color = channels[..., :3] if array.shape[2] >= 3 else channels[..., :1]
         gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[..., 0]
         return gray if alpha is None else gray * alpha + (1 - alpha)
-    if array.ndim != 2 or array.size == 0:
+    if array.ndim != 2:
         raise ImageError(f"expected an H x W or H x W x C array (C = 1..4), got shape {array.shape}")
     return _to_unit(array)
 
@@ -155,17 +170,21 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) / 255
     if array.dtype == np.uint16:
         return array.astype(np.float32) / 65535
-    values = array.astype(np.float32)
-    if not np.isfinite(values).all():
+    if array.dtype.kind not in "biuf":  # bool, integers, floats
+        raise ImageError(f"an array of {array.dtype} values is not an image")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ImageError("image contains NaN or infinite values")
-    low, high = float(values.min()), float(values.max())
+    low, high = float(array.min()), float(array.max())
     if low >= 0 and high <= 1:
-        return values
+        return array.astype(np.float32)
     if low >= 0 and high <= 255:
-        return values / 255
-    if low >= 0 and high <= 65535 and np.issubdtype(array.dtype, np.integer):
-        return values / 65535
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+        return array.astype(np.float32) / 255
+    if low >= 0 and high <= 65535 and array.dtype.kind in "iu":
+        return array.astype(np.float32) / 65535
+    if high == low:
+        return np.zeros(array.shape, np.float32)
+    # In float64: the span between float32's extremes, or of large integers, overflows float32.
+    return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
 def _downscale(gray: np.ndarray, max_side: int | None) -> np.ndarray:
