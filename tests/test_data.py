@@ -186,3 +186,47 @@ def test_real_mnist_checksums(real_mnist_cache, monkeypatch):
     assert ds.train_x.shape == (60000, 28, 28) and ds.test_x.shape == (10000, 28, 28)
     assert list(ds.train_y[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert ds.normalization() == (0.1307, 0.3081)
+
+
+def _folder_with(tmp_path, tiny_arrays, **changes):
+    return write_idx_folder(tmp_path / "idx", {**tiny_arrays, **changes})
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"train_y": np.full(600, -1, np.int8)}, "labels must be 0–9 \\(found -1–-1\\)"),
+    ({"test_y": np.zeros(200, np.float32)}, "labels must be whole numbers"),
+    ({"test_x": np.zeros((0, 28, 28), np.uint8), "test_y": np.zeros(0, np.uint8)}, "test split holds no images"),
+    ({"test_x": np.zeros((200, 32, 32), np.uint8)}, "train images are 28×28 pixels but test images 32×32"),
+])
+def test_idx_folders_that_cannot_be_a_data_set(tmp_path, tiny_arrays, change, words):
+    with pytest.raises(DataError, match=words):
+        data.load_dataset("mnist", _folder_with(tmp_path, tiny_arrays, **change))
+
+
+def test_idx_of_an_absurd_rank_is_refused():
+    with pytest.raises(DataError, match="rank 255"):
+        parse_idx(b"\x00\x00\x08\xff" + b"\x00" * 1020)
+
+
+def test_images_of_one_shade_do_not_divide_by_zero(tmp_path, tiny_arrays):
+    flat = np.zeros_like(tiny_arrays["train_x"])
+    assert data.load_dataset("mnist", _folder_with(tmp_path, tiny_arrays, train_x=flat)).normalization() == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("damage", ["not json", "list json", "truncated npz", "wrong dtypes"])
+def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, damage):
+    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
+    path = data.fetch("mnist", log=lambda m: None)
+    if damage == "not json":
+        path.with_suffix(".json").write_text("{oops")
+    elif damage == "list json":
+        path.with_suffix(".json").write_text("[1, 2]")
+    elif damage == "truncated npz":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        np.savez(path, **{**tiny_arrays, "test_y": tiny_arrays["test_y"].astype(np.int64)})
+    if "json" in damage:  # only the note of where the cache came from is lost
+        assert data.load_dataset("mnist").source == str(path)
+    else:
+        with pytest.raises(DataError, match="unreadable cache .*delete it and run `convnet data fetch mnist`"):
+            data.load_dataset("mnist")

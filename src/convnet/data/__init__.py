@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class Dataset:
     def normalization(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels in [0, 1] (MNIST: 0.1307, 0.3081)."""
         x = self.train_x.astype(np.float64) / 255.0
-        return round(float(x.mean()), 4), round(float(x.std()), 4)
+        std = round(float(x.std()), 4)
+        return round(float(x.mean()), 4), std or 1.0  # images all of one shade: nothing to scale, and no 0 to divide by
 
 
 def to_tensor(images: np.ndarray, mean: float, std: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -100,12 +102,23 @@ def _read_cache(name: str, path: Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {part: z[part] for part in mnist.PARTS}
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: unreadable cache ({e}); delete it and run `convnet data fetch {name}`.") from None
+        _check_split(arrays, path)  # shapes and types first: the checksums below need arrays IDX can store
+        if any(a.dtype != np.uint8 for a in arrays.values()):
+            raise DataError("the cache holds uint8 arrays only")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, DataError) as e:
+        why = e if isinstance(e, DataError) else "not an archive of the four arrays"
+        raise DataError(f"{path}: unreadable cache ({why}); delete it and run `convnet data fetch {name}`.") from None
     sums = DATASETS[name].verify(arrays, str(path))
-    meta_path = path.with_suffix(".json")
-    source = json.loads(meta_path.read_text()).get("source", "") if meta_path.exists() else ""
-    return _dataset(name, arrays, source or str(path), sums)
+    return _dataset(name, arrays, _cached_source(path.with_suffix(".json")) or str(path), sums)
+
+
+def _cached_source(meta_path: Path) -> str:
+    """Where the cache came from, for `data info`; a missing or damaged note is no reason to refuse the data."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return ""
+    return str(meta.get("source", "")) if isinstance(meta, dict) else ""
 
 
 def _dataset(name: str, arrays: dict[str, np.ndarray], source: str, sums: dict[str, str]) -> Dataset:
@@ -135,8 +148,15 @@ def _check_split(arrays: dict[str, np.ndarray], origin: Path) -> None:
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
             raise DataError(f"{origin}: {split} images {x.shape} {x.dtype} and labels {y.shape} do not match.")
-        if y.size and int(y.max()) >= 10:
-            raise DataError(f"{origin}: {split} labels must be 0–9 (found {int(y.max())}).")
+        if not len(y):
+            raise DataError(f"{origin}: the {split} split holds no images.")
+        if y.dtype.kind not in "iu":
+            raise DataError(f"{origin}: {split} labels must be whole numbers, not {y.dtype}.")
+        if int(y.min()) < 0 or int(y.max()) >= 10:
+            raise DataError(f"{origin}: {split} labels must be 0–9 (found {int(y.min())}–{int(y.max())}).")
+    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
+        raise DataError(f"{origin}: train images are {'×'.join(map(str, arrays['train_x'].shape[1:]))} pixels but "
+                        f"test images {'×'.join(map(str, arrays['test_x'].shape[1:]))}.")
 
 
 def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_missing: bool = True) -> Dataset:

@@ -21,20 +21,22 @@ _CODES = {np.dtype(v).newbyteorder("=").str: k for k, v in _DTYPES.items()}
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     """Parse the bytes of one (uncompressed) IDX file, checking that the size matches the header."""
     if len(data) < 4:
-        raise DataError(f"{name}: file is empty or truncated ({len(data)} bytes); delete it and fetch it again.")
+        raise DataError(f"{name}: file is empty or truncated ({len(data)} bytes).")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or code not in _DTYPES or ndim == 0:
         raise DataError(f"{name}: not an IDX file (bad magic number {data[:4].hex()}).")
+    if ndim > 4:
+        raise DataError(f"{name}: an IDX file of rank {ndim}; images have rank 3 and labels rank 1.")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{name}: truncated IDX header; delete it and fetch it again.")
+        raise DataError(f"{name}: truncated IDX header.")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_DTYPES[code])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
         raise DataError(
             f"{name}: size {len(data)} bytes does not match its header {shape} ({expected} bytes): "
-            "the file is truncated or corrupt; delete it and fetch it again."
+            "the file is truncated or corrupt."
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -61,7 +63,7 @@ def read_raw(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({e}); delete it and fetch it again.") from None
+        raise DataError(f"{path}: corrupt or truncated gzip file ({e}).") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
