@@ -99,3 +99,43 @@ def test_ensemble_members_must_match(tmp_path):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ModelError, match="at least two"):
         build_ensemble([tmp_path / "a"])
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"num_classes": -3}, "num_classes -3"),
+    ({"num_classes": 10**12}, "out of range"),
+    ({"classes": list("abcde")}, "classes must be a list of num_classes"),
+    ({"classes": {"a": 1}}, "classes must be a list"),
+    ({"input_size": [-28, 28]}, "input_size"),
+    ({"input_size": "28"}, "input_size"),
+    ({"temperature": 0}, "temperature"),
+    ({"preprocessing": {"mean": 0.1, "std": 0}}, "std"),
+    ({"preprocessing": {"mean": float("nan"), "std": 0.3}}, "finite"),
+])
+def test_nonsense_card_values_are_refused(tmp_path, change, words):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    card = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**card, **change}))
+    with pytest.raises(ModelError, match=f"invalid model card .*{words}"):
+        load_model(run)
+
+
+def test_a_deeply_nested_card_is_refused(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    (run / "model.json").write_text("[" * 100_000)
+    with pytest.raises(ModelError, match="not a readable model card"):
+        load_model(run)
+
+
+def test_an_ensemble_is_not_a_member(tmp_path):
+    from convnet.checkpoint import build_ensemble
+
+    for seed in (1, 2):
+        save_model(_trained_like(), tmp_path / f"m{seed}")
+    save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
+    with pytest.raises(ModelError, match="is itself an ensemble; list its members"):
+        build_ensemble([tmp_path / "vote", tmp_path / "m1"])
+    with pytest.raises(ModelError, match="a list of models"):
+        build_ensemble(str(tmp_path / "m1"))

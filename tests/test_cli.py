@@ -78,12 +78,18 @@ def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):
     assert run(*train_args).returncode == 0
     weights = (out / "model.safetensors").read_bytes()
     again = run(*train_args, "--seed", "1")
-    assert again.returncode == 1 and "already holds a model" in again.stderr and "--overwrite" in again.stderr
+    assert again.returncode == 1 and "already holds model.safetensors" in again.stderr and "--overwrite" in again.stderr
     vote = run("ensemble", out, out, "--out", out, "--data-dir", tiny_dir)
-    assert vote.returncode == 1 and "already holds a model" in vote.stderr
+    assert vote.returncode == 1 and "already holds model.safetensors, model.json" in vote.stderr
     assert (out / "model.safetensors").read_bytes() == weights
     assert run(*train_args, "--seed", "1", "--overwrite").returncode == 0
     assert (out / "model.safetensors").read_bytes() != weights
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "config.json").write_text('{"mine": true}')
+    done = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", notes)
+    assert done.returncode == 1 and "already holds config.json" in done.stderr
+    assert (notes / "config.json").read_text() == '{"mine": true}'
 
 
 @pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["ensemble", "default", "default"]])

@@ -3,7 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from convnet.evaluate import confusion_matrix, evaluate_tensors, format_report, per_class_metrics
+from convnet.data import load_dataset
+from convnet.errors import ConfigError
+from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
+from convnet.models import create_model
+from convnet.train import fit
 
 
 def test_metrics_on_a_known_confusion_matrix():
@@ -45,3 +49,15 @@ def test_evaluate_tensors():
     assert d["per_class"]["b"]["precision"] == 0.5 and d["confusion_matrix"][2] == [1, 0, 1]
     report = format_report(r)
     assert "accuracy 60.0000%" in report and "confusion matrix" in report
+
+
+def test_a_model_must_fit_the_data(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    with pytest.raises(ConfigError, match="takes 32×32 images, but mnist has 28×28"):
+        evaluate(create_model("fast", input_size=(32, 32)), data)
+    with pytest.raises(ConfigError, match="answers 5 classes, but mnist has 10"):
+        evaluate(create_model("fast", num_classes=5), data)
+    with pytest.raises(ConfigError, match="answers 5 classes"):
+        fit(create_model("fast", num_classes=5), data, epochs=1, log=lambda m: None)
+    with pytest.raises(ConfigError, match="split must be"):
+        evaluate(create_model("fast"), data, split="val")

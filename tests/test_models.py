@@ -100,3 +100,9 @@ def test_batchnorm_folding_keeps_the_function(name):
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["lesson", "fast", "accurate"])  # strided pads enough to take even 1×1
+def test_images_too_small_for_the_layers_are_refused_at_build(name):
+    with pytest.raises(ConfigError, match=f"{name} cannot take 1×1 images"):
+        create_model(name, input_size=(1, 1))

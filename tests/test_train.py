@@ -198,3 +198,28 @@ def test_fast_reaches_99_percent_on_real_mnist(real_mnist_cache, monkeypatch, tm
     monkeypatch.setenv("CONVNET_HOME", str(real_mnist_cache.parent.parent))
     result = train(TrainConfig(model="fast", epochs=1, out=str(tmp_path / "r")), log=lambda m: None)
     assert result.metrics["test_accuracy"] >= 0.99
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"seed": -1}, "seed must be between 0 and 4294967295"),
+    ({"seed": 2**63}, "seed must be between"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"epochs": 1.5}, "epochs must be a whole number"),
+    ({"batch_size": "64"}, "batch size must be a whole number"),
+])
+def test_whole_number_options_are_checked(options, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+def test_a_run_of_four_steps_trains(tiny_dir):
+    # PyTorch's one-cycle schedule divides by zero for four steps; so short a run keeps its learning rate.
+    history = fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=135, log=lambda m: None)
+    assert len(history.epochs) == 1
+
+
+def test_a_malformed_device_index_is_a_clear_error():
+    from convnet.device import resolve_device
+
+    with pytest.raises(ConfigError, match="unknown device 'cpu:x'"):
+        resolve_device("cpu:x")

@@ -6,6 +6,7 @@ A model can be named three ways everywhere convnet takes one: a run folder, a mo
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -63,17 +64,19 @@ def save_model(model: Network | Ensemble, folder: Path | str, **card_extra) -> P
     return folder / WEIGHTS
 
 
-def claim_folder(folder: Path | str, overwrite: bool = False) -> Path:
+def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD)) -> Path:
     """Create the folder a model will be written to, before the work that makes the model.
 
-    A file in the way or a place that cannot be written is an error, and so is a model already in the folder unless
-    `overwrite`: a new run never silently replaces a trained model.
+    A file in the way or a place that cannot be written is an error, and so is any of `files` already in the folder
+    unless `overwrite`: a new run never silently replaces a trained model or another run's records.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder; choose another --out.")
-    if not overwrite and any((folder / name).exists() for name in (WEIGHTS, CARD)):
-        raise ConfigError(f"{folder} already holds a model; choose another --out, or pass --overwrite to replace it.")
+    taken = [name for name in files if (folder / name).exists()]
+    if taken and not overwrite:
+        raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another --out, or pass --overwrite to "
+                          "replace them.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -108,7 +111,7 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
 def read_card(path: Path) -> dict:
     try:
         card = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelError(f"{path}: not a readable model card ({e}).") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ModelError(f"{path}: not a convnet model card (expected format {CARD_FORMAT!r}).")
@@ -116,12 +119,26 @@ def read_card(path: Path) -> dict:
 
 
 def _build(spec: dict, card: dict) -> Network:
-    """An untrained model with the card's architecture, classes and preprocessing."""
-    model = create_model(spec["architecture"], spec["num_classes"], spec["in_channels"], spec["input_size"])
-    model.classes = [str(c) for c in card["classes"]]
-    model.mean, model.std = float(card["preprocessing"]["mean"]), float(card["preprocessing"]["std"])
-    model.temperature = float(spec.get("temperature", 1.0))
+    """An untrained model with the card's architecture, classes and preprocessing, each value checked for sense."""
+    num_classes, in_channels, input_size = spec["num_classes"], spec["in_channels"], spec["input_size"]
+    classes, prep = card["classes"], card["preprocessing"]
+    mean, std, temperature = float(prep["mean"]), float(prep["std"]), float(spec.get("temperature", 1.0))
+    if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
+        raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
+    if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, 8192) for s in input_size):
+        raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")
+    if not isinstance(classes, list) or len(classes) != num_classes:
+        raise ValueError(f"classes must be a list of num_classes ({num_classes}) names")
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0 and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, std and temperature > 0")
+    model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
+    model.classes = [str(c) for c in classes]
+    model.mean, model.std, model.temperature = mean, std, temperature
     return model
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network | Ensemble:
@@ -134,7 +151,7 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         else:
             model = _build(card, card)
     except (KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{card_path}: incomplete model card ({e}).") from None
+        raise ModelError(f"{card_path}: incomplete or invalid model card ({e}).") from None
     try:
         model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError, OSError) as e:
@@ -147,4 +164,11 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
 
 def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -> Ensemble:
     """An ensemble of saved models (each a run folder, model file or shipped name)."""
-    return Ensemble([load_model(ref, device) for ref in refs])
+    if isinstance(refs, (str, Path)):
+        raise ModelError("build_ensemble takes a list of models, not one.")
+    members = [load_model(ref, device) for ref in refs]
+    for ref, member in zip(refs, members):
+        if isinstance(member, Ensemble):
+            # An average of averages would weigh its members unevenly; name the ensemble's members instead.
+            raise ModelError(f"{ref} is itself an ensemble; list its members instead (they are in its model.json).")
+    return Ensemble(members)

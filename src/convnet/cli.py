@@ -272,7 +272,9 @@ def _train(args: argparse.Namespace) -> int:
     if result.run_dir is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     if result.metrics["interrupted"]:
-        print(f"interrupted after {result.metrics['epochs']} epochs; checkpoint kept in {result.run_dir}")
+        epochs = result.metrics["epochs"]
+        print(f"interrupted after {epochs} epoch(s); the last one's checkpoint is in {result.run_dir}" if epochs else
+              f"interrupted during the first epoch: no model was saved ({result.run_dir} holds the config only)")
         return 130
     print(f"test accuracy: {result.metrics['test_accuracy']:.2%}  (train time {result.metrics['train_seconds']:.1f}s, "
           f"run folder {result.run_dir})")

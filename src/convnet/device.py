@@ -25,7 +25,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         raise ConfigError("--device cuda: no CUDA GPU is available to PyTorch here.")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps: Apple's MPS is not available here.")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # a malformed index, e.g. cpu:x
+        raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}, optionally with an index "
+                          "such as cuda:1.") from None
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -11,6 +11,7 @@ from torch import nn
 from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
+from convnet.errors import ConfigError
 
 
 @dataclass
@@ -95,12 +96,31 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None) -> EvalResult:
     """Evaluate on a data set split with the model's own normalisation."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
+    check_fits(model, data)
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
     images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     x = to_tensor(images, model.mean, model.std, dev)
     y = torch.from_numpy(labels).to(dev)
     return evaluate_tensors(model, x, y, list(getattr(model, "classes", data.classes)))
+
+
+def check_fits(model: nn.Module, data: Dataset) -> None:
+    """A model reads images of the one size and answers the classes it was built for: a mismatch would otherwise run
+    and score like chance (or fail deep inside a layer), so it is refused up front."""
+    size = getattr(model, "input_size", None)
+    if size is not None and (model.in_channels, *size) != data.input_shape:
+        raise ConfigError(f"the model takes {_shape(model.in_channels, *size)} images, but {data.name} has "
+                          f"{_shape(*data.input_shape)} images.")
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and classes != len(data.classes):
+        raise ConfigError(f"the model answers {classes} classes, but {data.name} has {len(data.classes)}.")
+
+
+def _shape(channels: int, h: int, w: int) -> str:
+    return f"{h}×{w}" + (f"×{channels}" if channels != 1 else "")
 
 
 def format_report(result: EvalResult) -> str:

@@ -22,13 +22,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
 from convnet.augment import augment_batch
-from convnet.checkpoint import claim_folder, save_model
+from convnet.checkpoint import CARD, WEIGHTS, claim_folder, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device, use_bf16
 from convnet.errors import ConfigError
 from convnet.calibrate import expected_calibration_error, fit_temperature
-from convnet.evaluate import evaluate, evaluate_tensors, logits_of
+from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
 from convnet.models.deskew import deskew_training_images
 from convnet.progress import Log, progress_bar, stderr_log
@@ -87,10 +87,16 @@ class TrainConfig:
 
     def check(self) -> None:
         problems = []
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a whole number, not {value!r}.")
         if self.epochs < 1:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
             problems.append("batch size must be at least 1")
+        if not 0 <= self.seed < 2**32:
+            problems.append("seed must be between 0 and 4294967295")
         if not 0 < self.lr < math.inf:
             problems.append("learning rate must be a positive number")
         if not 0 <= self.weight_decay < math.inf:
@@ -147,7 +153,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    if cfg.schedule == "constant":
+    # A one-cycle schedule over a handful of steps means nothing, and PyTorch's divides by zero for some of them.
+    if cfg.schedule == "constant" or total_steps < 8:
         return None
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
 
@@ -175,6 +182,7 @@ def fit(
     dev = distributed.device_for(requested, w)
     if not w.is_main:
         log, on_epoch_end = (lambda message: None), None
+    check_fits(model, data)
     model.mean, model.std = data.normalization()
     model.classes = list(data.classes)
     model.to(dev, memory_format=torch.channels_last)
@@ -201,13 +209,15 @@ def fit(
             row = loop.epoch(x, y, epoch)
         except KeyboardInterrupt:
             history.interrupted = True
-            log(f"interrupted during epoch {epoch}: stopping; the last completed epoch's checkpoint is kept")
+            log(f"interrupted during epoch {epoch}: stopping" + ("; the last completed epoch's checkpoint is kept"
+                                                                 if epoch > 1 else ""))
             break
         history.train_seconds += row["seconds"]
         if distributed.agree(not math.isfinite(row["train_loss"]), dev):
             # Every later step would only spread NaNs; the checkpoint of the last sound epoch stays in the run folder.
             raise ConfigError(f"training diverged in epoch {epoch} (the loss became {row['train_loss']}): lower the "
-                              f"learning rate (--lr, now {cfg.lr:g}).")
+                              f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
+                              f"{cfg.weight_decay:g}).")
         distributed.average_buffers(model)
         if w.is_main and len(x_val):
             val = evaluate_tensors(model, x_val, y_val, model.classes)
@@ -339,6 +349,9 @@ class RunResult:
     model: Network
 
 
+RUN_FILES = (WEIGHTS, CARD, "config.json", "metrics.json", "history.csv")  # what a run writes into its folder
+
+
 def new_run_dir(model: str, out: str | None) -> Path:
     if out:
         return Path(out)
@@ -360,6 +373,7 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
     Under torchrun every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
     """
     cfg = config.resolved()
+    resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
     data = load_dataset(cfg.dataset, cfg.data_dir)
     torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
     model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
@@ -374,7 +388,7 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
 
 
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
-    run_dir = claim_folder(new_run_dir(cfg.model, cfg.out), cfg.overwrite)
+    run_dir = claim_folder(new_run_dir(cfg.model, cfg.out), cfg.overwrite, RUN_FILES)
     _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convnet.errors import ModelError
+from convnet.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,23 @@ class Network(nn.Sequential):
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
     spec = get_spec(name)
     layers = spec.build(num_classes, in_channels, tuple(input_size))
-    return Network(name, list(layers), num_classes, in_channels, input_size)
+    model = Network(name, list(layers), num_classes, in_channels, input_size)
+    _check_input_size(model)
+    return model
+
+
+def _check_input_size(model: Network) -> None:
+    """One pass over a blank image: layers that shrink small images to nothing fail here, with a clear message."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.in_channels, *model.input_size))
+    except (RuntimeError, ValueError) as e:
+        h, w = model.input_size
+        raise ConfigError(f"{model.arch} cannot take {h}×{w} images: they are too small for its layers ({e}).") from None
+    finally:
+        model.train(training)
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
