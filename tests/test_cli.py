@@ -114,6 +114,8 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["data", "info", "--data-dir", "/nonexistent"], 1, "not a folder"),
         (["data", "fetch", "imagenet"], 1, "unknown data set"),
         (["train", "--device", "tpu"], 1, "unknown device"),
+        (["train", "--out", ""], 1, "--out is empty"),
+        (["models", ""], 1, "unknown model ''"),
     ],
 )
 def test_bad_input_gives_a_clear_error(args, code, words):

@@ -218,7 +218,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from convnet.models import count_macs, create_model, get_spec, list_models
 
-    names = [get_spec(args.name).name] if args.name else list_models()
+    names = list_models() if args.name is None else [get_spec(args.name).name]
     rows = []
     for name in names:
         model = create_model(name)
@@ -238,7 +238,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{'name':<{width}} {'params':>10} {'MACs/image':>12}  description")
         for r in rows:
             print(f"{r['name']:<{width}} {r['parameters']:>10,} {r['macs']:>12,}  {r['description']}")
-        if args.name:
+        if args.name is not None:
             print(f"recipe: {_recipe_line(rows[0]['recipe'])}")
     return 0
 

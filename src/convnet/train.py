@@ -353,6 +353,8 @@ RUN_FILES = (WEIGHTS, CARD, "config.json", "metrics.json", "history.csv")  # wha
 
 
 def new_run_dir(model: str, out: str | None) -> Path:
+    if out == "":
+        raise ConfigError("--out is empty; leave it out for runs/<model>-<timestamp>.")
     if out:
         return Path(out)
     base = Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
