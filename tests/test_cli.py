@@ -146,3 +146,18 @@ def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
 def test_report_errors_lets_bugs_through():
     with pytest.raises(ZeroDivisionError):
         report_errors(lambda: 1 // 0, "tool")
+
+
+def test_overwrite_replaces_even_when_the_new_run_fails(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", out).returncode == 0
+    failed = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", out, "--overwrite")
+    assert failed.returncode == 1 and "diverged" in failed.stderr
+    assert list(out.iterdir()) == []  # the old run's files are gone, and the new run wrote none
+    fresh = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "new")
+    assert fresh.returncode == 1 and not (tmp_path / "new").exists()  # no empty folder left behind
+
+
+def test_ensemble_out_must_not_be_empty(tiny_dir):
+    done = run("ensemble", "default", "default", "--data-dir", tiny_dir, "--out", "")
+    assert done.returncode == 1 and "--out is empty" in done.stderr

@@ -146,6 +146,21 @@ def test_one_bad_item_in_a_list_spoils_nothing(recognizer):
     assert all(r.label is None and r.error for r in results[1:-1]), results[1:-1]
 
 
+def test_tensors_in_torch_layouts_and_types(recognizer):
+    import torch
+
+    gray = torch.from_numpy(load_gray(str(DIGITS[0])))
+    for tensor in (gray, gray[None], gray.to(torch.bfloat16), gray[None].expand(3, -1, -1)):
+        assert recognizer.predict(tensor).label == label_of(DIGITS[0]), (tensor.shape, tensor.dtype)
+
+
+def test_recognition_needs_a_28_by_28_gray_model():
+    from convnet.models import create_model
+
+    with pytest.raises(ConfigError, match="takes 32×32 images with 1 channel"):
+        Recognizer(create_model("fast", input_size=(32, 32)))
+
+
 def test_predict_cli_survives_a_file_name_the_terminal_cannot_print(tmp_path):
     odd = Path(os.fsdecode(bytes(tmp_path / "odd") + b"/bad\xff\xfe.png"))
     odd.parent.mkdir()
@@ -177,7 +192,7 @@ def test_predict_cli_json_lines(tmp_path):
 
 @pytest.mark.parametrize("args, words, code", [(["--min-confidence", "150"], "between 0 and 1", 2),
                                                (["--min-confidence", "-0.1"], "between 0 and 1", 2),
-                                               (["--top-k", "0"], "at least 1", 1),
+                                               (["--top-k", "0"], "at least 1", 2),
                                                (["--model", "nowhere"], "not a run folder", 1)])
 def test_predict_cli_bad_options(args, words, code):
     done = cli("predict", DIGITS[0], *args)

@@ -70,6 +70,8 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     A file in the way or a place that cannot be written is an error, and so is any of `files` already in the folder
     unless `overwrite`: a new run never silently replaces a trained model or another run's records.
     """
+    if not str(folder):
+        raise ConfigError("--out is empty; name a folder.")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder; choose another --out.")
@@ -77,6 +79,8 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another --out, or pass --overwrite to "
                           "replace them.")
+    for name in taken:  # replaced now, so that a new run that fails early leaves no old model beside its config
+        (folder / name).unlink()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

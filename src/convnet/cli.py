@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from convnet.errors import ConfigError, ConvnetError
+from convnet.errors import ConvnetError
 
 EXAMPLES = """examples:
   convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
@@ -169,7 +169,7 @@ def build_parser() -> Parser:
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
-    pred.add_argument("--top-k", type=int, default=3)
+    pred.add_argument("--top-k", type=positive_int, default=3)
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="answer 'not sure' below this confidence (default 0.5; 0 always answers)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -258,10 +258,21 @@ def _recipe_line(recipe: dict) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from convnet import distributed
 
-    code = _train(args)
-    if distributed.world().active:  # under torchrun: leave before PyTorch's teardown can abort the process
-        distributed.exit_process(code)
-    return code
+    w = distributed.world()
+    if not w.active:
+        return _train(args)
+    if w.is_main:
+        code = report_errors(lambda: _train(args), "convnet")
+    else:  # rank 0 reports the errors every rank meets; another rank only says why it stopped on its own
+        try:
+            code = _train(args)
+        except ConvnetError:
+            code = 1
+        except Exception as e:  # most often: rank 0 has stopped, and this rank lost it in the middle of a collective
+            print(f"convnet: rank {w.rank} stopped: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
+                  file=sys.stderr)
+            code = 1
+    distributed.exit_process(code)  # under torchrun: leave before PyTorch's teardown can abort the process
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -274,7 +285,7 @@ def _train(args: argparse.Namespace) -> int:
     if result.metrics["interrupted"]:
         epochs = result.metrics["epochs"]
         print(f"interrupted after {epochs} epoch(s); the last one's checkpoint is in {result.run_dir}" if epochs else
-              f"interrupted during the first epoch: no model was saved ({result.run_dir} holds the config only)")
+              f"interrupted during the first epoch: no model was saved in {result.run_dir}")
         return 130
     print(f"test accuracy: {result.metrics['test_accuracy']:.2%}  (train time {result.metrics['train_seconds']:.1f}s, "
           f"run folder {result.run_dir})")
@@ -321,8 +332,6 @@ def _recognizer(args: argparse.Namespace, **options):
 def cmd_predict(args: argparse.Namespace) -> int:
     from convnet.infer import expand_paths
 
-    if args.top_k < 1:
-        raise ConfigError("--top-k must be at least 1.")
     recognizer = _recognizer(args, top_k=args.top_k)
     failed = 0
     for p in recognizer.predict_files(expand_paths(args.paths)):

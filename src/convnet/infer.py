@@ -22,7 +22,7 @@ from convnet.checkpoint import load_model
 from convnet.device import resolve_device
 from convnet.errors import ConfigError
 from convnet.models import Network
-from convnet.preprocess import ImageError, NoInkError, Source, load_gray, preprocess
+from convnet.preprocess import SIZE, ImageError, NoInkError, Source, load_gray, preprocess
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
@@ -80,6 +80,10 @@ class Recognizer:
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
         if not 0 <= min_confidence <= 1:
             raise ConfigError(f"min confidence must be between 0 and 1, got {min_confidence:g}.")
+        if (model.in_channels, *model.input_size) != (1, SIZE, SIZE):
+            h, w = model.input_size
+            raise ConfigError(f"recognition prepares each digit as a {SIZE}×{SIZE} gray image, as MNIST's; this model "
+                              f"takes {h}×{w} images with {model.in_channels} channel(s).")
         self.device = resolve_device(device)
         self.model = fold_batchnorm(model).to(self.device).eval()
         self.top_k = max(1, min(top_k, model.num_classes))

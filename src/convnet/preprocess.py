@@ -51,14 +51,14 @@ def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | N
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
     `source` may be a path, encoded bytes, a PIL image, a numpy array or a
-    tensor (anything with `.numpy()`, e.g. a CPU or GPU torch tensor).  EXIF
+    torch tensor (H x W, H x W x C or C x H x W, on any device).  EXIF
     orientation is applied and transparency is composited over white paper.
     `max_side` area-downscales big images right after decoding (JPEGs decode
     at reduced size directly), which is how `preprocess` keeps photos cheap.
     Every failure, including PIL's own, is raised as `ImageError`.
     """
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
-        source = source.detach().cpu().numpy()
+        source = _tensor_to_array(source)
     if isinstance(source, np.ndarray):
         gray = _array_to_gray(source)
     elif isinstance(source, Image.Image):
@@ -68,6 +68,15 @@ def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | N
         with image:
             gray = _decode(image, name, max_pixels, max_side)
     return _downscale(gray, max_side)
+
+
+def _tensor_to_array(tensor) -> np.ndarray:
+    """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
+    t = tensor.detach().cpu()
+    array = (t.float() if t.is_floating_point() else t).numpy()
+    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
+        array = array.transpose(1, 2, 0)
+    return array
 
 
 def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:

@@ -95,8 +95,8 @@ class TrainConfig:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
             problems.append("batch size must be at least 1")
-        if not 0 <= self.seed < 2**32:
-            problems.append("seed must be between 0 and 4294967295")
+        if not -(2**63) <= self.seed < 2**64:  # what torch.manual_seed takes
+            problems.append("seed must fit in 64 bits")
         if not 0 < self.lr < math.inf:
             problems.append("learning rate must be a positive number")
         if not 0 <= self.weight_decay < math.inf:
@@ -201,6 +201,8 @@ def fit(
         raise ConfigError(f"batch size {cfg.batch_size} × {w.size} process(es) exceeds the {len(x)} training images.")
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
+    if loop.sched is None and cfg.schedule != "constant":
+        log(f"{cfg.epochs * steps} steps in all: too few for a {cfg.schedule} schedule; the learning rate stays {cfg.lr:g}")
     torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
     history = History()
 
@@ -281,7 +283,7 @@ class _Loop:
 
     def batches(self, n: int, epoch: int, device: torch.device) -> torch.Tensor:
         """This rank's (steps, batch) indices: every rank draws the same permutation and takes its own slice."""
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed((self.cfg.seed * 100_003 + epoch) % 2**63))
         shard = perm[self.world.rank :: self.world.size][: self.steps * self.cfg.batch_size]
         return shard.view(self.steps, self.cfg.batch_size).to(device)
 
@@ -379,30 +381,45 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
     model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
-    if not distributed.world().is_main:
+    if distributed.world().is_main:
+        result = _main_run(cfg, data, model, log)
+    else:
         history = fit(model, data, cfg, log=log)
+        result = RunResult(None, {"epochs": len(history.epochs), "train_seconds": history.train_seconds,
+                                  "interrupted": history.interrupted}, model)
+    # Only a run that ended well waits for the other ranks: after an error or Ctrl-C they may be gone or stuck in a
+    # collective the others left, and the barrier would hang or bury the error under a connection failure.
+    if not result.metrics["interrupted"]:
         distributed.finish()
-        return RunResult(None, {"epochs": len(history.epochs), "train_seconds": history.train_seconds}, model)
-    try:
-        return _main_run(cfg, data, model, log)
-    finally:
-        distributed.finish()
+    return result
 
 
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
-    run_dir = claim_folder(new_run_dir(cfg.model, cfg.out), cfg.overwrite, RUN_FILES)
-    _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+    run_dir = new_run_dir(cfg.model, cfg.out)
+    fresh = not run_dir.exists()
+    claim_folder(run_dir, cfg.overwrite, RUN_FILES)
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
     log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split:.0%} held out) "
-        f"for {cfg.epochs} epochs on {resolve_device(cfg.device)}"
+        f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
         + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
-    def checkpoint(m: Network, h: History) -> None:
-        save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
+    def records(h: History) -> None:
+        _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+        atomic_write(run_dir / "history.csv", lambda f: f.write(h.to_csv().encode()))
 
-    history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
+    def checkpoint(m: Network, h: History) -> None:
+        # Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
+        save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
+        records(h)
+
+    try:
+        history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
+    except BaseException:
+        if fresh and not any(run_dir.iterdir()):  # failed before its first epoch ended: leave no empty folder
+            run_dir.rmdir()
+        raise
     if history.calibration:
         card["calibration"] = history.calibration
     metrics = {
@@ -420,6 +437,6 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
         log(f"test accuracy {result.accuracy:.2%}  test loss {result.loss:.4f}  "
             f"train time {history.train_seconds:.1f}s  → {run_dir}")
+    records(history)
     _write_json(run_dir / "metrics.json", metrics)
-    atomic_write(run_dir / "history.csv", lambda f: f.write(history.to_csv().encode()))
     return RunResult(run_dir, metrics, model)

@@ -102,12 +102,13 @@ def _read_cache(name: str, path: Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {part: z[part] for part in mnist.PARTS}
-        _check_split(arrays, path)  # shapes and types first: the checksums below need arrays IDX can store
-        if any(a.dtype != np.uint8 for a in arrays.values()):
-            raise DataError("the cache holds uint8 arrays only")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, DataError) as e:
-        why = e if isinstance(e, DataError) else "not an archive of the four arrays"
-        raise DataError(f"{path}: unreadable cache ({why}); delete it and run `convnet data fetch {name}`.") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        problem = "not an archive of the four arrays"
+    else:  # the checksums below need arrays that IDX can store, as the cache does: uint8
+        problem = "arrays that are not uint8" if any(a.dtype != np.uint8 for a in arrays.values()) else None
+        problem = problem or _split_problem(arrays)
+    if problem:
+        raise DataError(f"{path}: unreadable cache ({problem}); delete it and run `convnet data fetch {name}`.")
     sums = DATASETS[name].verify(arrays, str(path))
     return _dataset(name, arrays, _cached_source(path.with_suffix(".json")) or str(path), sums)
 
@@ -139,24 +140,27 @@ def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
         if not found:
             raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(mnist.FILES.values())}).")
         arrays[part] = read_idx(found[0])
-    _check_split(arrays, folder)
+    if problem := _split_problem(arrays):
+        raise DataError(f"{folder}: {problem}.")
     return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
 
 
-def _check_split(arrays: dict[str, np.ndarray], origin: Path) -> None:
+def _split_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """Why the four arrays cannot be a data set of labelled digit images, or None when they can."""
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
-            raise DataError(f"{origin}: {split} images {x.shape} {x.dtype} and labels {y.shape} do not match.")
+            return f"{split} images {x.shape} {x.dtype} and labels {y.shape} do not match"
         if not len(y):
-            raise DataError(f"{origin}: the {split} split holds no images.")
+            return f"the {split} split holds no images"
         if y.dtype.kind not in "iu":
-            raise DataError(f"{origin}: {split} labels must be whole numbers, not {y.dtype}.")
+            return f"{split} labels must be whole numbers, not {y.dtype}"
         if int(y.min()) < 0 or int(y.max()) >= 10:
-            raise DataError(f"{origin}: {split} labels must be 0–9 (found {int(y.min())}–{int(y.max())}).")
-    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
-        raise DataError(f"{origin}: train images are {'×'.join(map(str, arrays['train_x'].shape[1:]))} pixels but "
-                        f"test images {'×'.join(map(str, arrays['test_x'].shape[1:]))}.")
+            return f"{split} labels must be 0–9 (found {int(y.min())}–{int(y.max())})"
+    train, test = arrays["train_x"].shape[1:], arrays["test_x"].shape[1:]
+    if train != test:
+        return f"train images are {'×'.join(map(str, train))} pixels but test images {'×'.join(map(str, test))}"
+    return None
 
 
 def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_missing: bool = True) -> Dataset:
