@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import synthetic_arrays, write_idx_folder
 from convnet.cli import main, report_errors
 from convnet.errors import ConfigError
 from convnet.models import get_spec, list_models
@@ -148,12 +149,22 @@ def test_report_errors_lets_bugs_through():
         report_errors(lambda: 1 // 0, "tool")
 
 
-def test_overwrite_replaces_even_when_the_new_run_fails(tiny_dir, tmp_path):
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tmp_path):
     out = tmp_path / "run"
-    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", out).returncode == 0
-    failed = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", out, "--overwrite")
-    assert failed.returncode == 1 and "diverged" in failed.stderr
-    assert list(out.iterdir()) == []  # the old run's files are gone, and the new run wrote none
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "2", "--out", out).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for bad in (["--lr", "1e30"], ["--batch-size", "100000"]):
+        failed = run("train", "--data-dir", tiny_dir, "--epochs", "1", *bad, "--out", out, "--overwrite")
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # refused or failed early: nothing touched
+    small = write_idx_folder(tmp_path / "small", {k: v[:, :20, :20] if v.ndim == 3 else v
+                                                  for k, v in synthetic_arrays().items()})
+    vote = run("ensemble", out, out, "--data-dir", small, "--out", out, "--overwrite")
+    assert vote.returncode == 1 and "takes 28×28 images, but mnist has 20×20" in vote.stderr
+    assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite").returncode == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
     fresh = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "new")
     assert fresh.returncode == 1 and not (tmp_path / "new").exists()  # no empty folder left behind
 

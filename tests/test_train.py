@@ -125,6 +125,18 @@ def test_ctrl_c_keeps_the_last_checkpoint(tiny_dir, tmp_path, monkeypatch):
     checkpoint.load_model(tmp_path / "r")
 
 
+def test_ctrl_c_in_the_first_epoch_writes_nothing(tiny_dir, tmp_path, monkeypatch):
+    loop = import_module("convnet.train")._Loop
+
+    def interrupted(self, x, y, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "epoch", interrupted)
+    result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, out=str(tmp_path / "r")),
+                   log=lambda m: None)
+    assert result.metrics["interrupted"] and result.metrics["epochs"] == 0 and not (tmp_path / "r").exists()
+
+
 def test_same_seed_same_split_and_weights(tiny_dir):
     a, b = split_indices(100, 0.2, 7), split_indices(100, 0.2, 7)
     assert torch.equal(a[0], b[0]) and len(a[1]) == 20 and not set(a[0].tolist()) & set(a[1].tolist())

@@ -68,7 +68,8 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     """Create the folder a model will be written to, before the work that makes the model.
 
     A file in the way or a place that cannot be written is an error, and so is any of `files` already in the folder
-    unless `overwrite`: a new run never silently replaces a trained model or another run's records.
+    unless `overwrite`: a new run never silently replaces a trained model or another run's records. Nothing is
+    deleted here: with `overwrite`, the files are replaced as the new ones are written.
     """
     if not str(folder):
         raise ConfigError("--out is empty; name a folder.")
@@ -79,8 +80,6 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another --out, or pass --overwrite to "
                           "replace them.")
-    for name in taken:  # replaced now, so that a new run that fails early leaves no old model beside its config
-        (folder / name).unlink()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

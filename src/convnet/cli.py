@@ -261,18 +261,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     w = distributed.world()
     if not w.active:
         return _train(args)
-    if w.is_main:
-        code = report_errors(lambda: _train(args), "convnet")
-    else:  # rank 0 reports the errors every rank meets; another rank only says why it stopped on its own
-        try:
-            code = _train(args)
-        except ConvnetError:
-            code = 1
-        except Exception as e:  # most often: rank 0 has stopped, and this rank lost it in the middle of a collective
-            print(f"convnet: rank {w.rank} stopped: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
-                  file=sys.stderr)
-            code = 1
-    distributed.exit_process(code)  # under torchrun: leave before PyTorch's teardown can abort the process
+    distributed.exit_process(_train_rank(args, w))  # leave before PyTorch's teardown can abort the process
+
+
+def _train_rank(args: argparse.Namespace, w) -> int:
+    """One torchrun process: rank 0 reports the errors every rank meets; any rank that stops for a reason of its own
+    (most often: another process stopped, and this one lost it in the middle of a collective) says so in one line."""
+    try:
+        return report_errors(lambda: _train(args), "convnet") if w.is_main else _train(args)
+    except ConvnetError:  # another rank's: rank 0 has reported it
+        return 1
+    except KeyboardInterrupt:  # another rank's, caught outside the training loop
+        return 130
+    except Exception as e:
+        print(f"convnet: rank {w.rank} stopped: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
+              file=sys.stderr)
+        return 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -281,11 +285,11 @@ def _train(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
     result = train(TrainConfig.from_dict(options))
     if result.run_dir is None:  # a torchrun rank other than 0: rank 0 reports
-        return 0
+        return 130 if result.metrics["interrupted"] else 0
     if result.metrics["interrupted"]:
         epochs = result.metrics["epochs"]
         print(f"interrupted after {epochs} epoch(s); the last one's checkpoint is in {result.run_dir}" if epochs else
-              f"interrupted during the first epoch: no model was saved in {result.run_dir}")
+              "interrupted during the first epoch: nothing was saved")
         return 130
     print(f"test accuracy: {result.metrics['test_accuracy']:.2%}  (train time {result.metrics['train_seconds']:.1f}s, "
           f"run folder {result.run_dir})")

@@ -394,6 +394,12 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
     return result
 
 
+def _forget(run_dir: Path, fresh: bool) -> None:
+    """Remove the folder this run made if it wrote nothing into it: a run that failed early leaves no trace."""
+    if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
     run_dir = new_run_dir(cfg.model, cfg.out)
     fresh = not run_dir.exists()
@@ -411,14 +417,15 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
 
     def checkpoint(m: Network, h: History) -> None:
         # Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
+        if len(h.epochs) == 1:  # the first files of this run: an earlier run's (--overwrite) metrics are not its own
+            (run_dir / "metrics.json").unlink(missing_ok=True)
         save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
         records(h)
 
     try:
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException:
-        if fresh and not any(run_dir.iterdir()):  # failed before its first epoch ended: leave no empty folder
-            run_dir.rmdir()
+        _forget(run_dir, fresh)
         raise
     if history.calibration:
         card["calibration"] = history.calibration
@@ -431,7 +438,10 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         "world_size": world_size,
         "history": history.epochs,
     }
-    if history.epochs and not history.interrupted:
+    if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
+        _forget(run_dir, fresh)
+        return RunResult(run_dir, metrics, model)
+    if not history.interrupted:
         result = evaluate(model, data)
         metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
         save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
