@@ -89,6 +89,18 @@ def test_target_accuracy_stops_early(tiny_dir):
     assert history.epochs[-1]["test_accuracy"] >= 0.5
 
 
+def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_path):
+    def run(lr: float, out: str) -> dict:
+        return train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=2, batch_size=32, lr=lr,
+                                 target_accuracy=0.9, out=str(tmp_path / out)), log=lambda m: None).metrics
+
+    assert run(0.02, "learns")["target_reached"] is True
+    assert run(1e-9, "stalls")["target_reached"] is False
+    no_target = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=1, out=str(tmp_path / "none")),
+                      log=lambda m: None).metrics
+    assert "target_reached" not in no_target
+
+
 def test_run_folder_is_complete(tiny_dir, tmp_path):
     result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=2, batch_size=32, out=str(tmp_path / "r")),
                    log=lambda m: None)

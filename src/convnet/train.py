@@ -436,6 +436,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         "train_seconds": round(history.train_seconds, 3),
         "interrupted": history.interrupted,
         "world_size": world_size,
+        **({"target_reached": history.target_reached} if cfg.target_accuracy is not None else {}),
         "history": history.epochs,
     }
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
