@@ -165,8 +165,11 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tm
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite").returncode == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
     assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
-    fresh = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "new")
-    assert fresh.returncode == 1 and not (tmp_path / "new").exists()  # no empty folder left behind
+    fresh = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "new" / "run")
+    assert fresh.returncode == 1 and not (tmp_path / "new").exists()  # no empty folders left behind
+    (tmp_path / "mine").mkdir()
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "mine").returncode
+    assert (tmp_path / "mine").is_dir()  # a folder the user made stays
 
 
 def test_ensemble_out_must_not_be_empty(tiny_dir):

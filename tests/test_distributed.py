@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -39,10 +40,12 @@ def test_cli_under_torchrun(tiny_dir, tmp_path):
     assert json.loads((tmp_path / "cli-run" / "metrics.json").read_text())["world_size"] == 2
 
 
-def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path):
-    done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2",
-                    "--lr", "1e30", "--out", tmp_path / "run", "--device", "cpu", cwd=tmp_path)
-    assert done.returncode != 0
-    assert done.stderr.count("convnet: error: training diverged in epoch 1") == 1, done.stderr[-3000:]
+@pytest.mark.parametrize("args, words", [(["--lr", "1e30"], "convnet: error: training diverged in epoch 1"),
+                                         (["--bogus", "1"], "convnet: error: unrecognized arguments")])
+def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path, args, words):
+    done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2", *args,
+                    "--out", tmp_path / "run", "--device", "cpu", cwd=tmp_path)
+    assert done.returncode != 0 and not (tmp_path / "run").exists()
+    assert done.stderr.count(words) == 1, done.stderr[-3000:]
     # torchrun itself reports a failed worker with its own traceback; the workers must not add theirs.
     assert "[rank" not in done.stderr and "convnet/train.py" not in done.stderr

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,8 @@ class Parser(argparse.ArgumentParser):
     known_words: set[str] = set()
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if os.environ.get("RANK", "0") != "0":  # under torchrun every process parses the same line; one says so
+            self.exit(2)
         hint = _suggestion(message)
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")

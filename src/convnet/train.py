@@ -394,15 +394,26 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
     return result
 
 
-def _forget(run_dir: Path, fresh: bool) -> None:
-    """Remove the folder this run made if it wrote nothing into it: a run that failed early leaves no trace."""
-    if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+def _folders_to_make(path: Path) -> list[Path]:
+    """The folders that creating `path` makes, deepest first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _forget(made: list[Path]) -> None:
+    """Remove the folders this run made, while they are empty: a run that failed early leaves no trace."""
+    for folder in made:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
 
 
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
     run_dir = new_run_dir(cfg.model, cfg.out)
-    fresh = not run_dir.exists()
+    made = _folders_to_make(run_dir)
     claim_folder(run_dir, cfg.overwrite, RUN_FILES)
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
@@ -417,15 +428,16 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
 
     def checkpoint(m: Network, h: History) -> None:
         # Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
-        if len(h.epochs) == 1:  # the first files of this run: an earlier run's (--overwrite) metrics are not its own
-            (run_dir / "metrics.json").unlink(missing_ok=True)
+        if len(h.epochs) == 1:  # this run's first files: none of an earlier run's (--overwrite) may stay beside them
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
         save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
         records(h)
 
     try:
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException:
-        _forget(run_dir, fresh)
+        _forget(made)
         raise
     if history.calibration:
         card["calibration"] = history.calibration
@@ -440,7 +452,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         "history": history.epochs,
     }
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
-        _forget(run_dir, fresh)
+        _forget(made)
         return RunResult(run_dir, metrics, model)
     if not history.interrupted:
         result = evaluate(model, data)
