@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import difflib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -30,7 +29,9 @@ class Parser(argparse.ArgumentParser):
     known_words: set[str] = set()
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if os.environ.get("RANK", "0") != "0":  # under torchrun every process parses the same line; one says so
+        from convnet import distributed
+
+        if not distributed.world().is_main:  # under torchrun every process parses the same line; one says so
             self.exit(2)
         hint = _suggestion(message)
         self.print_usage(sys.stderr)
@@ -149,7 +150,7 @@ def build_parser() -> Parser:
     train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     train.add_argument("--overwrite", action="store_true", default=None,
-                       help="replace the model already in --out (otherwise that is an error)")
+                       help="replace the run already in --out (otherwise that is an error)")
     _add_model_options(train)
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                        help="auto (default): bf16 autocast where the hardware computes in bf16 "
