@@ -1,5 +1,6 @@
 """torchrun with 2 CPU processes (gloo): both ranks end with the same weights and rank 0 writes a full run folder."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ from safetensors.torch import load_file
 
 def torchrun(*args, cwd):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *map(str, args)]
+    # TMPDIR: torchrun leaves a torchelastic_* folder in the temporary folder at every start; keep it in the test's.
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd)})
 
 
 def test_two_ranks_hold_identical_weights(tiny_dir, tmp_path):
