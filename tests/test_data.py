@@ -124,8 +124,21 @@ def test_tampered_cache_is_refused(tiny_arrays, monkeypatch):
     path = data.fetch("mnist", log=lambda m: None)
     tampered = dict(tiny_arrays, test_y=(tiny_arrays["test_y"] + 1) % 10)
     np.savez(path, **tampered)
-    with pytest.raises(DataError, match="test_y does not match"):
+    with pytest.raises(DataError, match="test_y does not match.*Run `convnet data fetch mnist` to replace it"):
         data.load_dataset("mnist")
+
+
+def test_fetch_keeps_a_sound_cache_and_replaces_a_damaged_one(tiny_arrays, monkeypatch):
+    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
+    path = data.fetch("mnist", log=lambda m: None)
+    fetched = []
+    monkeypatch.setattr(mnist, "sources", lambda: [("offline", lambda: fetched.append(1) or tiny_arrays)])
+    assert data.fetch("mnist", log=lambda m: None) == path and fetched == []
+    np.savez(path, **dict(tiny_arrays, test_y=(tiny_arrays["test_y"] + 1) % 10))
+    said = []
+    data.fetch("mnist", log=said.append)
+    assert fetched == [1] and "fails its check" in said[0]
+    assert np.array_equal(data.load_dataset("mnist").test_y, tiny_arrays["test_y"])
 
 
 def test_all_sources_failing_is_one_clear_error(monkeypatch):
@@ -228,5 +241,5 @@ def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, 
     if "json" in damage:  # only the note of where the cache came from is lost
         assert data.load_dataset("mnist").source == str(path)
     else:
-        with pytest.raises(DataError, match="unreadable cache .*delete it and run `convnet data fetch mnist`"):
+        with pytest.raises(DataError, match="unreadable cache .*run `convnet data fetch mnist` to replace it"):
             data.load_dataset("mnist")

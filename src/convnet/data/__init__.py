@@ -69,11 +69,17 @@ def _check_name(name: str) -> None:
 
 
 def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
-    """Put the verified data set in the cache, trying each source in turn; returns the cache file."""
+    """Put the verified data set in the cache, trying each source in turn; returns the cache file.
+
+    A cache already there is checked first and kept if sound; one that fails its check is fetched again."""
     _check_name(name)
     path = cache_path(name)
     if path.exists() and not force:
-        return path
+        try:
+            _read_cache(name, path)
+            return path
+        except DataError:
+            log(f"{path} fails its check: fetching {name} again")
     try:  # before any download: an unwritable cache should fail in a second, not after the transfer
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -108,8 +114,11 @@ def _read_cache(name: str, path: Path) -> Dataset:
         problem = "arrays that are not uint8" if any(a.dtype != np.uint8 for a in arrays.values()) else None
         problem = problem or _split_problem(arrays)
     if problem:
-        raise DataError(f"{path}: unreadable cache ({problem}); delete it and run `convnet data fetch {name}`.")
-    sums = DATASETS[name].verify(arrays, str(path))
+        raise DataError(f"{path}: unreadable cache ({problem}); run `convnet data fetch {name}` to replace it.")
+    try:
+        sums = DATASETS[name].verify(arrays, str(path))
+    except DataError as e:
+        raise DataError(f"{e} Run `convnet data fetch {name}` to replace it.") from None
     return _dataset(name, arrays, _cached_source(path.with_suffix(".json")) or str(path), sums)
 
 

@@ -67,7 +67,7 @@ def verify(arrays: Arrays, origin: str) -> dict[str, str]:
         if sums[part] != SHA256[part]:
             raise DataError(
                 f"{origin}: {part} does not match the SHA-256 of the standard MNIST; the file is corrupt or has "
-                "been tampered with. Delete it and run `convnet data fetch mnist` again."
+                "been tampered with."
             )
     return sums
 
