@@ -22,3 +22,11 @@ def test_amx_alone_counts_as_native_bf16(monkeypatch):
 
 def test_other_devices_are_not_assumed_to_have_bf16():
     assert not native_bf16(torch.device("mps")) and not use_bf16("auto", torch.device("mps"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch, native):
+    # torch's own answer counts emulated bf16 (a T4, a V100) unless asked not to; emulation is slower than fp32.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
+    gpu = torch.device("cuda")
+    assert native_bf16(gpu) is native and use_bf16("auto", gpu) is native

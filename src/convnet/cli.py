@@ -154,7 +154,7 @@ def build_parser() -> Parser:
     _add_model_options(train)
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                        help="auto (default): bf16 autocast where the hardware computes in bf16 "
-                       "(CUDA GPUs, CPUs with AVX-512 BF16 or AMX), fp32 elsewhere")
+                       "(CUDA GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), fp32 elsewhere")
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model (with CUDA graphs on a GPU)")
 

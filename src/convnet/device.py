@@ -33,10 +33,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` multiplies bf16 in hardware: CUDA GPUs that support it, and CPUs with AVX-512 BF16 or AMX
+    """Whether `device` multiplies bf16 in hardware: CUDA GPUs from Ampere on, and CPUs with AVX-512 BF16 or AMX
     (recent Intel Xeons, AMD Zen 4 and later), where oneDNN's bf16 convolutions run about 1.7× as fast as fp32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Older GPUs (a T4, a V100) run bf16 only emulated, slower than fp32: torch counts them unless told not to.
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # absent on non-x86 builds
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
