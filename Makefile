@@ -1,9 +1,11 @@
 # Two set-up commands: `make train` and `make test`. Both create .venv and install into it.
 # torch is pinned by constraints.txt (a CPU wheel on the development machines; newer versions pull CUDA builds).
+# `make train CONSTRAINTS=` installs without the pin, keeping a torch build already in .venv (a GPU one, say).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+CONSTRAINTS ?= constraints.txt
+PIP := $(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS))
 MODEL ?= fast
 
 .PHONY: install dev train test benchmark clean default-model
