@@ -119,17 +119,17 @@ def build_parser() -> Parser:
     data_sub = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     data_sub.required = True
     fetch = data_sub.add_parser("fetch", help="download and verify a data set into the cache")
-    fetch.add_argument("name", nargs="?", default="mnist")
-    fetch.add_argument("--force", action="store_true", help="fetch again even when cached")
+    fetch.add_argument("name", nargs="?", default="mnist", help="data set (default: mnist)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when a sound copy is cached")
     info = data_sub.add_parser("info", help="where a data set is, its sizes, class counts and checksums")
-    info.add_argument("name", nargs="?", default="mnist")
+    info.add_argument("name", nargs="?", default="mnist", help="data set (default: mnist)")
     info.add_argument("--data-dir", help="describe IDX files in this folder instead of the cache")
-    info.add_argument("--json", action="store_true")
+    info.add_argument("--json", action="store_true", help="print as JSON")
 
     models = sub.add_parser("models", help="list the architectures, or show one")
     models.add_argument("name", nargs="?", help="show only this model")
     models.add_argument("--summary", action="store_true", help="Keras-style layer table")
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--json", action="store_true", help="print as JSON")
 
     train = sub.add_parser("train", help="train a model and write a run folder", epilog=EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,16 +138,17 @@ def build_parser() -> Parser:
     train.add_argument("--epochs", type=int, help="default: the model's recipe")
     train.add_argument("--batch-size", type=int, help="default: the model's recipe")
     train.add_argument("--lr", type=float, help="peak learning rate (default: the model's recipe)")
-    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    train.add_argument("--weight-decay", type=float)
-    train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--schedule", choices=["onecycle", "constant"])
+    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="default: the model's recipe")
+    train.add_argument("--weight-decay", type=float, help="default: the model's recipe")
+    train.add_argument("--label-smoothing", type=float, help="default: the model's recipe")
+    train.add_argument("--schedule", choices=["onecycle", "constant"], help="default: the model's recipe")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="the recipe's rotation/shift/scale augmentation on or off")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0,
+                       help="seeds the initial weights, the hold-out and the batch order (default: 0)")
     train.add_argument("--val-split", type=float,
                        help="fraction held out for validation and calibration (default: the model's recipe)")
-    train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99")
+    train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99 or 99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     train.add_argument("--overwrite", action="store_true", default=None,
                        help="replace the run already in --out (otherwise that is an error)")
@@ -173,17 +174,20 @@ def build_parser() -> Parser:
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
-    pred.add_argument("--top-k", type=positive_int, default=3)
+    pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
-                      help="answer 'not sure' below this confidence (default 0.5; 0 always answers)")
+                      help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
+                      "answers)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_model_options(pred)
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
-    read.add_argument("image")
+    read.add_argument("image", help="image file of the number")
     read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
-    read.add_argument("--min-confidence", type=fraction, default=None)
-    read.add_argument("--json", action="store_true")
+    read.add_argument("--min-confidence", type=fraction, default=None,
+                      help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
+                      "(default 0.5)")
+    read.add_argument("--json", action="store_true", help="print as JSON")
     _add_model_options(read)
     return parser
 
