@@ -1,6 +1,6 @@
 """Build a labelled folder of real-world-looking handwritten digits that are not from MNIST.
 
-    python benchmarks/make_realworld_digits.py OUT [--count 2000] [--seed 0]
+    python benchmarks/make_realworld_digits.py OUT [--count 2000] [--seed 0] [--paper plain|ruled|squared]
 
 Writes OUT/<label>/<source>-<index>.(png|jpg) and OUT/manifest.csv (path, label,
 source, size, polarity, format, mode), mixing two offline sources:
@@ -14,7 +14,9 @@ source, size, polarity, format, mode), mixing two offline sources:
 
 Each image gets a random size (16 to ~1500 px), margins, stroke width,
 rotation, polarity, paper and ink tones, uneven lighting, blur and noise, and
-is saved as grey or RGB PNG or JPEG.  The same seed gives the same files.
+is saved as grey or RGB PNG or JPEG.  `--paper ruled` or `squared` writes the
+digits on a notebook's lines or squares (dark ink only: a board has none).
+The same seed gives the same files.
 A missing source is skipped with a message; the script fails only when none
 is available.
 """
@@ -101,7 +103,7 @@ def _font_glyph(path: str) -> Glyph:
     return glyph
 
 
-def render(glyph: Glyph, label: int, rng: np.random.Generator) -> tuple[Image.Image, dict[str, object]]:
+def render(glyph: Glyph, label: int, rng: np.random.Generator, paper: str = "plain") -> tuple[Image.Image, dict[str, object]]:
     """One augmented image of `label` and a description of how it was made."""
     size = int(np.exp(rng.uniform(np.log(16), np.log(1500))))  # longer side of the picture
     ink = Image.fromarray(glyph(label, rng, min(max(GLYPH, size), 1200)))
@@ -116,7 +118,7 @@ def render(glyph: Glyph, label: int, rng: np.random.Generator) -> tuple[Image.Im
     placed = np.zeros((canvas_h, canvas_w), np.float32)
     top, left = rng.integers(0, canvas_h - height + 1), rng.integers(0, canvas_w - width + 1)
     placed[top : top + height, left : left + width] = np.asarray(ink.resize((width, height), Image.LANCZOS))
-    image, polarity = _photograph(np.clip(placed, 0, 1), rng)
+    image, polarity = _photograph(np.clip(placed, 0, 1), rng, lambda: _rules(paper, placed.shape, height, rng))
     fmt = "jpg" if rng.random() < 0.4 else "png"
     return image, {"size": max(canvas_w, canvas_h), "polarity": polarity, "format": fmt, "mode": image.mode}
 
@@ -130,8 +132,27 @@ def _vary_stroke(ink: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ink.filter(ImageFilter.MaxFilter(size)) if step > 0 else ink
 
 
-def _photograph(ink: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
-    """Paper, pen, light, blur and sensor noise around a white-on-black ink mask."""
+def _rules(paper: str, shape: tuple[int, int], digit_height: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A notebook's printed lines (ruled) or squares, as a mask: a digit fills most of a line's height, or one or two squares."""
+    if paper == "plain":
+        return None
+    h, w = shape
+    spacing = digit_height * (rng.uniform(1.0, 1.6) if paper == "ruled" else rng.uniform(0.45, 1.0))
+    thick = max(1.0, rng.uniform(0.002, 0.006) * max(h, w))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tilt = np.tan(np.radians(rng.uniform(-2, 2)))
+
+    def lines(along: np.ndarray, across: np.ndarray) -> np.ndarray:
+        phase = (along + tilt * across + rng.uniform(0, spacing)) % spacing
+        return np.clip(thick / 2 + 0.5 - np.minimum(phase, spacing - phase), 0, 1)  # anti-aliased edges
+
+    mask = lines(yy, xx)
+    return np.maximum(mask, lines(xx, -yy)) if paper == "squared" else mask
+
+
+def _photograph(ink: np.ndarray, rng: np.random.Generator,
+                rules: Callable[[], np.ndarray | None] = lambda: None) -> tuple[Image.Image, str]:
+    """Paper (with its `rules` for dark ink), pen, light, blur and sensor noise around a white-on-black ink mask."""
     h, w = ink.shape
     dark_ink = rng.random() < 0.8
     if dark_ink:
@@ -143,6 +164,12 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image,
     pens = [np.ones(3), np.array([0.4, 0.5, 1.4]), np.array([1.4, 0.5, 0.5])]  # black, blue, red
     pen_tint = pens[rng.integers(3)] if colour else np.ones(3)
     rgb = (paper * tint)[None, None] * (1 - ink[..., None]) + (pen * pen_tint)[None, None] * ink[..., None]
+    printed = rules() if dark_ink else None
+    if printed is not None:  # pale blue or grey lines under the ink, a quarter to half of the way to the pen's tone
+        line = paper - rng.uniform(0.25, 0.5) * (paper - pen)
+        line_tint = np.array([0.8, 0.9, 1.15]) if colour and rng.random() < 0.7 else np.ones(3)
+        under = printed * (1 - ink)
+        rgb = rgb * (1 - under[..., None]) + (line * line_tint)[None, None] * under[..., None]
     if rng.random() < 0.6:  # light falling off across the page, and a vignette
         yy, xx = np.mgrid[0:1:h * 1j, 0:1:w * 1j]
         angle = rng.uniform(0, 2 * np.pi)
@@ -157,7 +184,7 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image,
     return (image if colour else image.convert("L")), ("dark-on-light" if dark_ink else "light-on-dark")
 
 
-def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, float]]) -> None:
+def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, float]], paper: str = "plain") -> None:
     """Write `count` images, labels in turn and sources drawn by weight, plus the manifest."""
     names = sorted(sources)
     weights = np.array([sources[name][1] for name in names])
@@ -167,7 +194,7 @@ def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, floa
         for index in range(count):
             rng = np.random.default_rng([seed, index])  # each file reproducible on its own
             label, source = index % 10, names[rng.choice(len(names), p=weights / weights.sum())]
-            image, info = render(sources[source][0], label, rng)
+            image, info = render(sources[source][0], label, rng, paper)
             path = out / str(label) / f"{source}-{index:05d}.{info['format']}"
             path.parent.mkdir(parents=True, exist_ok=True)
             if info["format"] == "jpg":
@@ -184,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--uci-share", type=fraction, default=0.5, help="share of UCI handwriting when available")
     parser.add_argument("--font", action="append", default=[], help="extra font file to use (repeatable)")
+    parser.add_argument("--paper", choices=["plain", "ruled", "squared"], default="plain",
+                        help="blank paper (default), or a notebook's lines or squares under dark ink")
     args = parser.parse_args(argv)
     fonts = font_sources(args.font)
     uci = uci_source()
@@ -195,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no source of digits is available: see the messages above", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    build(args.out, args.count, args.seed, sources)
+    build(args.out, args.count, args.seed, sources, args.paper)
     print(f"wrote {args.count} images from {len(sources)} sources to {args.out}")
     return 0
 

@@ -46,7 +46,7 @@ def realworld(rec: Recognizer, folder: Path) -> None:
     if not n:
         raise ConfigError(f"{folder}: no readable images ({'; '.join(unreadable[:3])})")
     print(f"real-world digits: {sum(right.values())}/{n} = {sum(right.values()) / n:.2%} right "
-          f"(min confidence {rec.min_confidence}; {unsure} answered 'not sure', counted as wrong)")
+          f"(min confidence {rec.min_confidence}; {unsure} answered 'low confidence', counted as wrong)")
     for group in sorted(total):
         print(f"  {group}: {right[group]}/{total[group]} = {right[group] / total[group]:.2%}")
     if unreadable:
@@ -93,7 +93,7 @@ def nondigits(rec: Recognizer, count: int) -> None:
         total[kind] += 1
         below[kind] += r.label is None
     n = sum(total.values())
-    print(f"non-digits answered 'not sure' or 'no ink' at min confidence {rec.min_confidence}: "
+    print(f"non-digits answered 'low confidence' or 'no ink' at min confidence {rec.min_confidence}: "
           f"{sum(below.values())}/{n} = {sum(below.values()) / n:.1%}")
     for kind in total:
         print(f"  {kind}: {below[kind]}/{total[kind]}")
