@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from convnet.preprocess import ImageError, NoInkError, load_gray, preprocess, to_mnist
+from convnet.preprocess import ImageError, NoInkError, load_gray, preprocess, remove_rulings, to_mnist
 
 # Digit skeletons in a unit box (x to the right, y down), one list per stroke.
 _ZERO = [(0.5 + 0.42 * np.sin(t), 0.5 - 0.47 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 33)]
@@ -122,6 +122,43 @@ def seven() -> np.ndarray:
 def test_dark_ink_on_paper_becomes_mnist_layout(digit: str) -> None:
     ink = draw_digit(digit, 280, 30)
     assert_mnist_like(to_mnist(1 - ink), reference(ink), 0.95)
+
+
+def notebook(ink: np.ndarray, paper: str, spacing: int, line: float = 2.0) -> np.ndarray:
+    """Dark-on-light photo of `ink` on ruled (horizontal lines) or squared paper, the lines pale and thin."""
+    h, w = ink.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    lines = ((yy + 7) % spacing < line) | ((paper == "squared") & ((xx + 3) % spacing < line))
+    photo = np.where(lines, 0.72, 0.95) * (1 - ink) + 0.15 * ink
+    return np.clip(photo + np.random.default_rng(2).normal(0, 0.01, ink.shape), 0, 1)
+
+
+@pytest.mark.parametrize("digit", ["2", "4", "7"])
+@pytest.mark.parametrize("paper", ["ruled", "squared"])
+def test_the_lines_of_notebook_paper_are_not_taken_for_the_digit(digit: str, paper: str) -> None:
+    ink = np.pad(draw_digit(digit, 200, 16), ((40, 40), (160, 160)))  # a page around the digit
+    spacing = 130 if paper == "ruled" else 70  # lines cross the digit, and squares are about half its height
+    assert_mnist_like(to_mnist(notebook(ink, paper, spacing)), to_mnist(1 - ink), 0.9)
+
+
+def test_a_blank_notebook_page_has_no_ink() -> None:
+    with pytest.raises(NoInkError):
+        to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))
+
+
+@pytest.mark.parametrize("digit", ["7", "2", "5b"])
+def test_bars_as_long_as_a_tight_crop_are_not_lines(digit: str) -> None:
+    """A thin-penned 7, a Z-like 2 or a 5 cropped to their ink: the bars end where the digit does."""
+    skeletons = {"7": [[(0, 0.05), (1, 0.05), (0.45, 1)], [(0.1, 0.55), (1, 0.55)]],
+                 "2": [[(0, 0.05), (1, 0.05), (0, 0.95), (1, 0.95)]], "5b": SKELETONS["5b"]}
+    canvas = Image.new("L", (300, 420), 0)
+    draw = ImageDraw.Draw(canvas)
+    for stroke in skeletons[digit]:
+        draw.line([(u * 299, v * 419) for u, v in stroke], fill=255, width=8)
+    ink = np.asarray(canvas, np.float32) / 255
+    assert np.array_equal(remove_rulings(ink), ink)
+    # Thin strokes are thickened to MNIST's width, hence less than 0.9; a lost bar scores far lower.
+    assert correlation(to_mnist(1 - ink), reference(ink)) > 0.75
 
 
 def test_both_polarities_agree(seven: np.ndarray) -> None:

@@ -13,7 +13,7 @@ from convnet.preprocess import NoInkError, to_mnist
 from convnet.segment import STRONG_OVERLAP, DigitBox, segment_digits
 
 # Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).
-from test_preprocess import correlation, draw_strokes, reference
+from test_preprocess import correlation, draw_strokes, notebook, reference
 
 Layout = list[tuple[str, int, int, int, float]]  # digit, height, top, gap before, stroke
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
@@ -140,6 +140,14 @@ def test_polarity_and_photo_conditions_agree() -> None:
     photo = np.clip(light * (0.9 - 0.6 * number) + rng.normal(0, 0.03, number.shape), 0, 1)
     for image in (number, photo):
         assert_segmented(segment_digits(image), boxes, alone)
+
+
+def test_a_number_on_ruled_paper_is_cut_as_on_blank_paper() -> None:
+    number, boxes, alone = compose(VARIED[:4])
+    pad = 80  # the page goes on beyond the number
+    page = np.pad(number, ((0, 0), (pad, pad)))
+    shifted = [(x0 + pad, y0, x1 + pad, y1) for x0, y0, x1, y1 in boxes]
+    assert_segmented(segment_digits(notebook(page, "ruled", 90)), shifted, [np.pad(a, ((0, 0), (pad, pad))) for a in alone])
 
 
 @pytest.mark.parametrize("pair", ["00", "47", "23", "70"])

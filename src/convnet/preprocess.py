@@ -5,8 +5,9 @@ black background, scaling each digit (anti-aliased) so that its longer side is
 20 px, and pasting it into a 28x28 field so that its centre of mass sits at the
 centre.  A network trained on MNIST only works on other images if they go
 through the same steps, so this module reproduces them for photos, scans and
-drawings: decide the polarity, remove uneven lighting and noise, crop the ink,
-bring the stroke width into MNIST's range, resample and centre.
+drawings: decide the polarity, remove uneven lighting and noise, erase the
+lines of ruled or squared paper, crop the ink, bring the stroke width into
+MNIST's range, resample and centre.
 
 Only numpy and pillow are used, with no per-pixel Python loops.
 """
@@ -31,6 +32,7 @@ SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th percentile
+LINE_ASPECT = 10  # a thin piece of ink this many times as wide as tall is a piece of a line, not of a digit
 
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour axis
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -222,7 +224,7 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
     if np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum():
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
-    return _suppress_noise(residual)
+    return remove_rulings(_suppress_noise(residual))
 
 
 def _paper(gray: np.ndarray) -> np.ndarray:
@@ -316,6 +318,15 @@ def _digit_ink(ink: np.ndarray) -> np.ndarray:
     if not keep.any():
         raise NoInkError("no ink found")
     boxes = components.boxes
+    # A stretch of a faint notebook line that `remove_rulings` could not follow across the page: flatter than a
+    # digit's strokes (the bar of a 5 or a 7 is a few times as wide as it is thick, not ten) and thinner or paler.
+    heaviest = int(np.argmax(np.where(keep, components.mass, -1)))
+    widths = boxes[:, 2] - boxes[:, 0]
+    flat = keep & (widths >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
+    flat[heaviest] = False
+    if flat.any():  # the stroke width costs a pass over the image: only when there is a candidate
+        stroke = _stroke_width(np.where(components.labels == heaviest + 1, ink, 0))
+        keep &= ~(flat & (components.mass < 0.6 * stroke * widths))
     major = keep & (components.mass >= 0.25 * components.mass[keep].max())
     x0, y0 = boxes[major, :2].min(axis=0)
     x1, y1 = boxes[major, 2:].max(axis=0)
@@ -324,6 +335,103 @@ def _digit_ink(ink: np.ndarray) -> np.ndarray:
     near &= (boxes[:, 1] < y1 + reach) & (boxes[:, 3] > y0 - reach)
     lookup = np.concatenate([[False], keep & near])
     return np.where(lookup[components.labels], ink, 0)
+
+
+# --------------------------------------------------------- ruled and squared paper
+
+RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
+RULING_THIN = 0.1  # ...is thin (on average at most this share of its length thick: a stroke may join it)...
+RULING_TILT = 0.2  # ...nearly level (its box at most this share of its length deep: under about 11 degrees)...
+RULING_MARGIN = 0.05  # ...and goes on past the digit on both sides by this share of the image
+
+
+def remove_rulings(ink: np.ndarray) -> np.ndarray:
+    """Erase the lines of ruled or squared paper, keeping the strokes that cross or lie on them.
+
+    A notebook's lines are ink as much as the digit is, and the heaviest ink would
+    be taken for the digit. Lines are told from strokes by being several, straight,
+    nearly across the whole image and going on past the digit on both sides: the
+    bars of a tightly cropped 7 or Z-like 2 are as long as the image, but they end
+    where the rest of the digit does, so they are left alone.
+    """
+    rows, row_spans = _rulings(ink)  # horizontal lines
+    cols, col_spans = _rulings(ink.T)  # vertical lines, found as horizontal ones in the transpose
+    cols = cols.T
+    if len(row_spans) + len(col_spans) < 2:
+        return ink
+    x0, y0, x1, y1 = _digit_box(np.where((rows > 0) | (cols > 0), 0, ink))
+    height, width = ink.shape
+    row_ok = _past(row_spans, x0, x1, RULING_MARGIN * width)
+    col_ok = _past(col_spans, y0, y1, RULING_MARGIN * height)
+    if row_ok.sum() + col_ok.sum() < 2:
+        return ink
+    rows, cols = np.concatenate([[False], row_ok])[rows], np.concatenate([[False], col_ok])[cols]
+    # Where a stroke crosses a line or lies on it, the ink across the line is thicker than the line: keep it there.
+    erase = _thin_across(rows, ink > 0) | _thin_across(cols.T, ink.T > 0).T
+    return np.where(erase, 0, ink)
+
+
+def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their (x0, x1)."""
+    width = ink.shape[1]
+    mask = (ink > 0).astype(np.float32)
+    none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
+    if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
+        return none
+    band = _running(mask.T, 1, np.maximum).T  # a pixel of slack for slight tilt and anti-aliased edges
+    reach = max(2, int(0.05 * width))
+    runs = _running(_running(band, reach, np.minimum), reach, np.maximum)  # inside horizontal runs of 10 % or more
+    # A faint line breaks up where noise removal took its palest stretches: bridge gaps of up to 10 % of the width
+    # (edge padding, so that the closing does not trim the lines' ends at the borders).
+    padded = np.pad(runs, ((0, 0), (reach, reach)), mode="edge")
+    joined = _running(_running(padded, reach, np.maximum), reach, np.minimum)[:, reach:-reach]
+    components = connected_components(joined)
+    if not len(components):
+        return none
+    boxes = components.boxes
+    spans, depths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    thick = components.mass / np.maximum(spans, 1)
+    lines = (spans >= RULING_SPAN * width) & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
+    number = np.zeros(len(lines) + 1, np.intp)
+    number[1:][lines] = np.arange(1, lines.sum() + 1)
+    return np.where(mask > 0, number[components.labels], 0), boxes[lines][:, [0, 2]]
+
+
+def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the heavy ink left once the lines are out; a point in the middle if none is left (a blank page)."""
+    components = connected_components(rest)
+    if not len(components):
+        return rest.shape[1] // 2, rest.shape[0] // 2, rest.shape[1] // 2, rest.shape[0] // 2
+    major = components.mass >= 0.25 * components.mass.max()
+    (x0, y0), (x1, y1) = components.boxes[major, :2].min(axis=0), components.boxes[major, 2:].max(axis=0)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
+    """Which lines go on at least `margin` past both ends of [start, stop)."""
+    return (spans[:, 0] <= start - margin) & (spans[:, 1] >= stop + margin)
+
+
+def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pixels of horizontal `lines` whose vertical run of ink is no thicker than a line's."""
+    if not lines.any():
+        return lines
+    runs = _vertical_runs(mask)
+    # The commonest thickness is the lines' own: strokes that join a line may cover much of its pixels.
+    limit = 1.5 * np.bincount(runs[lines]).argmax() + 1
+    return lines & (runs <= limit)
+
+
+def _vertical_runs(mask: np.ndarray) -> np.ndarray:
+    """For each ink pixel, the length of the vertical run of ink it belongs to (0 on paper)."""
+    edges = np.diff(np.pad(mask, ((1, 1), (0, 0))).astype(np.int8), axis=0)
+    starts, ends = np.nonzero(edges.T == 1), np.nonzero(edges.T == -1)  # (column, row), in column-major order
+    lengths = ends[1] - starts[1]
+    out = np.zeros(mask.T.shape, np.int32)
+    run_of = np.repeat(np.arange(len(lengths)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[starts[0][run_of], starts[1][run_of] + offsets] = lengths[run_of]
+    return out.T
 
 
 # ------------------------------------------------------------------- rendering
