@@ -23,7 +23,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convnet.components import connected_components, speck_mask
+from convnet.components import Components, connected_components, speck_mask
 from convnet.errors import ConvnetError
 
 MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
@@ -327,14 +327,19 @@ def _digit_ink(ink: np.ndarray) -> np.ndarray:
     if flat.any():  # the stroke width costs a pass over the image: only when there is a candidate
         stroke = _stroke_width(np.where(components.labels == heaviest + 1, ink, 0))
         keep &= ~(flat & (components.mass < 0.6 * stroke * widths))
-    major = keep & (components.mass >= 0.25 * components.mass[keep].max())
-    x0, y0 = boxes[major, :2].min(axis=0)
-    x1, y1 = boxes[major, 2:].max(axis=0)
+    x0, y0, x1, y1 = _major_box(components, keep)
     reach = 0.25 * max(x1 - x0, y1 - y0)
     near = (boxes[:, 0] < x1 + reach) & (boxes[:, 2] > x0 - reach)
     near &= (boxes[:, 1] < y1 + reach) & (boxes[:, 3] > y0 - reach)
     lookup = np.concatenate([[False], keep & near])
     return np.where(lookup[components.labels], ink, 0)
+
+
+def _major_box(components: Components, keep: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) around the components in `keep` at least a quarter as heavy as the heaviest of them."""
+    major = keep & (components.mass >= 0.25 * components.mass[keep].max())
+    (x0, y0), (x1, y1) = components.boxes[major, :2].min(axis=0), components.boxes[major, 2:].max(axis=0)
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 # --------------------------------------------------------- ruled and squared paper
@@ -374,11 +379,12 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
 def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their (x0, x1)."""
     width = ink.shape[1]
-    mask = (ink > 0).astype(np.float32)
+    mask = ink > 0
     none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
     if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
         return none
-    band = _running(mask.T, 1, np.maximum).T  # a pixel of slack for slight tilt and anti-aliased edges
+    # A pixel of slack up and down for slight tilt and anti-aliased edges.
+    band = _running(mask.T.astype(np.float32), 1, np.maximum).T
     reach = max(2, int(0.05 * width))
     runs = _running(_running(band, reach, np.minimum), reach, np.maximum)  # inside horizontal runs of 10 % or more
     # A faint line breaks up where noise removal took its palest stretches: bridge gaps of up to 10 % of the width
@@ -394,7 +400,7 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lines = (spans >= RULING_SPAN * width) & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
     number = np.zeros(len(lines) + 1, np.intp)
     number[1:][lines] = np.arange(1, lines.sum() + 1)
-    return np.where(mask > 0, number[components.labels], 0), boxes[lines][:, [0, 2]]
+    return np.where(mask, number[components.labels], 0), boxes[lines][:, [0, 2]]
 
 
 def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
@@ -402,9 +408,7 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
     components = connected_components(rest)
     if not len(components):
         return rest.shape[1] // 2, rest.shape[0] // 2, rest.shape[1] // 2, rest.shape[0] // 2
-    major = components.mass >= 0.25 * components.mass.max()
-    (x0, y0), (x1, y1) = components.boxes[major, :2].min(axis=0), components.boxes[major, 2:].max(axis=0)
-    return int(x0), int(y0), int(x1), int(y1)
+    return _major_box(components, np.ones(len(components), bool))
 
 
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
