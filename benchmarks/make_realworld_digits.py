@@ -103,7 +103,8 @@ def _font_glyph(path: str) -> Glyph:
     return glyph
 
 
-def render(glyph: Glyph, label: int, rng: np.random.Generator, paper: str = "plain") -> tuple[Image.Image, dict[str, object]]:
+def render(glyph: Glyph, label: int, rng: np.random.Generator,
+           paper: str = "plain") -> tuple[Image.Image, dict[str, object]]:
     """One augmented image of `label` and a description of how it was made."""
     size = int(np.exp(rng.uniform(np.log(16), np.log(1500))))  # longer side of the picture
     ink = Image.fromarray(glyph(label, rng, min(max(GLYPH, size), 1200)))
@@ -133,7 +134,8 @@ def _vary_stroke(ink: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _rules(paper: str, shape: tuple[int, int], digit_height: int, rng: np.random.Generator) -> np.ndarray | None:
-    """A notebook's printed lines (ruled) or squares, as a mask: a digit fills most of a line's height, or one or two squares."""
+    """A notebook's printed lines (ruled) or squares, as a mask: a digit fills most of a line's height, or one or two
+    squares."""
     if paper == "plain":
         return None
     h, w = shape

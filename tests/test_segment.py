@@ -147,7 +147,8 @@ def test_a_number_on_ruled_paper_is_cut_as_on_blank_paper() -> None:
     pad = 80  # the page goes on beyond the number
     page = np.pad(number, ((0, 0), (pad, pad)))
     shifted = [(x0 + pad, y0, x1 + pad, y1) for x0, y0, x1, y1 in boxes]
-    assert_segmented(segment_digits(notebook(page, "ruled", 90)), shifted, [np.pad(a, ((0, 0), (pad, pad))) for a in alone])
+    alone = [np.pad(a, ((0, 0), (pad, pad))) for a in alone]
+    assert_segmented(segment_digits(notebook(page, "ruled", 90)), shifted, alone)
 
 
 @pytest.mark.parametrize("pair", ["00", "47", "23", "70"])
