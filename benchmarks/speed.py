@@ -6,6 +6,7 @@
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
     python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
     python benchmarks/speed.py --accurate --ensemble deskewed strided   # accurate alone, and an ensemble without it
+    python benchmarks/speed.py --first-seed 10 --keep runs/ --ensemble accurate strided   # seeds 10, 10; runs kept
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -37,11 +38,14 @@ from convnet.train import TrainConfig, train
 KERAS_EPOCH_SECONDS = 49.6 / 10  # the lesson's Keras code, as measured by its author, when TensorFlow is absent
 
 
-def run(cfg: TrainConfig) -> tuple[dict, torch.nn.Module]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg.out = str(Path(tmp) / "run")
+def run(cfg: TrainConfig, keep: Path | None = None) -> tuple[dict, torch.nn.Module]:
+    """Train `cfg` in a run folder that is deleted afterwards, or kept as `keep` when given."""
+    if keep is not None:
+        cfg.out = str(keep)
         result = train(cfg, log=lambda m: None)
-    return result.metrics, result.model
+        return result.metrics, result.model
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(cfg, Path(tmp) / "run")
 
 
 def median_row(name: str, runs: list[dict], target: float | None = None) -> dict:
@@ -56,8 +60,8 @@ def median_row(name: str, runs: list[dict], target: float | None = None) -> dict
     return row
 
 
-def trained(model: str, seed: int, device: str, **options) -> tuple[dict, torch.nn.Module]:
-    metrics, net = run(TrainConfig(model=model, seed=seed, device=device, **options))
+def trained(model: str, seed: int, device: str, keep: Path | None = None, **options) -> tuple[dict, torch.nn.Module]:
+    metrics, net = run(TrainConfig(model=model, seed=seed, device=device, **options), keep)
     return {"accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
             "epoch_seconds": metrics["train_seconds"] / metrics["epochs"]}, net
 
@@ -88,14 +92,17 @@ def parse_member(spec: str) -> tuple[str, int | None]:
     return name, int(epochs) if epochs else None
 
 
-def bench_members(members: list[tuple[str, int | None]], device: str) -> list[dict]:
-    """Each model with its recipe (its epochs replaced where given), seeds counted per architecture (accurate,
-    accurate, strided → seeds 0, 1, 0); with several, also the average of their probabilities (`convnet ensemble`)."""
+def bench_members(members: list[tuple[str, int | None]], device: str, first_seed: int = 0,
+                  keep: Path | None = None) -> list[dict]:
+    """Each model with its recipe (its epochs replaced where given), seeds counted per architecture from `first_seed`
+    (accurate, accurate, strided → seeds 0, 1, 0); with several, also the average of their probabilities (`convnet
+    ensemble`). With `keep`, each run folder stays there as MODEL-seedS."""
     models = [m for m, _ in members]
-    seeds = [models[:i].count(m) for i, m in enumerate(models)]
+    seeds = [first_seed + models[:i].count(m) for i, m in enumerate(models)]
     rows, runs, nets = [], [], []
     for (m, epochs), s in zip(members, seeds):  # each row is printed as its model finishes: runs take minutes each
-        r, net = trained(m, s, device, epochs=epochs)  # None: the recipe's
+        folder = keep / f"{m}-seed{s}" if keep else None
+        r, net = trained(m, s, device, folder, epochs=epochs)  # None: the recipe's
         recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
@@ -166,6 +173,10 @@ def main() -> None:
     parser.add_argument("--ensemble", nargs="+", metavar="MODEL[:EPOCHS]",
                         help="train these models (long) and report their ensemble too, e.g. accurate accurate strided "
                              "nopad:100 (EPOCHS instead of the recipe's)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of the first model of each architecture in --accurate and --ensemble (default 0)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the run folders of --accurate and --ensemble in DIR (default: deleted)")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
@@ -184,9 +195,9 @@ def main() -> None:
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
     if args.accurate and "accurate" not in (m for m, _ in members):
-        rows += bench_members([("accurate", None)], args.device)
+        rows += bench_members([("accurate", None)], args.device, args.first_seed, args.keep)
     if members:
-        rows += bench_members(members, args.device)
+        rows += bench_members(members, args.device, args.first_seed, args.keep)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 
