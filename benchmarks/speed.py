@@ -33,7 +33,7 @@ from convnet.device import resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
-from convnet.train import TrainConfig, train
+from convnet.train import RUN_FILES, TrainConfig, train
 
 KERAS_EPOCH_SECONDS = 49.6 / 10  # the lesson's Keras code, as measured by its author, when TensorFlow is absent
 
@@ -92,16 +92,21 @@ def parse_member(spec: str) -> tuple[str, int | None]:
     return name, int(epochs) if epochs else None
 
 
-def bench_members(members: list[tuple[str, int | None]], device: str, first_seed: int = 0,
-                  keep: Path | None = None) -> list[dict]:
-    """Each model with its recipe (its epochs replaced where given), seeds counted per architecture from `first_seed`
-    (accurate, accurate, strided → seeds 0, 1, 0); with several, also the average of their probabilities (`convnet
-    ensemble`). With `keep`, each run folder stays there as MODEL-seedS."""
+def plan(members: list[tuple[str, int | None]], first_seed: int,
+         keep: Path | None) -> list[tuple[str, int | None, int, Path | None]]:
+    """(model, epochs, seed, run folder to keep or None) for each member: seeds counted per architecture from
+    `first_seed` (accurate, accurate, strided → seeds 0, 1, 0), folders named MODEL-seedS inside `keep`."""
     models = [m for m, _ in members]
     seeds = [first_seed + models[:i].count(m) for i, m in enumerate(models)]
+    return [(m, epochs, s, keep / f"{m}-seed{s}" if keep else None) for (m, epochs), s in zip(members, seeds)]
+
+
+def bench_members(members: list[tuple[str, int | None]], device: str, first_seed: int = 0,
+                  keep: Path | None = None) -> list[dict]:
+    """Each model with its recipe (its epochs replaced where given) and its seed from `plan`; with several, also the
+    average of their probabilities (`convnet ensemble`). With `keep`, each run folder stays there."""
     rows, runs, nets = [], [], []
-    for (m, epochs), s in zip(members, seeds):  # each row is printed as its model finishes: runs take minutes each
-        folder = keep / f"{m}-seed{s}" if keep else None
+    for m, epochs, s, folder in plan(members, first_seed, keep):  # each row is printed as its model ends: minutes each
         r, net = trained(m, s, device, folder, epochs=epochs)  # None: the recipe's
         recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
@@ -184,6 +189,11 @@ def main() -> None:
         members = [parse_member(spec) for spec in args.ensemble or []]
     except ValueError as error:
         parser.error(str(error))
+    alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
+    if args.keep:  # a run folder in the way would stop the benchmark after hours of training: refuse it now
+        folders = [folder for group in (alone, members) for *_, folder in plan(group, args.first_seed, args.keep)]
+        if taken := [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]:
+            parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder")
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
@@ -194,8 +204,8 @@ def main() -> None:
         rows += bench_lesson(args.repeats, args.device)
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
-    if args.accurate and "accurate" not in (m for m, _ in members):
-        rows += bench_members([("accurate", None)], args.device, args.first_seed, args.keep)
+    if alone:
+        rows += bench_members(alone, args.device, args.first_seed, args.keep)
     if members:
         rows += bench_members(members, args.device, args.first_seed, args.keep)
     rows.append(bench_inference(args.device))

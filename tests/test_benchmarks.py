@@ -53,6 +53,15 @@ def test_bad_paths_are_clear_errors(name, args, words, tmp_path):
     assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_kept_run_in_the_way_is_refused_before_any_work(tmp_path):
+    (tmp_path / "kept" / "fast-seed4").mkdir(parents=True)
+    (tmp_path / "kept" / "fast-seed4" / "metrics.json").write_text("{}")
+    done = script("speed.py", "--first-seed", "3", "--keep", tmp_path / "kept", "--ensemble", "fast", "fast",
+                  home=tmp_path / "home")  # no data: had the check come later, it would fail on the missing cache
+    assert done.returncode == 2 and "fast-seed4 already hold a run" in done.stderr and "fast-seed3," not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
 def test_asking_for_a_missing_gpu_fails_before_any_work(tmp_path):
     done = script("speed.py", "--device", "cuda", home=tmp_path)
