@@ -1,23 +1,40 @@
+import platform
+import sys
+
 import pytest
 import torch
 
+from convnet import device
 from convnet.device import native_bf16, use_bf16
 
 
-@pytest.mark.parametrize("has_bf16", [True, False])
-def test_auto_precision_follows_the_cpus_bf16_support(monkeypatch, has_bf16):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: has_bf16, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    cpu = torch.device("cpu")
-    assert native_bf16(cpu) is has_bf16
-    assert use_bf16("auto", cpu) is has_bf16
+def _cpu(monkeypatch, avx512_bf16: bool, amx: bool, vendor: str) -> torch.device:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(device, "cpu_vendor", lambda: vendor)
+    return torch.device("cpu")
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "vendor", "fast"), [
+    (True, False, "AuthenticAMD", True),   # Zen 4: bf16 dot products at twice fp32's rate
+    (True, False, "GenuineIntel", False),  # a Xeon without AMX: no more multiplications per cycle, and conversions
+    (True, True, "GenuineIntel", True),    # AMX tiles
+    (False, True, "GenuineIntel", True),
+    (False, False, "AuthenticAMD", False),
+    (True, False, "", False),              # vendor unknown: fp32, which is never the slow choice by much
+])
+def test_auto_precision_takes_bf16_only_where_it_is_faster(monkeypatch, avx512_bf16, amx, vendor, fast):
+    cpu = _cpu(monkeypatch, avx512_bf16, amx, vendor)
+    assert native_bf16(cpu) is fast
+    assert use_bf16("auto", cpu) is fast
     assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
 
 
-def test_amx_alone_counts_as_native_bf16(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert native_bf16(torch.device("cpu"))
+def test_the_cpu_vendor_is_read_on_this_machine():
+    vendor = device.cpu_vendor()
+    assert isinstance(vendor, str)
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        assert vendor and vendor == vendor.strip() and " " not in vendor  # e.g. GenuineIntel, AuthenticAMD
 
 
 def test_other_devices_are_not_assumed_to_have_bf16():

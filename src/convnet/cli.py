@@ -154,8 +154,8 @@ def build_parser() -> Parser:
                        help="replace the run already in --out (otherwise that is an error)")
     _add_model_options(train)
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                       help="auto (default): bf16 autocast where the hardware computes in bf16 "
-                       "(CUDA GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), fp32 elsewhere")
+                       help="auto (default): bf16 autocast where it is faster than fp32 (CUDA GPUs from Ampere "
+                       "on, CPUs with AMX, AMD CPUs with AVX-512 BF16), fp32 elsewhere")
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model (with CUDA graphs on a GPU)")
 

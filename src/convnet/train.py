@@ -59,7 +59,7 @@ class TrainConfig:
     out: str | None = None
     overwrite: bool = False  # replace the files of a run already in `out` (otherwise that is an error)
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 autocast where the hardware has bf16, see device.native_bf16) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast where it is faster, see device.native_bf16) | fp32 | bf16
     compile: bool = False  # torch.compile the model, with CUDA graphs on a GPU (pays off for longer runs)
 
     @classmethod
