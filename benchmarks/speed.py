@@ -11,7 +11,7 @@
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
 each run's metrics.json. Both lesson rows train on all 60,000 training images per epoch, as the lesson's Keras code
-does. Precision is `auto`: bf16 autocast where the CPU has native bf16 (see docs/training.md), fp32 elsewhere.
+does. Precision is `auto`: bf16 autocast where it is faster than fp32 (see docs/training.md), fp32 elsewhere.
 """
 from __future__ import annotations
 

@@ -47,3 +47,22 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch, native):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
     gpu = torch.device("cuda")
     assert native_bf16(gpu) is native and use_bf16("auto", gpu) is native
+
+
+def test_training_on_the_cpu_keeps_freed_memory_on_linux(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: FakeLibc())
+    device.keep_freed_memory()
+    assert dict(calls) == {-3: 32 << 20, -1: 1 << 30}  # M_MMAP_THRESHOLD at glibc's maximum, M_TRIM_THRESHOLD 1 GB
+
+    calls.clear()
+    monkeypatch.setattr(device.sys, "platform", "darwin")
+    device.keep_freed_memory()
+    assert calls == []

@@ -1,7 +1,9 @@
 """Device choice: `auto` takes a CUDA GPU, then Apple's MPS, then the CPU; and whether to compute in bf16 there."""
 from __future__ import annotations
 
+import ctypes
 import platform
+import sys
 
 import torch
 
@@ -75,3 +77,23 @@ def cpu_vendor() -> str:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """`auto` computes in bf16 (autocast; weights and optimiser state stay fp32) where the hardware has it."""
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next allocation instead of returning it to the system.
+
+    A training step on the CPU frees and allocates the same megabyte-sized activations every time. glibc hands such
+    blocks back to the kernel (munmap, or trimming the heap's top) and the next step page-faults them in again, one
+    page at a time: on a 2-core Xeon that was 7 % of an `accurate` step (three alternating runs each way). Keeping
+    blocks of up to 32 MB on the heap and never trimming it avoids that, for a process whose memory use stays flat
+    anyway. Elsewhere (macOS, Windows, musl) nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's upper bound for this setting on 64-bit systems
+    mallopt(m_trim_threshold, 1 << 30)

@@ -25,7 +25,7 @@ from convnet.augment import augment_batch
 from convnet.checkpoint import CARD, WEIGHTS, claim_folder, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
-from convnet.device import resolve_device, use_bf16
+from convnet.device import keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError
 from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
@@ -186,6 +186,8 @@ def fit(
     model.mean, model.std = data.normalization()
     model.classes = list(data.classes)
     model.to(dev, memory_format=torch.channels_last)
+    if dev.type == "cpu":
+        keep_freed_memory()
 
     x_all = to_tensor(data.train_x, model.mean, model.std, dev)
     y_all = torch.from_numpy(data.train_y).to(dev)
