@@ -29,7 +29,7 @@ import torch
 
 from convnet.cli import positive_int, report_errors
 from convnet.data import load_dataset, to_tensor
-from convnet.device import resolve_device, use_bf16
+from convnet.device import cpu_info, resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
@@ -196,7 +196,8 @@ def main() -> None:
             parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder")
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
     load_dataset("mnist")  # fetch before timing anything
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    print(f"machine: {cpu_info('model name') or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, "
           f"device {args.device}, precision auto = {_precision('auto', args.device)}",
           file=sys.stderr)
     rows = [bench_fast(args.repeats, args.device)]

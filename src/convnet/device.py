@@ -64,18 +64,25 @@ def _cpu_bf16_pays() -> bool:
 
 def cpu_vendor() -> str:
     """The CPU's vendor string (GenuineIntel, AuthenticAMD, …), or "" where it cannot be read."""
+    # On Windows platform.processor() names the vendor ("… AuthenticAMD"); elsewhere it is "" or the architecture.
+    return cpu_info("vendor_id") or platform.processor()
+
+
+def cpu_info(field: str) -> str:
+    """One field of Linux's /proc/cpuinfo for the first CPU ("model name", "vendor_id"), or "" elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.partition(":")[2].strip()
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor()  # on Windows it names the vendor ("… AuthenticAMD"); "" or the architecture elsewhere
+    return ""
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """`auto` computes in bf16 (autocast; weights and optimiser state stay fp32) where the hardware has it."""
+    """`auto` computes in bf16 (autocast; weights and optimiser state stay fp32) where that is faster than fp32."""
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
