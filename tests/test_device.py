@@ -21,7 +21,7 @@ def _cpu(monkeypatch, avx512_bf16: bool, amx: bool, vendor: str) -> torch.device
     (True, True, "GenuineIntel", True),    # AMX tiles
     (False, True, "GenuineIntel", True),
     (False, False, "AuthenticAMD", False),
-    (True, False, "", False),              # vendor unknown: fp32, which never loses more than conversions
+    (True, False, "", False),              # vendor unknown: fp32
 ])
 def test_auto_precision_takes_bf16_only_where_it_is_faster(monkeypatch, avx512_bf16, amx, vendor, fast):
     cpu = _cpu(monkeypatch, avx512_bf16, amx, vendor)
