@@ -66,3 +66,10 @@ def test_training_on_the_cpu_keeps_freed_memory_on_linux(monkeypatch):
     monkeypatch.setattr(device.sys, "platform", "darwin")
     device.keep_freed_memory()
     assert calls == []
+
+
+def test_importing_convnet_flushes_denormals_to_zero():
+    import convnet  # noqa: F401  (the import is what sets it)
+
+    tiny = torch.tensor(1e-30) * torch.tensor(1e-10)  # 1e-40 is below float32's normal range
+    assert tiny.item() == 0.0

@@ -13,6 +13,10 @@ The lesson's workflow in a few lines:
 """
 __version__ = "0.1.0"
 
+from convnet.device import flush_denormals  # noqa: E402
+
+flush_denormals()  # before any PyTorch thread exists, so that all of them inherit it (see its docstring)
+
 from convnet.checkpoint import load_model, save_model  # noqa: E402
 from convnet.data import Dataset, load_dataset  # noqa: E402
 from convnet.evaluate import EvalResult, evaluate  # noqa: E402

@@ -104,3 +104,16 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's upper bound for this setting on 64-bit systems
     mallopt(m_trim_threshold, 1 << 30)
+
+
+def flush_denormals() -> bool:
+    """Compute with denormal floats flushed to zero on the CPU (FTZ/DAZ), as TensorFlow does in its own threads.
+
+    x86 CPUs compute with denormal numbers (magnitudes below 1.2e-38 in float32) through a slow microcode path, and
+    some steps of a training run meet them: on a 2-core Xeon a `lesson` epoch took 8.4-8.7 s with them and 5.7-6.3 s
+    flushed (`fast` and `accurate` 3 % and 1 % faster), with no effect on what the networks learn. The setting
+    belongs to each thread and new threads inherit it, so it has to be made before PyTorch starts its OpenMP
+    threads: `import convnet` does it (made later, it reaches only the calling thread and bought nothing).
+    Returns whether the CPU supports it.
+    """
+    return torch.set_flush_denormal(True)
