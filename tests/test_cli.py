@@ -34,7 +34,7 @@ def test_models_summary_and_json(capsys):
 def test_models_name_shows_the_recipe(capsys):
     assert main(["models", "accurate"]) == 0
     recipe = capsys.readouterr().out.splitlines()[-1]
-    assert recipe.startswith("recipe: 30 epochs, batch 128, adamw lr 0.005 (onecycle)") and "2% held out" in recipe
+    assert recipe.startswith("recipe: 20 epochs, batch 128, adamw lr 0.005 (onecycle)") and "2% held out" in recipe
     assert main(["models", "fast"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("recipe: 1 epoch, batch")
 

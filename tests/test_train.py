@@ -180,7 +180,7 @@ def test_bad_options_are_refused(options, words):
 
 def test_the_recipe_fills_what_the_user_left_out():
     accurate = TrainConfig(model="accurate").resolved()
-    assert (accurate.epochs, accurate.val_split, accurate.augment) == (30, 0.02, True)
+    assert (accurate.epochs, accurate.val_split, accurate.augment) == (20, 0.02, True)
     assert TrainConfig(model="fast").resolved().val_split == 0.1
     mine = TrainConfig(model="accurate", val_split=0.1, epochs=3, augment=False).resolved()
     assert (mine.epochs, mine.val_split, mine.augment) == (3, 0.1, False)
