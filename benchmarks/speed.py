@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py                  # lesson recipe, fast to 99 %, inference throughput
     python benchmarks/speed.py --keras          # also the lesson's own Keras code (needs the `bench` extra)
-    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 9–11 min with bf16)
+    python benchmarks/speed.py --accurate       # also `accurate` (2 CPU cores: ≈ 13 min in fp32)
     python benchmarks/speed.py --ensemble accurate accurate strided strided   # these four, and their average
     python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
     python benchmarks/speed.py --accurate --ensemble deskewed strided   # accurate alone, and an ensemble without it

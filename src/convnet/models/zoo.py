@@ -116,7 +116,7 @@ def robust(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> l
     ACCURATE_RECIPE,
 )
 def strided(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
-    # Same recipe and widths as `accurate`, another way to shrink the image: its mistakes overlap less with
+    # `accurate`'s recipe (for 30 epochs) and widths, another way to shrink the image: its mistakes overlap less with
     # `accurate`'s than another seed's do, which is what an average of several models needs (benchmarks/README.md).
     return [
         *_conv_bn_relu(in_channels, 32),
