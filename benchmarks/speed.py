@@ -197,8 +197,7 @@ def main() -> None:
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {cpu_info('model name') or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, "
-          f"device {args.device}, precision auto = {_precision('auto', args.device)}",
+          f"torch {torch.__version__}, device {args.device}, precision auto = {_precision('auto', args.device)}",
           file=sys.stderr)
     rows = [bench_fast(args.repeats, args.device)]
     if not args.skip_lesson:
