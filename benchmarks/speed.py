@@ -67,7 +67,8 @@ def trained(model: str, seed: int, device: str, keep: Path | None = None, **opti
 
 
 def bench_fast(repeats: int, device: str) -> dict:
-    return median_row("fast, 1 epoch", [trained("fast", s, device)[0] for s in range(repeats)], target=0.99)
+    row = median_row("fast, 1 epoch", [trained("fast", s, device)[0] for s in range(repeats)], target=0.99)
+    return row | {"time_to_99": True}  # the row set against Keras' whole 10 epochs
 
 
 def bench_lesson(repeats: int, device: str) -> list[dict]:
@@ -159,7 +160,7 @@ def table(rows: list[dict], precision: str) -> str:
         per_epoch = r.get("epoch_seconds")
         ratio = f"{reference / per_epoch:.2f}×" if r["name"].startswith("lesson") else ""  # the same network
         notes = r.get("notes", "")
-        if r["name"].startswith("fast"):
+        if r.get("time_to_99"):
             notes += f"; {reference * 10 / r['train_seconds']:.0f}× less time than Keras' 10 epochs"
         epoch = f"{per_epoch:.2f}" if per_epoch else ""
         lines.append(f"| {r['name']} | {r['accuracy']:.2%} | {r['train_seconds']:.2f} | {epoch} | {ratio} | {notes} |")
