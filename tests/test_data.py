@@ -2,6 +2,9 @@ import gzip
 import io
 import os
 import pickle
+import signal
+import struct
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -35,6 +38,8 @@ def test_idx_header_is_the_standard_one():
         (b"PK\x03\x04rest", "bad magic"),
         (encode_idx(np.zeros((3, 4), np.uint8))[:-1], "does not match its header"),
         (encode_idx(np.zeros((3, 4), np.uint8)) + b"x", "does not match its header"),
+        # 2**31 * 2**31 * 4 wraps around to 0 in numpy's int64: the empty data must not pass for the right size
+        (b"\x00\x00\x08\x03" + struct.pack(">3I", 2**31, 2**31, 4), "does not match its header"),
     ],
 )
 def test_idx_rejects_bad_files(raw, words):
@@ -47,6 +52,45 @@ def test_truncated_gzip_names_the_file(tmp_path):
     path.write_bytes(gzip.compress(encode_idx(np.zeros((5, 28, 28), np.uint8)))[:-10])
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*corrupt or truncated"):
         read_idx(path)
+
+
+def test_gzip_bomb_is_not_decompressed_past_its_header(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:  # a header for 2 images, then 64 MiB of zeros in a file of some 64 KiB
+        f.write(encode_idx(np.zeros((2, 28, 28), np.uint8)))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    with pytest.raises(DataError, match="decompresses to more than the 1584 bytes its header declares"):
+        read_idx(path)
+
+
+@contextmanager
+def _fails_if_it_hangs(seconds: int = 10):
+    def stop(signum, frame):
+        raise AssertionError(f"still blocked after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_idx_folder_refuses_what_is_not_a_regular_file(tmp_path, tiny_arrays, kind):
+    folder = write_idx_folder(tmp_path / "d", tiny_arrays)
+    special = folder / "train-labels-idx1-ubyte.gz"
+    special.unlink()
+    if kind == "fifo":  # reading it would wait forever for a writer
+        os.mkfifo(special)
+    elif kind == "device":  # /dev/zero would never end; /dev/null shows the same refusal without the risk
+        special.symlink_to(os.devnull)
+    else:
+        special.mkdir()
+    with _fails_if_it_hangs(), pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: not a regular file"):
+        data.load_dataset("mnist", folder)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -164,6 +208,18 @@ def test_unwritable_cache_fails_before_any_download(tmp_path, monkeypatch):
         data.fetch("mnist", log=lambda m: None)
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_fetch_refuses_a_folder_in_place_of_a_cache_file_before_any_download(monkeypatch, suffix):
+    def must_not_run():
+        raise AssertionError("a source was tried although its result cannot be saved")
+
+    in_the_way = data.cache_path("mnist").with_suffix(suffix)
+    in_the_way.mkdir(parents=True)
+    monkeypatch.setattr(mnist, "sources", lambda: [("a", must_not_run)])
+    with pytest.raises(DataError, match=f"mnist{suffix} is a folder, not a file; remove it"):
+        data.fetch("mnist", log=lambda m: None)
+
+
 def test_missing_cache_without_fetch():
     with pytest.raises(DataError, match="convnet data fetch mnist"):
         data.load_dataset("mnist", fetch_missing=False)
@@ -226,11 +282,17 @@ def test_images_of_one_shade_do_not_divide_by_zero(tmp_path, tiny_arrays):
     assert data.load_dataset("mnist", _folder_with(tmp_path, tiny_arrays, train_x=flat)).normalization() == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("damage", ["not json", "list json", "truncated npz", "wrong dtypes"])
+@pytest.mark.parametrize(
+    "damage", ["not json", "list json", "fifo json", "truncated npz", "wrong dtypes", "fifo npz"]
+)
 def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, damage):
     _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
     path = data.fetch("mnist", log=lambda m: None)
-    if damage == "not json":
+    if damage.startswith("fifo"):  # reading one would wait forever for a writer
+        special = path.with_suffix("." + damage.split()[1])
+        special.unlink()
+        os.mkfifo(special)
+    elif damage == "not json":
         path.with_suffix(".json").write_text("{oops")
     elif damage == "list json":
         path.with_suffix(".json").write_text("[1, 2]")
@@ -239,7 +301,8 @@ def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, 
     else:
         np.savez(path, **{**tiny_arrays, "test_y": tiny_arrays["test_y"].astype(np.int64)})
     if "json" in damage:  # only the note of where the cache came from is lost
-        assert data.load_dataset("mnist").source == str(path)
+        with _fails_if_it_hangs():
+            assert data.load_dataset("mnist").source == str(path)
     else:
-        with pytest.raises(DataError, match="unreadable cache .*run `convnet data fetch mnist` to replace it"):
+        with _fails_if_it_hangs(), pytest.raises(DataError, match="unreadable cache .*run `convnet data fetch mnist` to replace it"):
             data.load_dataset("mnist")

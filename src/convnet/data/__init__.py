@@ -74,6 +74,9 @@ def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
     A cache already there is checked first and kept if sound; one that fails its check is fetched again."""
     _check_name(name)
     path = cache_path(name)
+    for target in (path, path.with_suffix(".json")):  # before any download: no file can be renamed over a folder
+        if target.is_dir():
+            raise DataError(f"{target} is a folder, not a file; remove it so that the {name} cache can go there.")
     if path.exists() and not force:
         try:
             _read_cache(name, path)
@@ -106,6 +109,8 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None
 
 def _read_cache(name: str, path: Path) -> Dataset:
     try:
+        if not path.is_file():  # a pipe would block the read forever
+            raise OSError("not a regular file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {part: z[part] for part in mnist.PARTS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -125,7 +130,7 @@ def _read_cache(name: str, path: Path) -> Dataset:
 def _cached_source(meta_path: Path) -> str:
     """Where the cache came from, for `data info`; a missing or damaged note is no reason to refuse the data."""
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None  # a pipe there would block
     except (OSError, ValueError, RecursionError):
         return ""
     return str(meta.get("source", "")) if isinstance(meta, dict) else ""
