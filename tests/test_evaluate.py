@@ -1,10 +1,13 @@
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from convnet.data import load_dataset
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, ModelError
 from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
 from convnet.models import create_model
 from convnet.train import fit
@@ -61,3 +64,26 @@ def test_a_model_must_fit_the_data(tiny_dir):
         fit(create_model("fast", num_classes=5), data, epochs=1, log=lambda m: None)
     with pytest.raises(ConfigError, match="split must be"):
         evaluate(create_model("fast"), data, split="val")
+
+
+class Broken(nn.Module):
+    """Gives `value`, 0, -`value` for the first image, zeros for the rest: weights gone NaN, or outputs too far apart
+    for a float32 loss."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        out = torch.zeros(len(x), 3)
+        out[0] = torch.tensor([self.value, 0, -self.value])
+        return out
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 3e38])
+def test_non_finite_outputs_are_refused_not_reported_as_a_nan_loss(value):
+    x, y = torch.zeros(4, 1, 1, 1), torch.tensor([2, 1, 2, 1])
+    with pytest.raises(ModelError, match="non-finite outputs .* for 1 of 4 images"):
+        evaluate_tensors(Broken(value), x, y, ["a", "b", "c"])
+    r = evaluate_tensors(Broken(30.0), x, y, ["a", "b", "c"])  # large but finite: a real, JSON-safe result
+    assert math.isfinite(r.loss) and json.dumps(r.to_dict(), allow_nan=False)

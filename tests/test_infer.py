@@ -188,6 +188,8 @@ def test_predict_cli_json_lines(tmp_path):
     assert len(rows[0]["top_k"]) == 2 and rows[3]["label"] is None and rows[3]["error"]
     ok = cli("predict", EXAMPLES / "digits")
     assert ok.returncode == 0 and len(ok.stdout.splitlines()) == len(DIGITS)
+    text = cli("predict", DIGITS[0], files["text"])
+    assert text.stdout.splitlines()[1] == f"{files['text']}: error: not an image file, or an unsupported format"
 
 
 @pytest.mark.parametrize("args, words, code", [(["--min-confidence", "150"], "between 0 and 1", 2),
@@ -224,3 +226,72 @@ def test_read_cli(tmp_path):
     assert done.returncode == 0 and "no ink found" in done.stdout
     done = cli("read", tmp_path / "missing.png")
     assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+def test_non_finite_probabilities_give_an_error_never_a_label():
+    from convnet.models import create_model
+
+    broken = Recognizer(create_model("fast"), min_confidence=0)
+    for p in broken.model.parameters():
+        p.data.fill_(float("nan"))  # NaN < min_confidence is False: unchecked, every digit would be asserted
+    number = sorted((EXAMPLES / "numbers").glob("*.*"))[0]
+    for result in [broken.predict(str(DIGITS[0])), *broken.predict_files(expand_paths([str(DIGITS[1])]))]:
+        assert result.label is None and "non-finite" in result.error and result.confidence is None, result
+        json.dumps(result.to_dict(), allow_nan=False)
+    reading = broken.read(str(number))
+    assert reading.number is None and "non-finite" in reading.error and reading.digits == []
+    json.dumps(reading.to_dict(), allow_nan=False)
+
+
+def test_a_name_too_long_is_one_bad_path_among_good_ones(recognizer, tmp_path):
+    good, long = str(DIGITS[0]), str(tmp_path / ("a" * 300 + ".png"))  # ENAMETOOLONG from stat, not "not there"
+    items = list(expand_paths([good, long, long + "/x.png", good]))
+    assert [path for path, _ in items] == [good, long, long + "/x.png", good]
+    assert [error is None for _, error in items] == [True, False, False, True]
+    assert "too long" in items[1][1].lower() and items[1][1].startswith(long)
+    done = cli("predict", good, long, good, "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["label"] for r in rows] == [label_of(DIGITS[0]), None, label_of(DIGITS[0])]
+    assert "too long" in rows[1]["error"].lower()
+
+
+def _image_tree(root: Path) -> None:
+    for name in ("a/1.png", "a/locked/2.png", "a/z/3.png", "top/4.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+
+
+def test_folders_that_cannot_be_listed_are_reported(tmp_path, monkeypatch):
+    _image_tree(tmp_path)
+    locked = {str(tmp_path / "a" / "locked"), str(tmp_path / "top")}
+    real = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission does for a user who is not root
+        if os.fspath(path) in locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = list(expand_paths([str(tmp_path / "a"), str(tmp_path / "top")]))
+    assert [path for path, _ in items] == [str(tmp_path / n) for n in ("a/1.png", "a/locked", "a/z/3.png", "top")]
+    errors = [error for _, error in items]
+    assert errors[0] is None and errors[2] is None
+    for error in errors[1], errors[3]:
+        assert "Permission denied" in error and "no images found" not in error
+    globbed = list(expand_paths([str(tmp_path / "a*")]))
+    assert [error is None for _, error in globbed] == [True, False, True]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may list any folder")
+def test_folders_without_read_permission_are_reported(tmp_path):
+    _image_tree(tmp_path)
+    for name in ("a/locked", "top"):
+        (tmp_path / name).chmod(0)
+    try:
+        errors = [error for _, error in expand_paths([str(tmp_path / "a"), str(tmp_path / "top")])]
+    finally:
+        for name in ("a/locked", "top"):
+            (tmp_path / name).chmod(0o755)
+    assert errors[0] is None and "Permission denied" in errors[1] and errors[2] is None
+    assert "Permission denied" in errors[3]

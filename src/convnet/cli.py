@@ -351,8 +351,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             d = p.to_dict(probabilities=False)
             print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
-        elif p.error:
-            print(f"{p.path}: error: {p.error}")
+        elif p.error:  # the message names the path too, for the JSON lines: once is enough here
+            print(f"{p.path}: error: {p.error.removeprefix(f'{p.path}: ')}")
         else:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"

@@ -11,7 +11,7 @@ from torch import nn
 from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, ModelError
 
 
 @dataclass
@@ -81,7 +81,13 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
     raw = logits_of(model, x)
     logits = raw / getattr(model, "temperature", 1.0)
-    loss = F.cross_entropy(logits, y).item()
+    losses = F.cross_entropy(logits, y, reduction="none")
+    # NaN or infinite outputs would score as chance with a NaN loss, which no report or JSON can carry
+    broken = int((~torch.isfinite(logits).all(1) | ~torch.isfinite(losses)).sum())
+    if broken:
+        raise ModelError(f"the model gave non-finite outputs (NaN or infinity) for {broken} of {len(y)} images: its "
+                         "weights are unusable (corrupt, or from a training that diverged).")
+    loss = losses.mean().item()
     pred = logits.argmax(1)
     cm = confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(), len(classes))
     return EvalResult(

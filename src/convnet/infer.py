@@ -27,6 +27,7 @@ from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
+NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm", ".pnm", ".ico"}
 
@@ -106,6 +107,8 @@ class Recognizer:
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, m.num_classes), np.float32)
 
     def _answer(self, probs: np.ndarray) -> Prediction:
+        if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
+            return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
         classes = self.model.classes
         top = [(classes[i], float(probs[i])) for i in order]
@@ -166,6 +169,8 @@ class Recognizer:
         except ImageError as e:
             return Reading(None, [], 0.0, error=str(e))
         probs = self.probabilities(np.stack([b.image for b in boxes]))
+        if not np.isfinite(probs).all():
+            return Reading(None, [], 0.0, error=NON_FINITE)
         digits = []
         for box, p in zip(boxes, probs):
             answer = self._answer(p)
@@ -217,36 +222,53 @@ def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
         path = Path(pattern)
         if not pattern:
             yield pattern, "empty path"
-        elif path.is_dir():
+            continue
+        refused = None
+        try:
+            is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()  # a broken link: opening it says so
+        except OSError as e:  # pathlib hides only "not there": a name too long for the file system still raises
+            is_dir, exists, refused = False, False, f"{pattern}: {e.strerror or e}"
+        if is_dir:
             found = False
             for item in _folder_images(path):
                 found = True
-                yield item, None
+                yield item
             if not found:
                 yield str(path), f"{path}: no images found in this folder"
-        elif path.exists() or path.is_symlink():  # a broken or looping link: opening it says which
+        elif exists:
             yield str(path), None
         elif glob.has_magic(pattern):
             yield from _glob_images(pattern)
         else:
-            yield pattern, f"{pattern}: no such file or folder"
+            yield pattern, refused or f"{pattern}: no such file or folder"
 
 
-def _folder_images(folder: Path) -> Iterator[str]:
-    for root, dirs, files in os.walk(folder):
+def _folder_images(folder: Path) -> Iterator[tuple[str, str | None]]:
+    """(path, None) for each image under a folder, and (folder, error) for each folder that cannot be listed, which
+    os.walk alone would skip in silence."""
+    refused: list[tuple[str, str]] = []
+
+    def refuse(e: OSError) -> None:
+        refused.append((str(e.filename), f"{e.filename}: cannot list this folder ({e.strerror or e})"))
+
+    for root, dirs, files in os.walk(folder, onerror=refuse):
+        yield from refused  # the subfolders refused since the last step, in walking order
+        refused.clear()
         dirs.sort()
         for name in sorted(files):
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield os.path.join(root, name)
+                yield os.path.join(root, name), None
+    yield from refused
 
 
 def _glob_images(pattern: str) -> Iterator[tuple[str, str | None]]:
     """The files a pattern matches, and the images in the folders it matches (each once: `**` matches both)."""
     seen: set[str] = set()
     for match in sorted(glob.iglob(pattern, recursive=True)):
-        for path in _folder_images(Path(match)) if Path(match).is_dir() else [match]:
+        # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
+        for path, error in _folder_images(Path(match)) if os.path.isdir(match) else [(match, None)]:
             if path not in seen:
                 seen.add(path)
-                yield path, None
+                yield path, error
     if not seen:
         yield pattern, f"{pattern}: no files match"
