@@ -1,5 +1,6 @@
 """Every CLI command, run as a user would, on tiny data; bad input gives a clear message and a non-zero exit."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -29,6 +30,13 @@ def test_models_summary_and_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} >= {"lesson", "fast", "accurate"} and all(r["macs"] > 0 for r in rows)
     assert {r["name"]: r["recipe"]["epochs"] for r in rows} == {n: get_spec(n).recipe.epochs for n in list_models()}
+
+
+def test_models_summary_as_json_is_one_json_document(capsys):
+    assert main(["models", "lesson", "--summary", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["layers"][0] == {"layer": "conv2d (Conv2d)", "output_shape": "(None, 32, 26, 26)", "parameters": 320}
+    assert sum(layer["parameters"] for layer in row["layers"]) == row["parameters"] == 542_230
 
 
 def test_models_name_shows_the_recipe(capsys):
@@ -80,8 +88,14 @@ def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):
     weights = (out / "model.safetensors").read_bytes()
     again = run(*train_args, "--seed", "1")
     assert again.returncode == 1 and "already holds model.safetensors" in again.stderr and "--overwrite" in again.stderr
-    vote = run("ensemble", out, out, "--out", out, "--data-dir", tiny_dir)
+    others = [tmp_path / "other1", tmp_path / "other2"]
+    for seed, other in enumerate(others, 1):
+        assert run(*train_args[:-1], other, "--seed", seed).returncode == 0
+    vote = run("ensemble", *others, "--out", out, "--data-dir", tiny_dir)
     assert vote.returncode == 1 and "already holds model.safetensors, model.json" in vote.stderr
+    for overwrite in ([], ["--overwrite"]):
+        vote = run("ensemble", others[0], out / "model.json", "--out", out, "--data-dir", tiny_dir, *overwrite)
+        assert vote.returncode == 1 and "holds one of the members" in vote.stderr
     assert (out / "model.safetensors").read_bytes() == weights
     assert run(*train_args, "--seed", "1", "--overwrite").returncode == 0
     assert (out / "model.safetensors").read_bytes() != weights
@@ -159,9 +173,12 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tm
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # refused or failed early: nothing touched
     small = write_idx_folder(tmp_path / "small", {k: v[:, :20, :20] if v.ndim == 3 else v
                                                   for k, v in synthetic_arrays().items()})
-    vote = run("ensemble", out, out, "--data-dir", small, "--out", out, "--overwrite")
+    other, vote_out = tmp_path / "other", tmp_path / "vote"
+    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "2", "--out", other).returncode == 0
+    shutil.copytree(out, vote_out)
+    vote = run("ensemble", out, other, "--data-dir", small, "--out", vote_out, "--overwrite")
     assert vote.returncode == 1 and "takes 28×28 images, but mnist has 20×20" in vote.stderr
-    assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
+    assert (vote_out / "model.safetensors").read_bytes() == before["model.safetensors"]
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite").returncode == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
     assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]

@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from convnet import distributed
+
 
 def torchrun(*args, cwd):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *map(str, args)]
@@ -51,3 +53,37 @@ def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path, args, wor
     assert done.stderr.count(words) == 1, done.stderr[-3000:]
     # torchrun itself reports a failed worker with its own traceback; the workers must not add theirs.
     assert "[rank" not in done.stderr and "convnet/train.py" not in done.stderr
+
+
+@pytest.mark.parametrize("env, expected", [({}, (0, 1, 0)), ({"RANK": "1"}, (0, 1, 0)),
+                                           ({"RANK": "1", "WORLD_SIZE": "1", "LOCAL_RANK": "1"}, (0, 1, 0)),
+                                           ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, (1, 2, 1))])
+def test_only_a_world_of_several_makes_a_rank_other_than_0(monkeypatch, env, expected):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    w = distributed.world()
+    assert (w.rank, w.size, w.local_rank) == expected
+
+
+@pytest.mark.parametrize("env, words", [({"RANK": "abc"}, "must be whole numbers, got RANK='abc'"),
+                                        ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside 0..1"),
+                                        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1")])
+def test_broken_torchrun_variables_are_a_clear_error(tmp_path, env, words):
+    done = subprocess.run([sys.executable, "-m", "convnet", "train", "--epochs", "1", "--out", tmp_path / "run"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_stray_rank_does_not_silence_a_plain_run(tiny_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir,
+                           "--epochs", "1", "--batch-size", "16", "--out", tmp_path / "run", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300, env={**env, "RANK": "1"})
+    assert done.returncode == 0 and "test accuracy:" in done.stdout, done.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.json").exists()
+    usage = subprocess.run([sys.executable, "-m", "convnet", "predict"], capture_output=True, text=True,
+                           timeout=300, env={**env, "RANK": "1"})
+    assert usage.returncode == 2 and "the following arguments are required: PATH" in usage.stderr

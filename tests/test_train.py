@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from importlib import import_module
 
 import pytest
@@ -213,7 +216,7 @@ def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):
 
 
 def test_batch_larger_than_data(tiny_dir):
-    with pytest.raises(ConfigError, match="exceeds the 540 training images"):
+    with pytest.raises(ConfigError, match="540 training image.s. left after holding out 10%: fewer than one batch of 10000"):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
 
 
@@ -254,3 +257,13 @@ def test_any_64_bit_seed_trains(tiny_dir, seed):
     history = fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=64, seed=seed,
                   log=lambda m: None)
     assert len(history.epochs) == 1
+
+
+def test_compile_without_a_compiler_is_a_clear_error(tiny_dir, tmp_path):
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler")}  # inductor's CPU kernels need a C++ compiler
+    done = subprocess.run([sys.executable, "-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir,
+                           "--epochs", "1", "--out", tmp_path / "run", "--device", "cpu", "--compile"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 1 and "convnet: error: --compile failed (" in done.stderr, done.stderr[-2000:]
+    assert "train without --compile" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()

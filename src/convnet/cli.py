@@ -7,8 +7,9 @@ import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from convnet.errors import ConvnetError
+from convnet.errors import ConfigError, ConvnetError
 
 EXAMPLES = """examples:
   convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
@@ -31,7 +32,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         from convnet import distributed
 
-        if not distributed.world().is_main:  # under torchrun every process parses the same line; one says so
+        try:
+            main = distributed.world().is_main
+        except ConvnetError:  # torchrun's variables are broken: the command line's mistake still comes first
+            main = True
+        if not main:  # under torchrun every process parses the same line; one says so
             self.exit(2)
         hint = _suggestion(message)
         self.print_usage(sys.stderr)
@@ -225,6 +230,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from convnet.models import count_macs, create_model, get_spec, list_models
+    from convnet.models.summary import layer_rows
 
     names = list_models() if args.name is None else [get_spec(args.name).name]
     rows = []
@@ -237,7 +243,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             "description": get_spec(name).description,
             "recipe": dataclasses.asdict(get_spec(name).recipe),
         })
-        if args.summary:
+        if args.summary and args.json:  # stdout stays one JSON document
+            rows[-1]["layers"] = [{"layer": layer, "output_shape": shape, "parameters": params}
+                                  for layer, shape, params in layer_rows(model)]
+        elif args.summary:
             model.summary()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -316,11 +325,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from convnet.checkpoint import build_ensemble, claim_folder, save_model
+    from convnet.checkpoint import WEIGHTS, build_ensemble, claim_folder, resolve, save_model
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
 
     ensemble = build_ensemble(args.models, device=args.device)
+    target = (Path(args.out) / WEIGHTS).resolve()
+    if any(resolve(ref)[0].resolve() == target for ref in args.models):  # not even with --overwrite
+        raise ConfigError(f"--out {args.out} holds one of the members, which the ensemble would replace; choose "
+                          "another folder.")
     data = load_dataset(args.dataset, args.data_dir)
     claim_folder(args.out, args.overwrite)  # before the evaluations, which take a while
     members = [evaluate(m, data).accuracy for m in ensemble.members]

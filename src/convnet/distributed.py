@@ -14,6 +14,8 @@ from typing import NoReturn
 import torch
 import torch.distributed as dist
 
+from convnet.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -31,9 +33,26 @@ class World:
 
 
 def world() -> World:
-    """This process's place, from torchrun's environment variables."""
+    """This process's place, from torchrun's environment variables.
+
+    Without WORLD_SIZE > 1 the process is the only one, whatever RANK it inherited: a stray RANK=1 left in a shell
+    must not turn a plain run into a silent non-main rank that writes nothing.
+    """
     env = os.environ
-    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    try:
+        rank, size, local_rank = (int(env.get(name, default)) for name, default in zip(names, ("0", "1", "0")))
+    except ValueError:
+        found = ", ".join(f"{name}={env[name]!r}" for name in names if name in env)
+        message = f"torchrun's variables must be whole numbers, got {found}; unset them for a plain run."
+        raise ConfigError(message) from None
+    if size <= 1:
+        return World()
+    wrong = (f"RANK={rank} is outside 0..{size - 1} (WORLD_SIZE={size})" if not 0 <= rank < size else
+             f"LOCAL_RANK={local_rank} is negative" if local_rank < 0 else None)
+    if wrong:
+        raise ConfigError(f"{wrong}: start the processes with torchrun, or unset its variables for a plain run.")
+    return World(rank, size, local_rank)
 
 
 def init(device: torch.device) -> World:

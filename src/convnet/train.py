@@ -200,7 +200,8 @@ def fit(
 
     steps = len(x) // (cfg.batch_size * w.size)
     if steps == 0:
-        raise ConfigError(f"batch size {cfg.batch_size} × {w.size} process(es) exceeds the {len(x)} training images.")
+        raise ConfigError(f"{len(x)} training image(s) left after holding out {cfg.val_split:.0%}: fewer than one "
+                          f"batch of {cfg.batch_size} × {w.size} process(es); lower --batch-size or --val-split.")
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
     if loop.sched is None and cfg.schedule != "constant":
@@ -216,6 +217,9 @@ def fit(
             log(f"interrupted during epoch {epoch}: stopping" + ("; the last completed epoch's checkpoint is kept"
                                                                  if epoch > 1 else ""))
             break
+        except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
+            reason = (str(e).strip().splitlines() or ["no reason given"])[0]
+            raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
         history.train_seconds += row["seconds"]
         if distributed.agree(not math.isfinite(row["train_loss"]), dev):
             # Every later step would only spread NaNs; the checkpoint of the last sound epoch stays in the run folder.

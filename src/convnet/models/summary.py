@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 
-def _rows(model: nn.Module) -> list[tuple[str, str, int]]:
+def layer_rows(model: nn.Module) -> list[tuple[str, str, int]]:
+    """(Keras-style name and type, output shape, parameters) of each layer, from one forward pass of a zero image."""
     rows: list[tuple[str, str, int]] = []
 
     def hook(module: nn.Module, _inputs, output: torch.Tensor) -> None:
@@ -36,7 +37,7 @@ def _rows(model: nn.Module) -> list[tuple[str, str, int]]:
 
 
 def summary_table(model: nn.Module) -> str:
-    rows = _rows(model)
+    rows = layer_rows(model)
     header = ("Layer (type)", "Output Shape", "Param #")
     widths = [max(len(header[i]), *(len(str(r[i])) for r in rows)) + 2 for i in range(3)]
     width = sum(widths)
