@@ -195,7 +195,8 @@ def test_predict_cli_json_lines(tmp_path):
 @pytest.mark.parametrize("args, words, code", [(["--min-confidence", "150"], "between 0 and 1", 2),
                                                (["--min-confidence", "-0.1"], "between 0 and 1", 2),
                                                (["--top-k", "0"], "at least 1", 2),
-                                               (["--model", "nowhere"], "not a run folder", 1)])
+                                               (["--model", "nowhere"], "not a run folder", 1),
+                                               (["--model", ""], "--model is empty", 1)])
 def test_predict_cli_bad_options(args, words, code):
     done = cli("predict", DIGITS[0], *args)
     assert done.returncode == code and words in done.stderr and "Traceback" not in done.stderr

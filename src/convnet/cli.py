@@ -64,7 +64,7 @@ def _suggestion(message: str) -> str:
 
 
 def fraction(text: str) -> float:
-    """argparse type: a share between 0 and 1, given as 0.99 or as 99 (per cent)."""
+    """argparse type: a share between 0 and 1, given as 0.99 or as 99 (per cent); 1 is the whole, not 1 %."""
     value = float(text)  # not a number: argparse's own "invalid fraction value"
     share = value / 100 if value > 1 else value
     if not 0 <= share <= 1:
@@ -182,7 +182,7 @@ def build_parser() -> Parser:
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
-                      "answers)")
+                      "answers; values above 1 are per cent, 1 itself is 100 %%)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_model_options(pred)
 
@@ -191,7 +191,7 @@ def build_parser() -> Parser:
     read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
-                      "(default 0.5)")
+                      "(default 0.5; values above 1 are per cent, 1 itself is 100 %%)")
     read.add_argument("--json", action="store_true", help="print as JSON")
     _add_model_options(read)
     return parser
@@ -350,6 +350,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def _recognizer(args: argparse.Namespace, **options):
     from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer
 
+    if args.model == "":  # not a quiet way to ask for the shipped model, which leaving --model out is
+        raise ConfigError("--model is empty; name a run folder, a model file or a shipped model, or leave it out.")
     confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
     return Recognizer.load(args.model, device=args.device, min_confidence=confidence, **options)
 
