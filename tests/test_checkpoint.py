@@ -1,11 +1,14 @@
 import json
+import os
+import resource
+from pathlib import Path
 
 import pytest
 import torch
 
 from convnet.checkpoint import load_model, resolve, save_model
-from convnet.errors import ModelError
-from convnet.models import create_model
+from convnet.errors import ConfigError, ModelError
+from convnet.models import create_model, list_models
 
 
 def _trained_like(name="fast"):
@@ -111,6 +114,12 @@ def test_ensemble_members_must_match(tmp_path):
     ({"temperature": 0}, "temperature"),
     ({"preprocessing": {"mean": 0.1, "std": 0}}, "std"),
     ({"preprocessing": {"mean": float("nan"), "std": 0.3}}, "finite"),
+    # Finite and positive, yet NaN answers: logits / 1e-45 overflow, and so do pixels / 1e-300.
+    ({"temperature": 1e-45}, "temperature in \\[1e-3, 1e3\\]"),
+    ({"temperature": 1e6}, "temperature in"),
+    ({"preprocessing": {"mean": 0.1, "std": 1e-300}}, "std in \\[1e-4, 10\\]"),
+    ({"preprocessing": {"mean": 1e300, "std": 0.3}}, "mean"),
+    ({"preprocessing": {"mean": 10**400, "std": 0.3}}, "too large"),
 ])
 def test_nonsense_card_values_are_refused(tmp_path, change, words):
     run = tmp_path / "run"
@@ -129,6 +138,14 @@ def test_a_deeply_nested_card_is_refused(tmp_path):
         load_model(run)
 
 
+def test_a_huge_card_is_not_parsed(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    (run / "model.json").write_text("[" + "{}," * 6_000_000 + "{}]")  # 18 MB of text, about 400 MB once parsed
+    with pytest.raises(ModelError, match="not a readable model card .larger than 16 MiB"):
+        load_model(run)
+
+
 def test_an_ensemble_is_not_a_member(tmp_path):
     from convnet.checkpoint import build_ensemble
 
@@ -139,3 +156,135 @@ def test_an_ensemble_is_not_a_member(tmp_path):
         build_ensemble([tmp_path / "vote", tmp_path / "m1"])
     with pytest.raises(ModelError, match="a list of models"):
         build_ensemble(str(tmp_path / "m1"))
+
+
+def _edit_card(run, change):
+    card = json.loads((run / "model.json").read_text())
+    change(card)
+    (run / "model.json").write_text(json.dumps(card))
+
+
+def test_a_card_cannot_make_loading_build_a_huge_network(tmp_path):
+    # The lesson's dense layer grows with the input: 8192×8192 would be 214 GB of weights for a 2 MB file.
+    save_model(_trained_like("lesson"), tmp_path / "lesson")
+    _edit_card(tmp_path / "lesson", lambda card: card.update(input_size=[8192, 8192]))
+    with pytest.raises(ModelError, match=r"safetensors: weights do not fit .*4.weight is \[100, 5408\] in the file"):
+        load_model(tmp_path / "lesson")
+    # fast's weights fit any input size, and loading must not run it on a 8192×8192 image (1 GB a feature map).
+    save_model(_trained_like("fast"), tmp_path / "fast")
+    _edit_card(tmp_path / "fast", lambda card: card.update(input_size=[8192, 8192]))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB
+    assert load_model(tmp_path / "fast").input_size == (8192, 8192)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000
+
+
+def test_a_long_list_of_ensemble_members_is_refused_at_the_first_without_weights(tmp_path, monkeypatch):
+    import convnet.checkpoint as checkpoint
+    from convnet.checkpoint import build_ensemble
+
+    for seed in (1, 2):
+        save_model(_trained_like(), tmp_path / f"m{seed}")
+    save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
+    _edit_card(tmp_path / "vote", lambda card: card.update(members=card["members"] * 500))
+    built = []
+    monkeypatch.setattr(checkpoint, "create_model", lambda *a: built.append(a) or create_model(*a))
+    with pytest.raises(ModelError, match=r"safetensors: weights do not fit .*members\.2\.0\.weight is missing"):
+        load_model(tmp_path / "vote")
+    assert len(built) == 3
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_tensor_of_a_network_is_in_its_state_dict(name):
+    # load_model builds the network empty and fills it from the file: any other tensor would be left uninitialised.
+    model = create_model(name)
+    tensors = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+    assert tensors <= model.state_dict().keys()
+
+
+@pytest.mark.parametrize("tensor, value, words", [
+    ("0.weight", float("nan"), "0.weight holds NaN or infinite values"),
+    ("5.bias", float("inf"), "5.bias holds NaN or infinite values"),
+    ("1.running_var", -1.0, "1.running_var holds negative variances"),
+])
+def test_weights_that_can_only_give_nan_are_refused(tmp_path, tensor, value, words):
+    model = _trained_like()
+    with torch.no_grad():
+        model.state_dict()[tensor][0] = value
+    save_model(model, tmp_path / "run")
+    with pytest.raises(ModelError, match=f"run/model.safetensors: {words}"):
+        load_model(tmp_path / "run")
+
+
+@pytest.mark.parametrize("model, change, words", [
+    ("m1", lambda card: card.update(architecture="lessen"), "unknown model 'lessen'"),
+    ("m1", lambda card: card.update(input_size=[2, 2]), "fast cannot take 2×2 images"),
+    ("vote", lambda card: card["members"][0].update(architecture="ensemble"), "members cannot be ensembles"),
+    ("vote", lambda card: card["members"][1].update(architecture="fastt"), "unknown model 'fastt'"),
+    ("vote", lambda card: card.update(members=card["members"][:1]), "at least two models"),
+    ("vote", lambda card: card.update(members={"a": 1}), "members must be a list"),
+])
+def test_every_card_problem_names_the_card(tmp_path, model, change, words):
+    from convnet.checkpoint import build_ensemble
+
+    for seed in (1, 2):
+        save_model(_trained_like(), tmp_path / f"m{seed}")
+    save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
+    _edit_card(tmp_path / model, change)
+    with pytest.raises(ModelError) as e:
+        load_model(tmp_path / model)
+    assert str(e.value).startswith(f"{tmp_path / model / 'model.json'}: ") and words in str(e.value)
+
+
+def test_unreadable_weights_say_permission_denied(tmp_path, monkeypatch):
+    import builtins
+
+    import convnet.checkpoint as checkpoint
+
+    save_model(_trained_like(), tmp_path / "run")
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: fail the way a user's read fails (safetensors says "No such file")
+        real_open = builtins.open
+
+        def denied(*_args, **_kwargs):
+            raise FileNotFoundError(f"No such file or directory: {weights}")
+
+        def fake_open(path, *args, **kwargs):
+            if str(path) == str(weights):
+                raise PermissionError(13, "Permission denied", str(weights))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+        monkeypatch.setattr(checkpoint, "safe_open", denied, raising=False)
+        monkeypatch.setattr(checkpoint, "load_file", denied)
+    with pytest.raises(PermissionError) as e:  # the CLI prints "convnet: error: FILE: Permission denied"
+        load_model(tmp_path / "run")
+    assert e.value.filename == str(weights)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_up_front(tmp_path, monkeypatch):
+    from convnet.checkpoint import claim_folder
+
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere: answer as the permission check would for a user
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder and real_access(path, mode))
+    with pytest.raises(ConfigError, match="read-only: cannot write into this folder"):
+        claim_folder(folder)
+    assert claim_folder(tmp_path / "writable" / "run") == tmp_path / "writable" / "run"
+
+
+def test_a_failed_save_names_the_file_not_its_temporary(tmp_path, monkeypatch):
+    import tempfile
+
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere: fail as creating the temporary file fails for a user
+        def denied(prefix, suffix, dir):
+            raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2z3{suffix}")
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError) as e:
+        save_model(_trained_like(), folder)
+    assert e.value.filename == str(folder / "model.safetensors")

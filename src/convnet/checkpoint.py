@@ -6,15 +6,18 @@ A model can be named three ways everywhere convnet takes one: a run folder, a mo
 from __future__ import annotations
 
 import json
-import math
+import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
+from torch import nn
 
 from convnet import __version__
 from convnet.data.cache import atomic_write
@@ -25,6 +28,7 @@ from convnet.models import Ensemble, Network, create_model
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
 SHIPPED = Path(__file__).parent / "weights"
+MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
 def versions() -> dict[str, str]:
@@ -59,9 +63,16 @@ def save_model(model: Network | Ensemble, folder: Path | str, **card_extra) -> P
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     card = make_card(model, **card_extra)
-    atomic_write(folder / WEIGHTS, lambda f: f.write(save(state, metadata={"format": CARD_FORMAT})))
-    atomic_write(folder / CARD, lambda f: f.write(json.dumps(card, indent=2).encode()))
+    _write(folder / WEIGHTS, save(state, metadata={"format": CARD_FORMAT}))
+    _write(folder / CARD, json.dumps(card, indent=2).encode())
     return folder / WEIGHTS
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as e:  # name the file being written, not atomic_write's hidden temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD)) -> Path:
@@ -84,6 +95,10 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{folder}: cannot create this folder ({e.strerror}).") from None
+    # Checked now, not when the model is saved after all the work that makes it.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{folder}: cannot write into this folder (no permission, or a read-only file system); "
+                          "choose another --out.")
     return folder
 
 
@@ -113,8 +128,12 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
 
 def read_card(path: Path) -> dict:
     try:
-        card = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        with open(path, "rb") as f:
+            text = f.read(MAX_CARD_BYTES + 1)
+        if len(text) > MAX_CARD_BYTES:
+            raise ValueError(f"larger than {MAX_CARD_BYTES >> 20} MiB")
+        card = json.loads(text)
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and bad JSON
         raise ModelError(f"{path}: not a readable model card ({e}).") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ModelError(f"{path}: not a convnet model card (expected format {CARD_FORMAT!r}).")
@@ -123,6 +142,8 @@ def read_card(path: Path) -> dict:
 
 def _build(spec: dict, card: dict) -> Network:
     """An untrained model with the card's architecture, classes and preprocessing, each value checked for sense."""
+    if spec["architecture"] == Ensemble.arch:
+        raise ValueError("an ensemble's members cannot be ensembles themselves")
     num_classes, in_channels, input_size = spec["num_classes"], spec["in_channels"], spec["input_size"]
     classes, prep = card["classes"], card["preprocessing"]
     mean, std, temperature = float(prep["mean"]), float(prep["std"]), float(spec.get("temperature", 1.0))
@@ -132,8 +153,12 @@ def _build(spec: dict, card: dict) -> Network:
         raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")
     if not isinstance(classes, list) or len(classes) != num_classes:
         raise ValueError(f"classes must be a list of num_classes ({num_classes}) names")
-    if not (math.isfinite(mean) and math.isfinite(std) and std > 0 and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, std and temperature > 0")
+    # Training writes a mean in [0, 1] and a std in [1e-4, 1] (pixels are scaled to [0, 1], both rounded to 4 places)
+    # and fits temperatures in [0.05, 20]. The bounds are generous around that, and keep normalised pixels and
+    # logits / temperature far from float32's overflow, where answers turn into NaN.
+    if not (abs(mean) <= 10 and 1e-4 <= std <= 10 and 1e-3 <= temperature <= 1e3):  # NaN fails each comparison
+        raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, with |mean| <= 10, "
+                         "std in [1e-4, 10] and temperature in [1e-3, 1e3]")
     model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
     model.classes = [str(c) for c in classes]
     model.mean, model.std, model.temperature = mean, std, temperature
@@ -145,24 +170,83 @@ def _whole(value, low: int, high: int) -> bool:
 
 
 def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network | Ensemble:
-    """Rebuild the architecture named in the card and load the safetensors weights into it (strictly)."""
+    """Rebuild the architecture named in the card and load the safetensors weights into it (strictly).
+
+    The network is first built without memory (on the `meta` device) and checked against the names and shapes in
+    the weights file's header: a card can describe a network far larger than its weights (a big `input_size`).
+    """
     weights, card_path = resolve(ref)
     card = read_card(card_path)
-    try:
-        if card["architecture"] == Ensemble.arch:
-            model = Ensemble([_build(member, card) for member in card["members"]])
-        else:
-            model = _build(card, card)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{card_path}: incomplete or invalid model card ({e}).") from None
+    header = _header(weights)
+    with _card_errors(card_path):
+        ensemble = card["architecture"] == Ensemble.arch
+        specs = card["members"] if ensemble else [card]
+        if not isinstance(specs, list):
+            raise TypeError("members must be a list")
+    members = []
+    for i, spec in enumerate(specs):
+        with _card_errors(card_path), torch.device("meta"):
+            members.append(_build(spec, card))
+        if ensemble:  # member by member: a long list of members costs time and memory only with their weights
+            _fit_header(members[-1], header, weights, card, f"members.{i}.")
+    with _card_errors(card_path):
+        model = Ensemble(members) if ensemble else members[0]
+    _fit_header(model, header, weights, card)
+    # Every tensor of the network is in its state_dict (tests/test_checkpoint.py checks each architecture), so the
+    # strict load below fills all of the memory that to_empty leaves uninitialised.
+    model.to_empty(device="cpu")
     try:
         model.load_state_dict(load_file(str(weights)))
-    except (SafetensorError, RuntimeError, OSError) as e:
-        raise ModelError(
-            f"{weights}: weights do not fit the {card['architecture']!r} architecture or are corrupt ({e})."
-        ) from None
+    except (SafetensorError, RuntimeError) as e:
+        raise ModelError(f"{weights}: corrupt weights ({e}).") from None
+    _check_values(model, weights)
     model.card = card
     return model.to(resolve_device(device)).eval()
+
+
+@contextmanager
+def _card_errors(card_path: Path) -> Iterator[None]:
+    """Errors in what a card says, as ModelErrors that name the card."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: float() of a 400-digit number
+        raise ModelError(f"{card_path}: incomplete or invalid model card ({e}).") from None
+    except (ConfigError, ModelError) as e:  # an unknown architecture, images too small for it, a lone member, …
+        raise ModelError(f"{card_path}: {e}") from None
+
+
+def _header(weights: Path) -> dict[str, list[int]]:
+    """Name → shape of each tensor in a safetensors file, from its header: no tensor is read."""
+    # safetensors reports any failure to open as "No such file"; open() raises the real reason (permission denied…).
+    open(weights, "rb").close()
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {name: f.get_slice(name).get_shape() for name in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ModelError(f"{weights}: not a safetensors file, or corrupt ({e}).") from None
+
+
+def _fit_header(model: nn.Module, header: dict[str, list[int]], weights: Path, card: dict, prefix: str = "") -> None:
+    """The tensors in the file whose names start with `prefix` are exactly the model's, shape for shape."""
+    want = {prefix + name: list(t.shape) for name, t in model.state_dict().items()}
+    have = {name: shape for name, shape in header.items() if name.startswith(prefix)}
+    problems = [f"{name} is missing" for name in sorted(want.keys() - have.keys())]
+    problems += [f"{name} is not part of it" for name in sorted(have.keys() - want.keys())]
+    problems += [f"{name} is {have[name]} in the file, {want[name]} in the network"
+                 for name in sorted(want.keys() & have.keys()) if have[name] != want[name]]
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ModelError(f"{weights}: weights do not fit the {card['architecture']!r} architecture its card describes "
+                         f"({'; '.join(problems[:3])}{more}).")
+
+
+def _check_values(model: nn.Module, weights: Path) -> None:
+    """Weights that can only give NaN answers: non-finite values, or a negative BatchNorm variance (square-rooted)."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            raise ModelError(f"{weights}: {name} holds NaN or infinite values; the weights are corrupt.")
+        if name.endswith("running_var") and bool((t < 0).any()):
+            raise ModelError(f"{weights}: {name} holds negative variances; the weights are corrupt.")
 
 
 def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -> Ensemble:
