@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import resource
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def test_ensemble_members_must_match(tmp_path):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ModelError, match="at least two"):
         build_ensemble([tmp_path / "a"])
+    save_model(_trained_like(), tmp_path / "c")
+    (tmp_path / "x").mkdir()
+    for same in (tmp_path / "c", tmp_path / "c" / "model.json", tmp_path / "x" / ".." / "c" / "model.safetensors"):
+        with pytest.raises(ModelError, match=re.escape(f"{same} and {tmp_path / 'c'} are the same model")):
+            build_ensemble([tmp_path / "c", tmp_path / "a", same])
 
 
 @pytest.mark.parametrize("change, words", [

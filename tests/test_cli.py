@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import synthetic_arrays, write_idx_folder
+from convnet.checkpoint import SHIPPED
 from convnet.cli import main, report_errors
 from convnet.errors import ConfigError
 from convnet.models import get_spec, list_models
@@ -131,6 +132,7 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["train", "--device", "tpu"], 1, "unknown device"),
         (["train", "--out", ""], 1, "--out is empty"),
         (["models", ""], 1, "unknown model ''"),
+        (["evaluate", ""], 1, "the model's name is empty"),
     ],
 )
 def test_bad_input_gives_a_clear_error(args, code, words):
@@ -187,6 +189,13 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tm
     (tmp_path / "mine").mkdir()
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "mine").returncode
     assert (tmp_path / "mine").is_dir()  # a folder the user made stays
+
+
+def test_a_failed_ensemble_leaves_no_folder_behind(tiny_dir, tmp_path):
+    same = SHIPPED / "default" / "model.json"  # the shipped model by its file: the same model twice
+    done = run("ensemble", "default", same, "--data-dir", tiny_dir, "--out", tmp_path / "new" / "vote")
+    assert done.returncode == 1 and "are the same model; list each member once" in done.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_ensemble_out_must_not_be_empty(tiny_dir):

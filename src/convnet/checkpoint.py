@@ -75,6 +75,23 @@ def _write(path: Path, data: bytes) -> None:
         raise OSError(e.errno, e.strerror, str(path)) from e
 
 
+def folders_to_make(path: Path) -> list[Path]:
+    """The folders that creating `path` makes, deepest first: what `remove_empty` may take back."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove folders a command made, deepest first, while they are empty: work that failed early leaves no trace."""
+    for folder in made:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+
+
 def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD)) -> Path:
     """Create the folder a model will be written to, before the work that makes the model.
 
@@ -108,6 +125,8 @@ def shipped_models() -> list[str]:
 
 def resolve(ref: Path | str) -> tuple[Path, Path]:
     """(weights, card) paths for a run folder, a model file, or a shipped model's name."""
+    if not str(ref):  # Path("") is the current folder
+        raise ModelError("the model's name is empty; name a run folder, a model file or a shipped model.")
     path = Path(ref)
     if path.is_dir():
         weights, card = path / WEIGHTS, path / CARD
@@ -253,6 +272,12 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
     """An ensemble of saved models (each a run folder, model file or shipped name)."""
     if isinstance(refs, (str, Path)):
         raise ModelError("build_ensemble takes a list of models, not one.")
+    first: dict[Path, Path | str] = {}
+    for ref in refs:
+        weights = resolve(ref)[0].resolve()
+        if weights in first:  # an average with itself is the model again, and the count would mislead
+            raise ModelError(f"{ref} and {first[weights]} are the same model; list each member once.")
+        first[weights] = ref
     members = [load_model(ref, device) for ref in refs]
     for ref, member in zip(refs, members):
         if isinstance(member, Ensemble):

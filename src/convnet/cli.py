@@ -325,17 +325,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from convnet.checkpoint import WEIGHTS, build_ensemble, claim_folder, resolve, save_model
-    from convnet.data import load_dataset
-    from convnet.evaluate import evaluate
+    from convnet.checkpoint import WEIGHTS, claim_folder, folders_to_make, remove_empty, resolve
 
-    ensemble = build_ensemble(args.models, device=args.device)
     target = (Path(args.out) / WEIGHTS).resolve()
     if any(resolve(ref)[0].resolve() == target for ref in args.models):  # not even with --overwrite
         raise ConfigError(f"--out {args.out} holds one of the members, which the ensemble would replace; choose "
                           "another folder.")
+    made = folders_to_make(Path(args.out))
+    claim_folder(args.out, args.overwrite)  # before the loading and evaluations, which take a while
+    try:
+        _make_ensemble(args)
+    except BaseException:  # an error or Ctrl-C: no empty --out left behind
+        remove_empty(made)
+        raise
+    return 0
+
+
+def _make_ensemble(args: argparse.Namespace) -> None:
+    """Load, evaluate and save the ensemble into its claimed --out, and report each member's test accuracy."""
+    from convnet.checkpoint import build_ensemble, save_model
+    from convnet.data import load_dataset
+    from convnet.evaluate import evaluate
+
+    ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir)
-    claim_folder(args.out, args.overwrite)  # before the evaluations, which take a while
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)
     save_model(ensemble, args.out, dataset={"name": data.name, "sha256": data.sha256},
@@ -344,7 +357,6 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
-    return 0
 
 
 def _recognizer(args: argparse.Namespace, **options):

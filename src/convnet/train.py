@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
 from convnet.augment import augment_batch
-from convnet.checkpoint import CARD, WEIGHTS, claim_folder, save_model
+from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, remove_empty, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import keep_freed_memory, resolve_device, use_bf16
@@ -400,26 +400,9 @@ def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
     return result
 
 
-def _folders_to_make(path: Path) -> list[Path]:
-    """The folders that creating `path` makes, deepest first."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _forget(made: list[Path]) -> None:
-    """Remove the folders this run made, while they are empty: a run that failed early leaves no trace."""
-    for folder in made:
-        if not folder.is_dir() or any(folder.iterdir()):
-            return
-        folder.rmdir()
-
-
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
     run_dir = new_run_dir(cfg.model, cfg.out)
-    made = _folders_to_make(run_dir)
+    made = folders_to_make(run_dir)
     claim_folder(run_dir, cfg.overwrite, RUN_FILES)
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
@@ -443,7 +426,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
     try:
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException:
-        _forget(made)
+        remove_empty(made)
         raise
     if history.calibration:
         card["calibration"] = history.calibration
@@ -458,7 +441,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         "history": history.epochs,
     }
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
-        _forget(made)
+        remove_empty(made)
         return RunResult(run_dir, metrics, model)
     if not history.interrupted:
         result = evaluate(model, data)
