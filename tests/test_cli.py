@@ -201,3 +201,11 @@ def test_a_failed_ensemble_leaves_no_folder_behind(tiny_dir, tmp_path):
 def test_ensemble_out_must_not_be_empty(tiny_dir):
     done = run("ensemble", "default", "default", "--data-dir", tiny_dir, "--out", "")
     assert done.returncode == 1 and "--out is empty" in done.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    done = subprocess.Popen([sys.executable, "-m", "convnet", "models", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    done.stdout.close()  # before the command (still importing torch) has printed: its first write finds no reader
+    assert done.wait(timeout=300) == 141
+    assert done.stderr.read() == b""

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +92,9 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
     except ConvnetError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as a command killed by SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
+        return 141
     except OSError as e:  # the file system said no: a full disk, a missing permission, a place that is not a folder
         where = f"{e.filename}: " if e.filename else ""
         print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
