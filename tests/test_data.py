@@ -4,10 +4,12 @@ import os
 import pickle
 import signal
 import struct
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import torch
 
 from convnet import data
 from convnet.data import mnist
@@ -306,3 +308,51 @@ def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, 
     else:
         with _fails_if_it_hangs(), pytest.raises(DataError, match="unreadable cache .*run `convnet data fetch mnist` to replace it"):
             data.load_dataset("mnist")
+
+
+def _made(tiny_arrays, **changes) -> data.Dataset:
+    return data.Dataset("tiny", **{**tiny_arrays, **changes})
+
+
+def test_a_dataset_takes_integer_labels_of_any_width_as_int64(tiny_arrays):
+    ds = _made(tiny_arrays, test_y=tiny_arrays["test_y"].astype(">i4"))  # int32, and big-endian too
+    assert ds.train_y.dtype == ds.test_y.dtype == np.int64 and np.array_equal(ds.test_y, tiny_arrays["test_y"])
+
+
+@pytest.mark.parametrize("change, words", [
+    # float pixels would be divided by 255 a second time; NaN or infinity cannot be uint8
+    ({"test_x": np.zeros((200, 28, 28), np.float32)}, "test images must be uint8 pixels 0–255, not float32; convert"),
+    ({"train_x": np.full((600, 28, 28), np.nan)}, "train images must be uint8 pixels 0–255, not float64"),
+    ({"test_x": np.zeros((200, 1, 28, 28), np.uint8)}, r"one-channel, shaped \(N, height, width\), not \(200, 1, 28, 28\)"),
+    ({"test_x": np.zeros((200, 28, 28, 1), np.uint8)}, r"not \(200, 28, 28, 1\)"),
+    ({"test_x": np.zeros((200, 32, 32), np.uint8)}, "train images are 28×28 pixels but test images 32×32"),
+    ({"test_y": np.zeros(200, np.float32)}, "test labels must be whole numbers, not float32"),
+    ({"test_y": np.array(["1"] * 200)}, "test labels must be whole numbers, not <U1"),
+    ({"test_y": np.zeros(200, bool)}, "test labels must be whole numbers, not bool"),
+    ({"test_y": np.full(200, 10)}, r"test labels must be 0–9 \(found 10–10\)"),
+    ({"train_y": np.full(600, -1)}, r"train labels must be 0–9 \(found -1–-1\)"),
+    ({"test_y": np.zeros(199, np.int64)}, r"test images \(200, 28, 28\) and labels \(199,\) do not match"),
+    ({"test_y": np.zeros((200, 1), np.int64)}, "do not match"),
+    ({"test_y": [0] * 200}, "test images and labels must be numpy arrays, not list"),
+    ({"train_x": list(np.zeros((600, 28, 28), np.uint8))}, "must be numpy arrays, not list"),
+    ({"train_x": torch.zeros(600, 28, 28, dtype=torch.uint8)}, r"not Tensor: pass np.asarray\(…\) or a tensor's .numpy\(\)"),
+    ({"classes": []}, "classes must be a non-empty list"),
+])
+def test_a_dataset_refuses_arrays_it_cannot_hold(tiny_arrays, change, words):
+    with pytest.raises(DataError, match=f"data set 'tiny': .*{words}"):
+        _made(tiny_arrays, **change)
+
+
+def test_labels_are_checked_against_the_classes(tiny_arrays):
+    with pytest.raises(DataError, match=r"labels must be 0–2 \(found 0–9\)"):
+        _made(tiny_arrays, classes=["a", "b", "c"])
+    y = tiny_arrays["train_y"] % 3
+    assert _made(tiny_arrays, classes=["a", "b", "c"], train_y=y, test_y=y[:200]).train_y.max() == 2
+
+
+def test_an_empty_train_split_is_refused_before_any_numpy_warning(tiny_arrays):
+    ds = _made(tiny_arrays, train_x=np.zeros((0, 28, 28), np.uint8), train_y=np.zeros(0, np.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match="the train split of tiny holds no images"):
+            ds.normalization()

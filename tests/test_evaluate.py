@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from convnet.data import load_dataset
-from convnet.errors import ConfigError, ModelError
+from convnet.data import Dataset, load_dataset
+from convnet.errors import ConfigError, DataError, ModelError
 from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
 from convnet.models import create_model
 from convnet.train import fit
@@ -87,3 +87,29 @@ def test_non_finite_outputs_are_refused_not_reported_as_a_nan_loss(value):
         evaluate_tensors(Broken(value), x, y, ["a", "b", "c"])
     r = evaluate_tensors(Broken(30.0), x, y, ["a", "b", "c"])  # large but finite: a real, JSON-safe result
     assert math.isfinite(r.loss) and json.dumps(r.to_dict(), allow_nan=False)
+
+
+def test_a_mismatch_message_holds_for_any_image_shape(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    with pytest.raises(ConfigError, match="takes 28×28×3 images, but mnist has 28×28 images"):
+        evaluate(create_model("fast", in_channels=3), data)
+    # A Dataset checks its arrays when made; one changed afterwards still gets a message, not a TypeError from it
+    data.train_x = data.train_x[:, None]
+    with pytest.raises(ConfigError, match="takes 28×28 images, but mnist has 1×28×28 images"):
+        evaluate(create_model("fast"), data)
+    with pytest.raises(ConfigError, match="takes 28×28 images, but mnist has 1×28×28 images"):
+        fit(create_model("fast"), data, epochs=1, log=lambda m: None)
+
+
+def test_an_empty_split_is_a_clear_error(tiny_arrays):
+    data = Dataset("tiny", **dict(tiny_arrays, test_x=tiny_arrays["test_x"][:0], test_y=tiny_arrays["test_y"][:0]))
+    with pytest.raises(DataError, match="the test split of tiny holds no images: nothing to evaluate"):
+        evaluate(create_model("fast"), data)
+    assert evaluate(create_model("fast"), data, split="train").count == 600
+
+
+def test_labels_of_another_integer_type_evaluate_as_int64(tiny_arrays):
+    model = create_model("fast")
+    as_int32 = Dataset("tiny", **dict(tiny_arrays, test_y=tiny_arrays["test_y"].astype(np.int32)))
+    as_int64 = Dataset("tiny", **dict(tiny_arrays, test_y=tiny_arrays["test_y"].astype(np.int64)))
+    assert evaluate(model, as_int32).to_dict() == evaluate(model, as_int64).to_dict()

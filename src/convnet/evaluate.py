@@ -11,7 +11,7 @@ from torch import nn
 from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
-from convnet.errors import ConfigError, ModelError
+from convnet.errors import ConfigError, DataError, ModelError
 
 
 @dataclass
@@ -104,10 +104,12 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str |
     """Evaluate on a data set split with the model's own normalisation."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
+    images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+    if not len(images):  # a Dataset may leave a split empty; scoring it would fail inside torch
+        raise DataError(f"the {split} split of {data.name} holds no images: nothing to evaluate.")
     check_fits(model, data)
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
-    images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     x = to_tensor(images, model.mean, model.std, dev)
     y = torch.from_numpy(labels).to(dev)
     return evaluate_tensors(model, x, y, list(getattr(model, "classes", data.classes)))
@@ -118,15 +120,17 @@ def check_fits(model: nn.Module, data: Dataset) -> None:
     and score like chance (or fail deep inside a layer), so it is refused up front."""
     size = getattr(model, "input_size", None)
     if size is not None and (model.in_channels, *size) != data.input_shape:
-        raise ConfigError(f"the model takes {_shape(model.in_channels, *size)} images, but {data.name} has "
-                          f"{_shape(*data.input_shape)} images.")
+        raise ConfigError(f"the model takes {_shape((model.in_channels, *size))} images, but {data.name} has "
+                          f"{_shape(data.input_shape)} images.")
     classes = getattr(model, "num_classes", None)
     if classes is not None and classes != len(data.classes):
         raise ConfigError(f"the model answers {classes} classes, but {data.name} has {len(data.classes)}.")
 
 
-def _shape(channels: int, h: int, w: int) -> str:
-    return f"{h}×{w}" + (f"×{channels}" if channels != 1 else "")
+def _shape(shape: tuple[int, ...]) -> str:
+    """(channels, *size) as sizes are written: 28×28, or 28×28×3; any number of axes, as a message must not fail."""
+    channels, *size = shape
+    return "×".join(map(str, size)) + (f"×{channels}" if channels != 1 else "")
 
 
 def format_report(result: EvalResult) -> str:

@@ -25,7 +25,9 @@ DIGITS = [str(d) for d in range(10)]
 
 @dataclass
 class Dataset:
-    """A labelled image data set: images (N, H, W) uint8, labels (N,) int64, with its train/test split."""
+    """A labelled image data set: images (N, H, W) uint8, labels (N,) int64, with its train/test split.
+
+    Arrays that cannot be one raise DataError here; whole-number labels of any integer type become int64."""
 
     name: str
     train_x: np.ndarray
@@ -35,6 +37,17 @@ class Dataset:
     classes: list[str] = field(default_factory=lambda: list(DIGITS))
     source: str = ""
     files_sha256: dict[str, str] = field(default_factory=dict)  # SHA-256 of each part as an IDX file
+
+    def __post_init__(self) -> None:
+        # Checked where the user's own arrays come in: float pixels would otherwise be divided by 255 a second time
+        # without a word, and other labels fail deep inside torch. An empty split is fine until it is used.
+        names = self.classes
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, str) for c in names):
+            raise DataError(f"data set {self.name!r}: classes must be a non-empty list of class names.")
+        if problem := _split_problem(vars(self), len(self.classes), allow_empty=True):
+            raise DataError(f"data set {self.name!r}: {problem}.")
+        # The loss takes int64 targets; contiguous and native-endian so that torch.from_numpy takes them as they are
+        self.train_y, self.test_y = (np.ascontiguousarray(y, dtype=np.int64) for y in (self.train_y, self.test_y))
 
     @property
     def sha256(self) -> str:
@@ -47,6 +60,8 @@ class Dataset:
 
     def normalization(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels in [0, 1] (MNIST: 0.1307, 0.3081)."""
+        if not len(self.train_x):  # before numpy's warnings about the mean of nothing
+            raise DataError(f"the train split of {self.name} holds no images: nothing to train on.")
         x = self.train_x.astype(np.float64) / 255.0
         std = round(float(x.std()), 4)
         return round(float(x.mean()), 4), std or 1.0  # images all of one shade: nothing to scale, and no 0 to divide by
@@ -137,10 +152,7 @@ def _cached_source(meta_path: Path) -> str:
 
 
 def _dataset(name: str, arrays: dict[str, np.ndarray], source: str, sums: dict[str, str]) -> Dataset:
-    labels = {k: arrays[k].astype(np.int64) for k in ("train_y", "test_y")}
-    return Dataset(
-        name, arrays["train_x"], labels["train_y"], arrays["test_x"], labels["test_y"], source=source, files_sha256=sums
-    )
+    return Dataset(name, **arrays, source=source, files_sha256=sums)  # labels become int64 there
 
 
 def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
@@ -159,18 +171,30 @@ def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
     return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
 
 
-def _split_problem(arrays: dict[str, np.ndarray]) -> str | None:
-    """Why the four arrays cannot be a data set of labelled digit images, or None when they can."""
+def _split_problem(arrays: dict[str, np.ndarray], num_classes: int = len(DIGITS), allow_empty: bool = False
+                   ) -> str | None:
+    """Why the four arrays cannot be a data set of labelled images, or None when they can."""
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
-            return f"{split} images {x.shape} {x.dtype} and labels {y.shape} do not match"
-        if not len(y):
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            given = type(y if isinstance(x, np.ndarray) else x).__name__
+            return (f"{split} images and labels must be numpy arrays, not {given}: pass np.asarray(…) or a tensor's "
+                    ".numpy()")
+        if x.dtype != np.uint8:  # to_tensor and normalization divide by 255: pixels in [0, 1] would end up near black
+            return (f"{split} images must be uint8 pixels 0–255, not {x.dtype}; convert images scaled to [0, 1] with "
+                    "(x * 255).round().astype(np.uint8)")
+        if x.ndim != 3:
+            return (f"{split} images must be one-channel, shaped (N, height, width), not {x.shape}; drop a channel "
+                    "axis with x.reshape(len(x), height, width)")
+        if y.ndim != 1 or len(x) != len(y):
+            return f"{split} images {x.shape} and labels {y.shape} do not match: one label per image"
+        if not len(y) and not allow_empty:
             return f"the {split} split holds no images"
         if y.dtype.kind not in "iu":
-            return f"{split} labels must be whole numbers, not {y.dtype}"
-        if int(y.min()) < 0 or int(y.max()) >= 10:
-            return f"{split} labels must be 0–9 (found {int(y.min())}–{int(y.max())})"
+            return (f"{split} labels must be whole numbers, not {y.dtype}; convert class indices with "
+                    "y.astype(np.int64)")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            return f"{split} labels must be 0–{num_classes - 1} (found {int(y.min())}–{int(y.max())})"
     train, test = arrays["train_x"].shape[1:], arrays["test_x"].shape[1:]
     if train != test:
         return f"train images are {'×'.join(map(str, train))} pixels but test images {'×'.join(map(str, test))}"
