@@ -154,6 +154,32 @@ def test_tensors_in_torch_layouts_and_types(recognizer):
         assert recognizer.predict(tensor).label == label_of(DIGITS[0]), (tensor.shape, tensor.dtype)
 
 
+def test_tensors_without_readable_numbers_are_errors_not_exceptions(recognizer):
+    import torch
+
+    good = torch.from_numpy(load_gray(str(DIGITS[0])))
+    bad = [torch.empty(28, 28, device="meta"), good.to_sparse()]
+    results = recognizer.predict([*bad, good])
+    assert all(r.label is None and "tensor" in r.error for r in results[:-1]), results
+    assert "meta" in results[0].error and results[-1].label == label_of(DIGITS[0])
+    assert "meta" in recognizer.predict(bad[0]).error
+    reading = recognizer.read(bad[0])
+    assert reading.number is None and "meta" in reading.error
+
+
+def test_one_array_is_one_image_and_a_stack_is_refused_with_the_way_out(recognizer):
+    import torch
+
+    grays = np.stack([load_gray(str(p)) for p in DIGITS[:1]] * 5)
+    stacks = [grays, grays[:3], grays[..., None], torch.from_numpy(grays), torch.from_numpy(grays[:, None])]
+    for stack in stacks:
+        result = recognizer.predict(stack)  # one input, so one answer: an error, never a guess or an exception
+        assert result.label is None and "not one image" in result.error and "list(" in result.error, stack.shape
+        assert [r.label for r in recognizer.predict(list(stack))] == [label_of(DIGITS[0])] * len(stack)
+    rgb = torch.from_numpy(grays[:3])  # three gray images, or one RGB image as torch loaders give it: channels
+    assert recognizer.predict(rgb).label == label_of(DIGITS[0])
+
+
 def test_recognition_needs_a_28_by_28_gray_model():
     from convnet.models import create_model
 
@@ -202,9 +228,27 @@ def test_predict_cli_bad_options(args, words, code):
     assert done.returncode == code and words in done.stderr and "Traceback" not in done.stderr
 
 
-def test_recognizer_rejects_a_confidence_outside_0_1(recognizer):
-    with pytest.raises(ConfigError, match="between 0 and 1"):
-        Recognizer(recognizer.model, min_confidence=1.5)
+@pytest.mark.parametrize("option, value, words", [("min_confidence", 1.5, "between 0 and 1"),
+                                                  ("min_confidence", -0.1, "between 0 and 1"),
+                                                  ("min_confidence", float("nan"), "between 0 and 1"),
+                                                  ("min_confidence", "0.5", "a number"),
+                                                  ("min_confidence", None, "a number"),
+                                                  ("min_confidence", True, "a number"),
+                                                  ("top_k", 0, "at least 1"), ("top_k", -5, "at least 1"),
+                                                  ("top_k", 2.5, "whole number"), ("top_k", True, "whole number"),
+                                                  ("batch_size", 0, "at least 1"), ("batch_size", -1, "at least 1"),
+                                                  ("batch_size", "8", "whole number")])
+def test_recognizer_rejects_bad_options_when_made(recognizer, option, value, words):
+    with pytest.raises(ConfigError, match=words) as caught:
+        Recognizer(recognizer.model, **{option: value})
+    assert option in str(caught.value) and repr(value) in str(caught.value)
+
+
+def test_recognizer_options_that_are_fine(recognizer):
+    rec = Recognizer(recognizer.model, top_k=np.int64(20), batch_size=1, min_confidence=np.float32(0.25))
+    assert rec.top_k == 10 and type(rec.top_k) is int and rec.min_confidence == 0.25  # top_k: at most the classes
+    results = rec.predict([str(DIGITS[0]), str(DIGITS[1])])  # one image per batch
+    assert [r.label for r in results] == [label_of(DIGITS[0]), label_of(DIGITS[1])] and len(results[0].top_k) == 10
 
 
 def test_read_a_whole_number(recognizer):

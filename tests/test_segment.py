@@ -10,7 +10,9 @@ from PIL import Image, ImageDraw
 
 from convnet.components import connected_components
 from convnet.preprocess import NoInkError, to_mnist
-from convnet.segment import STRONG_OVERLAP, DigitBox, segment_digits
+from convnet.segment import (
+    MAX_PARTS, STRONG_OVERLAP, DigitBox, NotANumberError, _Group, _merge_overlapping, _x_overlap, segment_digits
+)
 
 # Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).
 from test_preprocess import correlation, draw_strokes, notebook, reference
@@ -252,3 +254,47 @@ def test_a_flat_loose_bar_joins_its_digit() -> None:
     draw.arc([40, 80, 150, 170], start=-90, end=150, fill=255, width=10)
     found = segment_digits(np.asarray(image, np.float32) / 255)
     assert len(found) == 1 and found[0].y0 <= 30 <= found[0].y1
+
+
+def test_a_texture_of_many_pieces_is_not_a_number_and_is_quick() -> None:
+    """Hundreds of short bars (a texture, a page of text): a clear no-answer, given before the passes whose work
+    grows faster than the number of pieces (they took minutes on such pages)."""
+    rng = np.random.default_rng(0)
+    image = np.ones((600, 600), np.float32)
+    for x, y in zip(rng.integers(0, 596, 3 * MAX_PARTS), rng.integers(0, 580, 3 * MAX_PARTS)):
+        image[y : y + 20, x : x + 3] = 0
+    with pytest.raises(NotANumberError, match="not a number: .* pieces of ink"):
+        segment_digits(image)
+
+
+def test_merging_leaves_no_strongly_overlapping_pair() -> None:
+    """Random boxes, many of them chained in x: the sweep ends where restarting after every join did."""
+    rng = np.random.default_rng(1)
+    x0 = rng.integers(0, 2000, MAX_PARTS)
+    y0 = rng.integers(0, 200, MAX_PARTS)
+    boxes = np.stack([x0, y0, x0 + rng.integers(2, 60, MAX_PARTS), y0 + rng.integers(2, 60, MAX_PARTS)], axis=1)
+    merged = _merge_overlapping([_Group([i], box) for i, box in enumerate(boxes)])
+    assert sorted(i for g in merged for i in g.ids) == list(range(MAX_PARTS))
+    for a in merged:
+        assert list(a.box) == [*boxes[a.ids, :2].min(axis=0), *boxes[a.ids, 2:].max(axis=0)]
+        assert all(_x_overlap(a, b) < STRONG_OVERLAP for b in merged if b is not a)
+
+
+def test_a_small_number_on_a_big_page_keeps_all_its_digits() -> None:
+    """Digits under 1 % of the page's side look like dust to the image-wide speck rule; one taller digit vouches for
+    the others, as they are of its size."""
+    layout = [("7", 34, 10, 0, 4), ("2", 24, 20, 12, 4), ("1", 24, 20, 12, 4), ("0", 24, 20, 12, 4)]
+    number, boxes, _ = compose(layout, canvas_height=60)
+    page = np.ones((2000, 3000), np.float32)
+    page[900:960, 1200 : 1200 + number.shape[1]] = 1 - number
+    found = segment_digits(page)
+    assert len(found) == 4, [(d.x0, d.y0, d.x1, d.y1) for d in found]
+    for digit, (x0, y0, x1, y1) in zip(found, boxes):
+        assert abs((digit.x0 + digit.x1) / 2 - 1200 - (x0 + x1) / 2) < 5 and abs(digit.y0 - 900 - y0) < 5
+
+
+def test_a_straight_line_is_not_a_number() -> None:
+    image = np.ones((100, 300), np.float32)
+    image[49:51] = 0
+    with pytest.raises(NotANumberError, match="only straight lines"):
+        segment_digits(image)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,16 +80,20 @@ class Recognizer:
 
     def __init__(self, model: Network, device: str | torch.device = "cpu", top_k: int = 3,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
-        if not 0 <= min_confidence <= 1:
-            raise ConfigError(f"min confidence must be between 0 and 1, got {min_confidence:g}.")
+        # Checked here, not where used: a bad value would otherwise fail on the first batch, or come back as garbage.
+        top_k, batch_size = _count("top_k", top_k), _count("batch_size", batch_size)
+        # bool is a number to Python, but True is no confidence; NaN fails the range check.
+        if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) \
+                or not 0 <= min_confidence <= 1:
+            raise ConfigError(f"min_confidence must be a number between 0 and 1, got {min_confidence!r}.")
         if (model.in_channels, *model.input_size) != (1, SIZE, SIZE):
             h, w = model.input_size
             raise ConfigError(f"recognition prepares each digit as a {SIZE}×{SIZE} gray image, as MNIST's; this model "
                               f"takes {h}×{w} images with {model.in_channels} channel(s).")
         self.device = resolve_device(device)
         self.model = fold_batchnorm(model).to(self.device).eval()
-        self.top_k = max(1, min(top_k, model.num_classes))
-        self.min_confidence = min_confidence
+        self.top_k = min(top_k, model.num_classes)
+        self.min_confidence = float(min_confidence)
         self.batch_size = batch_size
 
     @classmethod
@@ -118,7 +123,12 @@ class Recognizer:
         return Prediction(label, confidence, top, probs.tolist())
 
     def predict(self, x: Source | list[Source]) -> Prediction | list[Prediction]:
-        """One input → one Prediction; a list → a list. Unreadable inputs get `error`, never an exception."""
+        """One input → one Prediction; a list → a list. Unreadable inputs get `error`, never an exception.
+
+        An array or tensor is always one image: H x W, H x W x C, or (tensors, torch's convention) C x H x W, with
+        C = 1..4 (gray, gray + alpha, RGB, RGBA). So a tensor of 2 to 4 stacked gray images reads as channels: give a
+        stack of images as a list, `predict(list(stack))`; other stacked shapes get an `error` that says so.
+        """
         if isinstance(x, (list, tuple)):
             return self.predict_many(x)
         return self.predict_many([x])[0]
@@ -207,6 +217,13 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def _count(name: str, value: object) -> int:
+    """A Recognizer option that counts things: an int of at least 1 (not a bool, not 2.5)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    return int(value)
 
 
 def _prepare(source: Source) -> np.ndarray | ImageError:

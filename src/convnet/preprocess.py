@@ -27,7 +27,8 @@ from convnet.components import Components, connected_components, speck_mask
 from convnet.errors import ConvnetError
 
 MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
-WORK_SIDE = 1024  # larger inputs are area-downscaled to this before any analysis
+WORK_PIXELS = 1024 * 1024  # larger inputs are area-downscaled to this many pixels before any analysis
+UNIT_OVERSHOOT = 1.5  # float images up to this are [0, 1] with resampling overshoot, not 0..255 (see `_to_unit`)
 SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
@@ -49,14 +50,17 @@ class NoInkError(ImageError):
 # --------------------------------------------------------------------- loading
 
 
-def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None) -> np.ndarray:
+def load_gray(
+    source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None, work_pixels: int | None = None
+) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
     `source` may be a path, encoded bytes, a PIL image, a numpy array or a
     torch tensor (H x W, H x W x C or C x H x W, on any device).  EXIF
     orientation is applied and transparency is composited over white paper.
-    `max_side` area-downscales big images right after decoding (JPEGs decode
-    at reduced size directly), which is how `preprocess` keeps photos cheap.
+    `max_side` (longer side) and `work_pixels` (area) area-downscale big
+    images right after decoding (JPEGs decode at reduced size directly),
+    which is how `preprocess` keeps photos cheap.
     Every failure, including PIL's own, is raised as `ImageError`.
     """
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
@@ -68,14 +72,17 @@ def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | N
     else:
         image, name = _open(source, max_pixels)
         with image:
-            gray = _decode(image, name, max_pixels, max_side)
-    return _downscale(gray, max_side)
+            gray = _decode(image, name, max_pixels, max_side, work_pixels)
+    return _downscale(gray, max_side, work_pixels)
 
 
 def _tensor_to_array(tensor) -> np.ndarray:
     """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
-    t = tensor.detach().cpu()
-    array = (t.float() if t.is_floating_point() else t).numpy()
+    try:
+        t = tensor.detach().cpu()
+        array = (t.float() if t.is_floating_point() else t).numpy()
+    except (RuntimeError, NotImplementedError, TypeError) as e:  # no plain numbers: meta, sparse, quantized, …
+        raise ImageError(f"cannot read a {tensor.dtype} tensor on {tensor.device} as an image ({e})") from None
     if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
         array = array.transpose(1, 2, 0)
     return array
@@ -119,11 +126,14 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         raise ImageError(f"{name}: cannot read image ({exc})") from exc
 
 
-def _decode(image: Image.Image, name: str, max_pixels: int, draft_side: int | None = None) -> np.ndarray:
+def _decode(
+    image: Image.Image, name: str, max_pixels: int, draft_side: int | None = None, draft_pixels: int | None = None
+) -> np.ndarray:
     """Check size and frame count from the header, then decode to gray.
 
-    With `draft_side`, JPEGs decode at 1/2, 1/4 or 1/8 scale when that still
-    leaves at least `draft_side` pixels: far less work for phone photos.
+    With `draft_side` or `draft_pixels`, JPEGs decode at 1/2, 1/4 or 1/8 scale
+    when that still leaves at least the size `_downscale` would make: far less
+    work for phone photos.
     """
     width, height = image.size
     if width * height > max_pixels:
@@ -134,9 +144,9 @@ def _decode(image: Image.Image, name: str, max_pixels: int, draft_side: int | No
         # Cameras write MPO: the photo first, then previews; that is not an animation.
         if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
             raise ImageError("animated images are not supported")
-        if draft_side and image.format in ("JPEG", "MPO"):
-            scale = draft_side / max(width, height)
-            image.draft("L", (int(width * scale), int(height * scale)))
+        if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
+            factor = _shrink_factor(height, width, draft_side, draft_pixels)
+            image.draft("L", (int(width / factor), int(height / factor)))
         return _pil_to_gray(ImageOps.exif_transpose(image))
     except ImageError as exc:  # raised by the checks above and below, which do not know the name
         raise ImageError(f"{name}: {exc}") from None
@@ -170,8 +180,9 @@ def _array_to_gray(array: np.ndarray) -> np.ndarray:
         color = channels[..., :3] if array.shape[2] >= 3 else channels[..., :1]
         gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[..., 0]
         return gray if alpha is None else gray * alpha + (1 - alpha)
-    if array.ndim != 2:
-        raise ImageError(f"expected an H x W or H x W x C array (C = 1..4), got shape {array.shape}")
+    if array.ndim != 2:  # a stack of images, most often: which axis holds them is not for us to guess
+        raise ImageError(f"shape {array.shape} is not one image (H x W, H x W x C or, for a tensor, C x H x W, with "
+                         "C = 1..4): give several images as a list, e.g. predict(list(images))")
     return _to_unit(array)
 
 
@@ -188,6 +199,10 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
     low, high = float(array.min()), float(array.max())
     if low >= 0 and high <= 1:
         return array.astype(np.float32)
+    if array.dtype.kind == "f" and low >= 0 and high <= UNIT_OVERSHOOT:
+        # [0, 1] resampled with LANCZOS or bicubic rings past white by under 10 %; a 0..255 image this low would be
+        # black throughout (under 0.6 % of white), nothing to read either way.
+        return np.minimum(array, 1).astype(np.float32)
     if low >= 0 and high <= 255:
         return array.astype(np.float32) / 255
     if low >= 0 and high <= 65535 and array.dtype.kind in "iu":
@@ -198,10 +213,17 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
     return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
-def _downscale(gray: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Area-average so that the longer side is at most `max_side`."""
+def _shrink_factor(height: int, width: int, max_side: int | None, max_area: int | None = None) -> float:
+    """How many times to shrink for a longer side of at most `max_side` and an area of at most `max_area` (<= 1: no
+    need)."""
+    by_side = max(height, width) / max_side if max_side else 1.0
+    return max(by_side, float(np.sqrt(height * width / max_area)) if max_area else 1.0)
+
+
+def _downscale(gray: np.ndarray, max_side: int | None, max_area: int | None = None) -> np.ndarray:
+    """Area-average so that the longer side is at most `max_side` and the area at most `max_area`."""
     height, width = gray.shape
-    factor = max(height, width) / max_side if max_side else 1.0
+    factor = _shrink_factor(height, width, max_side, max_area)
     if factor <= 1:
         return gray
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
@@ -214,10 +236,11 @@ def _downscale(gray: np.ndarray, max_side: int | None) -> np.ndarray:
 def find_ink(gray: np.ndarray) -> np.ndarray:
     """White-on-black ink in [0, 1] with paper and noise at exactly 0.
 
-    Works whatever the polarity, lighting or noise; inputs larger than
-    WORK_SIDE come back area-downscaled to it.  Raises NoInkError on blanks.
+    Works whatever the polarity, lighting or noise; inputs of more than
+    WORK_PIXELS come back area-downscaled to it.  Raises NoInkError on blanks.
     """
-    work = _downscale(_array_to_gray(np.asarray(gray)), WORK_SIDE)
+    # By area, not by the longer side: that would shrink the digits of a long strip to specks, for no time saved.
+    work = _downscale(_array_to_gray(np.asarray(gray)), None, WORK_PIXELS)
     paper = _paper(work)
     residual = work - paper
     # The ink is the side whose tail sticks out further past the noise.
@@ -538,4 +561,4 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
 
 def preprocess(source: Source) -> np.ndarray:
     """Load any image source and make it an MNIST-style input (see `to_mnist`)."""
-    return to_mnist(load_gray(source, max_side=WORK_SIDE))
+    return to_mnist(load_gray(source, work_pixels=WORK_PIXELS))

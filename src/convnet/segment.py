@@ -14,11 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet.components import connected_components, speck_mask
-from convnet.preprocess import NoInkError, find_ink, render_digit
+from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
 PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
+MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
+
+
+class NotANumberError(NoInkError):
+    """The image holds ink, but not something that reads as one number (a texture, a page of text, a rule)."""
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,27 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
 
     With `score` (a classifier's confidence), a wide group is only split when its pieces, together, are more
     convincing digits than the whole: a wide 0 stays one digit, a touching pair is cut. Raises NoInkError when
-    there is no ink.
+    there is no ink, NotANumberError when the ink is not a number (too many pieces, only lines).
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
     components = connected_components(ink)
-    parts = np.nonzero(~speck_mask(components, ink.shape))[0] if len(components) else []
-    if not len(parts):
+    keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
+    if not keep.any():
         raise NoInkError("no ink found")
+    # Specks are small against the image, so on a big page the digits of a small number are too: one read as dust
+    # is a digit dropped from a confident answer. Pieces half as tall as the tallest kept are not dust.
+    heights = components.boxes[:, 3] - components.boxes[:, 1]
+    parts = np.nonzero(keep | (heights >= FRAGMENT * heights[keep].max()))[0]
+    if len(parts) > MAX_PARTS:  # before the passes below, whose work grows faster than the count
+        raise NotANumberError(f"not a number: {len(parts)} separate pieces of ink (a number has at most {MAX_PARTS})")
     groups = [_Group([int(i) + 1], components.boxes[i].copy()) for i in parts]
     height = _digit_height(groups)
     groups = _absorb_fragments(_merge_overlapping(groups), height)
+    # Far flatter than any digit, even after joining what stacks above or beside it: a rule or an underline.
+    groups = [g for g in groups if g.width < LINE_ASPECT * g.height]
+    if not groups:
+        raise NotANumberError("not a number: only straight lines")
     pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
     pieces.sort(key=lambda piece: piece[0][0] + piece[0][2])
     scale = np.array(gray.shape[:2]) / ink.shape
@@ -104,17 +119,31 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
 
     Neighbours in slanted writing overlap a little, hence a strong overlap;
     smaller pieces that share fewer columns are left to `_absorb_fragments`.
+    Only boxes that share columns can join, and a joined box stays within
+    the run of column-sharing boxes its parts came from: sorted by x, each
+    such run (a digit, or a few slanted neighbours) is settled on its own.
     """
-    i = 0
-    while i < len(groups):
-        a = groups[i]
-        j = next((j for j in range(i + 1, len(groups)) if _x_overlap(a, groups[j]) >= STRONG_OVERLAP), None)
-        if j is None:
-            i += 1
-        else:
-            groups[i] = _join(a, groups.pop(j))
-            i = 0  # the grown box may now overlap a group already passed
-    return groups
+    merged: list[_Group] = []
+    run: list[_Group] = []
+    end = 0
+    for group in sorted(groups, key=lambda g: int(g.box[0])):
+        if run and group.box[0] >= end:  # shares no column with the run so far
+            merged += _merge_run(run)
+            run = []
+        run.append(group)
+        end = max(end, int(group.box[2]))
+    return merged + _merge_run(run)
+
+
+def _merge_run(run: list[_Group]) -> list[_Group]:
+    """Join the strongly overlapping groups of one run, until no two overlap strongly."""
+    kept: list[_Group] = []
+    for group in run:
+        # The grown group may now overlap one kept before: take it in too, until none does.
+        while (j := next((j for j, k in enumerate(kept) if _x_overlap(group, k) >= STRONG_OVERLAP), None)) is not None:
+            group = _join(kept.pop(j), group)
+        kept.append(group)
+    return kept
 
 
 def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
