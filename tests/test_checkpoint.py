@@ -284,13 +284,48 @@ def test_an_output_folder_that_cannot_be_written_is_refused_up_front(tmp_path, m
 def test_a_failed_save_names_the_file_not_its_temporary(tmp_path, monkeypatch):
     import tempfile
 
-    folder = tmp_path / "read-only"
-    folder.mkdir(mode=0o555)
-    if os.geteuid() == 0:  # root writes anywhere: fail as creating the temporary file fails for a user
-        def denied(prefix, suffix, dir):
-            raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2z3{suffix}")
+    # save_model refuses a folder it cannot write into up front; this is a write that fails later (a full disk, a
+    # permission taken away meanwhile), as creating the temporary file fails.
+    folder = tmp_path / "run"
 
-        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    def denied(prefix, suffix, dir):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2z3{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(PermissionError) as e:
         save_model(_trained_like(), folder)
     assert e.value.filename == str(folder / "model.safetensors")
+
+
+def test_a_saved_model_is_not_replaced_unasked(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like("fast"), run, metrics={"test_accuracy": 0.99})
+    weights = (run / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=re.escape(f"{run} already holds model.safetensors, model.json; choose "
+                                                    "another folder name, or pass overwrite=True")):
+        save_model(_trained_like("lesson"), run)
+    assert (run / "model.safetensors").read_bytes() == weights and load_model(run).arch == "fast"
+    (run / "model.safetensors").unlink()  # the card alone is a model's too
+    with pytest.raises(ConfigError, match="already holds model.json;"):
+        save_model(_trained_like("lesson"), run)
+    save_model(_trained_like("lesson"), run, overwrite=True)
+    assert load_model(run).arch == "lesson"
+    with pytest.raises(ConfigError, match="overwrite must be True or False, not 'no'"):
+        save_model(_trained_like(), tmp_path / "other", overwrite="no")
+
+
+@pytest.mark.parametrize("name", ["x.safetensors", "x.json"])
+def test_a_model_file_name_is_not_taken_for_a_folder(tmp_path, name):
+    with pytest.raises(ConfigError, match=f"a model is saved as a folder .*without {re.escape(Path(name).suffix)}, "
+                                          f"e.g. {re.escape(str(tmp_path / 'x'))}"):
+        save_model(_trained_like(), tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+def test_saving_onto_a_file_is_a_clear_error(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for folder in (notes, notes / "run"):
+        with pytest.raises(ConfigError, match="notes.txt"):
+            save_model(_trained_like(), folder)
+    assert notes.read_text() == "keep me"

@@ -97,6 +97,10 @@ def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):
     for overwrite in ([], ["--overwrite"]):
         vote = run("ensemble", others[0], out / "model.json", "--out", out, "--data-dir", tiny_dir, *overwrite)
         assert vote.returncode == 1 and "holds one of the members" in vote.stderr
+    vote = tmp_path / "vote"
+    assert run("ensemble", *others, "--out", vote, "--data-dir", tiny_dir).returncode == 0
+    again = run("ensemble", *others, "--out", vote, "--data-dir", tiny_dir, "--overwrite")  # an ensemble replaced
+    assert again.returncode == 0, again.stderr
     assert (out / "model.safetensors").read_bytes() == weights
     assert run(*train_args, "--seed", "1", "--overwrite").returncode == 0
     assert (out / "model.safetensors").read_bytes() != weights

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 
 from convnet import checkpoint
 from convnet.data import load_dataset, to_tensor
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, DataError
 from convnet.evaluate import logits_of
 from convnet.models import create_model
 from convnet.train import TrainConfig, fit, make_optimizer, split_indices, train
@@ -216,8 +217,15 @@ def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):
 
 
 def test_batch_larger_than_data(tiny_dir):
-    with pytest.raises(ConfigError, match="540 training image.s. left after holding out 10%: fewer than one batch of 10000"):
+    with pytest.raises(ConfigError, match="540 training image.s. left after holding out 10%: fewer than one batch"):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
+
+
+def test_a_target_accuracy_needs_test_images(tiny_dir):
+    data = load_dataset("mnist", tiny_dir)
+    data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    with pytest.raises(DataError, match="test split of mnist holds no images: no test accuracy to stop at"):
+        fit(create_model("fast"), data, target_accuracy=0.5, log=None)
 
 
 @pytest.mark.slow
@@ -267,3 +275,157 @@ def test_compile_without_a_compiler_is_a_clear_error(tiny_dir, tmp_path):
     assert done.returncode == 1 and "convnet: error: --compile failed (" in done.stderr, done.stderr[-2000:]
     assert "train without --compile" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _quick(tmp_path, **options) -> TrainConfig:
+    return TrainConfig(model="fast", data_dir=str(options.pop("data_dir")), batch_size=32, out=str(tmp_path / "r"),
+                       **options)
+
+
+@pytest.mark.parametrize("where", ["evaluate", "_calibrate"])
+def test_ctrl_c_after_the_last_epoch_leaves_a_consistent_folder(tiny_dir, tmp_path, monkeypatch, where):
+    # The test evaluation and the temperature fit come after the last checkpoint: Ctrl-C there is still a clean stop.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(import_module("convnet.train"), where, interrupted)
+    messages = []
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2, val_split=0.5), log=messages.append)
+    assert result.metrics["interrupted"] and result.metrics["epochs"] == 2 and "test_accuracy" not in result.metrics
+    run = tmp_path / "r"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert len((run / "history.csv").read_text().splitlines()) == 3
+    loaded = checkpoint.load_model(run)
+    assert loaded.card["metrics"]["epochs"] == 2 and "test_accuracy" not in loaded.card["metrics"]
+    assert loaded.temperature == result.model.temperature  # the model returned is the one saved
+    if where == "_calibrate":  # nothing half fitted
+        assert result.model.temperature == 1.0 and "calibration" not in loaded.card
+    assert any(m.startswith("interrupted") for m in messages)
+
+
+def test_ctrl_c_between_an_epoch_and_its_checkpoint_still_saves_it(tiny_dir, tmp_path, monkeypatch):
+    trainer = import_module("convnet.train")
+    real = trainer._epoch_line  # logged after the epoch is recorded, before its checkpoint is written
+
+    def interrupted_after_epoch_2(row, epochs):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real(row, epochs)
+
+    monkeypatch.setattr(trainer, "_epoch_line", interrupted_after_epoch_2)
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=3), log=lambda m: None)
+    run = tmp_path / "r"
+    assert result.metrics["interrupted"] and result.metrics["epochs"] == 2
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    assert checkpoint.load_model(run).card["metrics"]["epochs"] == 2  # epoch 2's model, not epoch 1's
+    assert len((run / "history.csv").read_text().splitlines()) == 3
+
+
+def test_the_cli_says_where_the_checkpoint_is_after_a_late_ctrl_c(tiny_dir, tmp_path, monkeypatch, capsys):
+    from convnet.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(import_module("convnet.train"), "evaluate", interrupted)
+    code = main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--batch-size", "32", "--out",
+                 str(tmp_path / "r")])
+    assert code == 130
+    assert f"interrupted after 1 epoch(s); the last one's checkpoint is in {tmp_path / 'r'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_ctrl_c_while_the_files_are_written_waits_for_them(tiny_dir, tmp_path, monkeypatch, final):
+    # A real SIGINT in the middle of a save: the model, card and records written must still belong together.
+    import signal
+
+    trainer = import_module("convnet.train")
+    real = trainer.save_model
+
+    def save_then_interrupt(model, folder, **kwargs):
+        if ("test_accuracy" in kwargs["metrics"]) == final:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(model, folder, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_model", save_then_interrupt)
+    messages = []
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2), log=messages.append)
+    run = tmp_path / "r"
+    metrics, card = json.loads((run / "metrics.json").read_text()), json.loads((run / "model.json").read_text())
+    history_rows = len((run / "history.csv").read_text().splitlines()) - 1
+    if final:  # the run had ended: it is complete
+        assert not metrics["interrupted"] and card["metrics"]["test_accuracy"] == result.metrics["test_accuracy"]
+        assert "it was finished first" in messages[-1]
+    else:  # pressed while epoch 1 was saved: stops after epoch 1, with epoch 1's files
+        assert metrics["interrupted"] and metrics["epochs"] == card["metrics"]["epochs"] == history_rows == 1
+    assert metrics["epochs"] == history_rows and metrics == result.metrics
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"lr": "0.01"}, "lr must be a number, not '0.01'"),
+    ({"lr": True}, "lr must be a number, not True"),
+    ({"val_split": [0.1]}, "val split must be a number"),
+    ({"augment": "no"}, "augment must be True or False, not 'no'"),
+    ({"compile": 1}, "compile must be True or False"),
+    ({"overwrite": "yes"}, "overwrite must be True or False"),
+    ({"model": 5}, "model must be a string, not 5"),
+    ({"model": None}, "model must be a string, not None"),
+    ({"optimizer": 3}, "optimizer must be a string"),
+    ({"out": 7}, "out must be a string"),
+    ({"epochs": "1"}, "epochs must be a whole number"),
+    ({"seed": None}, "seed must be a whole number"),
+])
+def test_option_types_are_checked(options, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+def test_numbers_and_paths_of_other_types_are_taken(tmp_path):
+    import numpy as np
+
+    cfg = TrainConfig(lr=np.float32(0.5), weight_decay=0, out=tmp_path / "r", data_dir=tmp_path).resolved()
+    assert (cfg.lr, cfg.weight_decay, cfg.out, cfg.data_dir) == (0.5, 0.0, str(tmp_path / "r"), str(tmp_path))
+    assert type(cfg.lr) is float and json.dumps(dataclasses.asdict(cfg))  # config.json can be written
+
+
+@pytest.mark.parametrize("config, options, words", [
+    (None, {"lr": "0.01"}, "lr must be a number"),
+    (None, {"augment": "no"}, "augment must be True or False"),
+    (None, {"out": "runs/x"}, r"fit\(\) writes no files, so it takes no out: use train"),
+    (None, {"overwrite": True}, "takes no overwrite"),
+    ({"out": "runs/x"}, {}, "takes no out"),
+    ("fast", {}, r"TrainConfig\(...\) or a dict of options, not 'fast'"),
+    (None, {"log": 5}, "log must be a function"),
+    (None, {"on_epoch_end": "save"}, "on_epoch_end must be a function"),
+])
+def test_fit_refuses_bad_arguments_before_training(tiny_dir, tmp_path, config, options, words):
+    with pytest.raises(ConfigError, match=words):
+        fit(create_model("fast"), load_dataset("mnist", tiny_dir), config, **{"log": lambda m: None, **options})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fit_takes_a_dict_and_log_none(tiny_dir, capfd):
+    data = load_dataset("mnist", tiny_dir)
+    history = fit(create_model("lesson"), data, {"epochs": 1, "batch_size": 64}, log=None)
+    assert len(history.epochs) == 1
+    assert "epoch 1/1" not in capfd.readouterr().err  # log=None: no epoch line
+
+
+def test_train_takes_a_dict_and_refuses_other_things(tiny_dir, tmp_path):
+    result = train({"data_dir": str(tiny_dir), "epochs": 1, "batch_size": 64, "out": str(tmp_path / "r")}, log=None)
+    assert result.metrics["epochs"] == 1 and (tmp_path / "r" / "metrics.json").exists()
+    for bad in ("fast", None, 5):
+        with pytest.raises(ConfigError, match=r"TrainConfig\("):
+            train(bad)
+    with pytest.raises(ConfigError, match="log must be a function"):
+        train(TrainConfig(data_dir=str(tiny_dir), out=str(tmp_path / "s")), log="quiet")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name", [None, 5, ["fast"]])
+def test_a_model_name_that_is_no_string_is_a_clear_error(name):
+    from convnet.errors import ModelError
+
+    with pytest.raises(ModelError, match="a model is named by a string"):
+        create_model(name)

@@ -58,9 +58,12 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
     }
 
 
-def save_model(model: Network | Ensemble, folder: Path | str, **card_extra) -> Path:
-    """Write `model.safetensors` and `model.json` into `folder` (atomically); returns the weights path."""
-    folder = Path(folder)
+def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool = False, **card_extra) -> Path:
+    """Write `model.safetensors` and `model.json` into `folder` (atomically); returns the weights path.
+
+    A folder that already holds a model is refused unless `overwrite`: a trained model is never replaced by mistake.
+    """
+    folder = claim_folder(folder, overwrite, option="folder name", overwrite_option="overwrite=True")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     card = make_card(model, **card_extra)
     _write(folder / WEIGHTS, save(state, metadata={"format": CARD_FORMAT}))
@@ -92,22 +95,31 @@ def remove_empty(made: list[Path]) -> None:
         folder.rmdir()
 
 
-def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD)) -> Path:
+def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD), *,
+                 option: str = "--out", overwrite_option: str = "--overwrite") -> Path:
     """Create the folder a model will be written to, before the work that makes the model.
 
-    A file in the way or a place that cannot be written is an error, and so is any of `files` already in the folder
-    unless `overwrite`: a new run never silently replaces a trained model or another run's records. Nothing is
-    deleted here: with `overwrite`, the files are replaced as the new ones are written.
+    A file in the way, a name that looks like a model file, or a place that cannot be written is an error, and so is
+    any of `files` already in the folder unless `overwrite`: a new run never silently replaces a trained model or
+    another run's records. Nothing is deleted here: with `overwrite`, the files are replaced as the new ones are
+    written. The messages name the setting as `option` and `overwrite_option` (the CLI's, or the Python API's).
     """
+    if not isinstance(folder, (str, os.PathLike)):
+        raise ConfigError(f"{option} must be a folder's path, not {folder!r}.")
+    if not isinstance(overwrite, bool):  # "no" would mean yes
+        raise ConfigError(f"{overwrite_option.split('=')[0]} must be True or False, not {overwrite!r}.")
     if not str(folder):
-        raise ConfigError("--out is empty; name a folder.")
+        raise ConfigError(f"{option} is empty; name a folder.")
     folder = Path(folder)
+    if folder.suffix in (".safetensors", ".json"):  # the user meant a file: it would become a folder of that name
+        raise ConfigError(f"{folder}: a model is saved as a folder that holds {WEIGHTS} and {CARD}; choose a "
+                          f"{option} without {folder.suffix}, e.g. {folder.with_suffix('')}.")
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder}: exists and is not a folder; choose another --out.")
+        raise ConfigError(f"{folder}: exists and is not a folder; choose another {option}.")
     taken = [name for name in files if (folder / name).exists()]
     if taken and not overwrite:
-        raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another --out, or pass --overwrite to "
-                          "replace them.")
+        raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another {option}, or pass "
+                          f"{overwrite_option} to replace them.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -115,7 +127,7 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     # Checked now, not when the model is saved after all the work that makes it.
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{folder}: cannot write into this folder (no permission, or a read-only file system); "
-                          "choose another --out.")
+                          f"choose another {option}.")
     return folder
 
 

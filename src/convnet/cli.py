@@ -355,9 +355,9 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     data = load_dataset(args.dataset, args.data_dir)
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)
-    save_model(ensemble, args.out, dataset={"name": data.name, "sha256": data.sha256},
+    save_model(ensemble, args.out, overwrite=True, dataset={"name": data.name, "sha256": data.sha256},
                metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members},
-               sources=[str(m) for m in args.models])
+               sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")

@@ -12,7 +12,13 @@ import difflib
 import io
 import json
 import math
+import numbers
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +32,7 @@ from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, rem
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import keep_freed_memory, resolve_device, use_bf16
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, DataError
 from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
@@ -36,6 +42,8 @@ from convnet.progress import Log, progress_bar, stderr_log
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+_TYPES = {"str": (str, "a string"), "int": (int, "a whole number"), "float": (numbers.Real, "a number"),
+          "bool": (bool, "True or False")}  # TrainConfig's field types: what a value must be
 
 
 @dataclass
@@ -65,17 +73,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Build from user values, rejecting unknown keys with a close-match suggestion."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"training options come as a dict such as {{'epochs': 1}}, not {values!r}.")
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
+                close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
                 raise ConfigError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else "."))
         return cls(**values)
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's recipe filled in where the user gave nothing, checked for sense."""
-        recipe = get_spec(self.model).recipe
         cfg = dataclasses.replace(self)
+        cfg._check_types()  # first: get_spec(5) or `"0.01" < 0` would fail deep inside with a TypeError
+        recipe = get_spec(cfg.model).recipe
         for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "schedule",
                      "val_split"):
             if getattr(cfg, name) is None:
@@ -85,12 +96,26 @@ class TrainConfig:
         cfg.check()
         return cfg
 
+    def _check_types(self) -> None:
+        """Each option has its field's type, or is None where the field allows it (the recipe's value, or none).
+
+        A bool is no number here, and no string a flag: `augment="no"` would otherwise switch augmentation on.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind, *rest = f.type.split(" | ")  # the annotation as text: "float | None"
+            if value is None and rest == ["None"]:
+                continue
+            if kind == "str" and isinstance(value, os.PathLike):
+                value = os.fspath(value)  # a Path for out or data_dir; config.json needs a string
+            want, words = _TYPES[kind]
+            if not isinstance(value, want) or (isinstance(value, bool) and kind != "bool"):
+                raise ConfigError(f"{f.name.replace('_', ' ')} must be {words}, not {value!r}.")
+            setattr(self, f.name, float(value) if kind == "float" else value)  # numpy's float32 is no JSON number
+
     def check(self) -> None:
+        """The values of a resolved config (types checked by `resolved`) make sense together."""
         problems = []
-        for name in ("epochs", "batch_size", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{name.replace('_', ' ')} must be a whole number, not {value!r}.")
         if self.epochs < 1:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
@@ -169,12 +194,21 @@ def fit(
 ) -> History:
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
 
-    `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops the
-    current epoch and returns the history so far, marked `interrupted`. After a complete run, the softmax
-    temperature is fitted on the held-out split (`model.temperature`, `history.calibration`). Under torchrun, every
-    rank calls this with the same arguments; each trains on its shard and only rank 0 evaluates, calibrates, logs and
-    calls `on_epoch_end`.
+    `config` may also be a dict of options. `log` takes each message (None: say nothing). `fit` writes no files:
+    `out` and `overwrite` belong to `train`. `on_epoch_end(model, history)` runs after each epoch (the CLI saves a
+    checkpoint there). Ctrl-C stops training and returns the history of the epochs completed, marked `interrupted`
+    (the temperature is then not fitted). After a complete run, the softmax temperature is fitted on the held-out
+    split (`model.temperature`, `history.calibration`). Under torchrun, every rank calls this with the same
+    arguments; each trains on its shard and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
     """
+    if isinstance(config, dict):
+        config, overrides = None, {**config, **overrides}
+    config, log = _config(config), _logger(log)
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
+    if given := [name for name in ("out", "overwrite") if name in overrides]:
+        raise ConfigError(f"fit() writes no files, so it takes no {' or '.join(given)}: use train(TrainConfig(...)) "
+                          "for a run folder, or save_model(model, folder) after fit().")
     base = dataclasses.asdict(config) if config else {"model": model.arch}
     cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
     requested = resolve_device(cfg.device)
@@ -196,6 +230,8 @@ def fit(
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     x_test = y_test = None
     if cfg.target_accuracy is not None:
+        if not len(data.test_x):  # found now, not after the first epoch deep inside torch
+            raise DataError(f"the test split of {data.name} holds no images: no test accuracy to stop at.")
         x_test, y_test = to_tensor(data.test_x, model.mean, model.std, dev), torch.from_numpy(data.test_y).to(dev)
 
     steps = len(x) // (cfg.batch_size * w.size)
@@ -210,42 +246,87 @@ def fit(
     history = History()
 
     for epoch in range(1, cfg.epochs + 1):
+        # Ctrl-C anywhere in here, evaluations and on_epoch_end included, ends the run with the epochs recorded so far.
         try:
             row = loop.epoch(x, y, epoch)
+            if distributed.agree(not math.isfinite(row["train_loss"]), dev):
+                # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
+                raise ConfigError(f"training diverged in epoch {epoch} (the loss became {row['train_loss']}): lower "
+                                  f"the learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, "
+                                  f"now {cfg.weight_decay:g}).")
+            distributed.average_buffers(model)
+            if w.is_main and len(x_val):
+                val = evaluate_tensors(model, x_val, y_val, model.classes)
+                row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
+            if w.is_main and x_test is not None:
+                row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
+            history.train_seconds += row["seconds"]
+            history.epochs.append(row)
+            log(_epoch_line(row, cfg.epochs))
+            if on_epoch_end:
+                on_epoch_end(model, history)
+            # Rank 0 alone evaluates, so the ranks agree on stopping; with no target there is nothing to agree on.
+            if cfg.target_accuracy is not None and distributed.agree(
+                    row.get("test_accuracy", 0) >= cfg.target_accuracy, dev):
+                history.target_reached = True
+                log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
+                break
         except KeyboardInterrupt:
             history.interrupted = True
-            log(f"interrupted during epoch {epoch}: stopping" + ("; the last completed epoch's checkpoint is kept"
-                                                                 if epoch > 1 else ""))
+            done = len(history.epochs)
+            log(f"interrupted {'after' if done == epoch else 'during'} epoch {epoch}: stopping"
+                + ("; the last completed epoch's checkpoint is kept" if done else ""))
             break
         except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
             reason = (str(e).strip().splitlines() or ["no reason given"])[0]
             raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
-        history.train_seconds += row["seconds"]
-        if distributed.agree(not math.isfinite(row["train_loss"]), dev):
-            # Every later step would only spread NaNs; the checkpoint of the last sound epoch stays in the run folder.
-            raise ConfigError(f"training diverged in epoch {epoch} (the loss became {row['train_loss']}): lower the "
-                              f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
-                              f"{cfg.weight_decay:g}).")
-        distributed.average_buffers(model)
-        if w.is_main and len(x_val):
-            val = evaluate_tensors(model, x_val, y_val, model.classes)
-            row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
-        if w.is_main and x_test is not None:
-            row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
-        history.epochs.append(row)
-        log(_epoch_line(row, cfg.epochs))
-        if on_epoch_end:
-            on_epoch_end(model, history)
-        # Rank 0 alone evaluates, so the ranks agree on stopping; with no target there is nothing to agree on.
-        if cfg.target_accuracy is not None and distributed.agree(
-                row.get("test_accuracy", 0) >= cfg.target_accuracy, dev):
-            history.target_reached = True
-            log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
-            break
     model.eval()
     if w.is_main and len(x_val) and history.epochs and not history.interrupted:
-        history.calibration = _calibrate(model, x_val, y_val, log)
+        before = model.temperature
+        try:
+            history.calibration = _calibrate(model, x_val, y_val, log)
+        except KeyboardInterrupt:  # the model stays as the last epoch left it, like its checkpoint
+            model.temperature, history.interrupted = before, True
+            log("interrupted while fitting the temperature: stopping; the last epoch's checkpoint is kept")
     return history
+
+
+def _config(config: TrainConfig | dict | None) -> TrainConfig | None:
+    """`config` as a TrainConfig: a dict of options is turned into one; anything else is a clear error."""
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ConfigError(f"training options come as TrainConfig(...) or a dict of options, not {config!r}: e.g. "
+                          "TrainConfig(model='fast', epochs=1).")
+    return config
+
+
+def _logger(log: Log | None) -> Log:
+    """`log`, checked before any work: None says nothing."""
+    if log is None:
+        return lambda message: None
+    if not callable(log):
+        raise ConfigError(f"log must be a function that takes each message, or None for silence; not {log!r}.")
+    return log
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[list[bool]]:
+    """Hold Ctrl-C back while a run's files are written, so that they never disagree with each other.
+
+    Yields a list that gets an entry if Ctrl-C was pressed meanwhile: the caller decides what that means once the
+    files are whole. Only the main thread may set a signal handler, and one set by someone else is left alone.
+    """
+    pressed: list[bool] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(True))
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict | None:
@@ -377,12 +458,16 @@ def _write_json(path: Path, value: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
 
 
-def train(config: TrainConfig, log: Log = stderr_log) -> RunResult:
+def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult:
     """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder.
 
-    Under torchrun every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
+    `config` may also be a dict of options; `log=None` says nothing. Ctrl-C does not raise: the result comes back
+    with `metrics["interrupted"]`, and the run folder holds the last completed epoch's checkpoint and a metrics.json
+    that says so. Under torchrun every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
     """
-    cfg = config.resolved()
+    if config is None:  # not "the defaults": a run of the default model by accident would take a while
+        raise ConfigError("train() needs its options: e.g. train(TrainConfig(model='fast', epochs=1)).")
+    cfg, log = _config(config).resolved(), _logger(log)
     resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
     data = load_dataset(cfg.dataset, cfg.data_dir)
     torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
@@ -415,19 +500,35 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
         atomic_write(run_dir / "history.csv", lambda f: f.write(h.to_csv().encode()))
 
+    saved = 0  # the epochs whose checkpoint is whole in the folder
+
+    def save_epoch(m: Network, h: History) -> bool:
+        """Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
+
+        Returns whether Ctrl-C was pressed meanwhile: it waits, so that model, card and history are of one epoch.
+        """
+        nonlocal saved
+        with _ctrl_c_held() as pressed:
+            if not saved:  # this run's first files: none of an earlier run's (--overwrite) may stay beside them
+                for name in RUN_FILES:
+                    (run_dir / name).unlink(missing_ok=True)
+            save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
+            records(h)
+            saved = len(h.epochs)
+        return bool(pressed)
+
     def checkpoint(m: Network, h: History) -> None:
-        # Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
-        if len(h.epochs) == 1:  # this run's first files: none of an earlier run's (--overwrite) may stay beside them
-            for name in RUN_FILES:
-                (run_dir / name).unlink(missing_ok=True)
-        save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
-        records(h)
+        if save_epoch(m, h):
+            raise KeyboardInterrupt  # now: fit stops after this epoch, whose files are whole
 
     try:
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException:
         remove_empty(made)
         raise
+    if history.interrupted and history.epochs and saved < len(history.epochs):
+        # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is still that epoch's.
+        save_epoch(model, history)  # a second Ctrl-C meanwhile changes nothing: the run is stopping
     if history.calibration:
         card["calibration"] = history.calibration
     metrics = {
@@ -444,11 +545,21 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         remove_empty(made)
         return RunResult(run_dir, metrics, model)
     if not history.interrupted:
-        result = evaluate(model, data)
-        metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
-        save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
-        log(f"test accuracy {result.accuracy:.2%}  test loss {result.loss:.4f}  "
+        try:
+            result = evaluate(model, data)
+            metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
+        except KeyboardInterrupt:
+            metrics["interrupted"] = True
+            log("interrupted during the test evaluation: stopping; the trained model is kept, untested")
+    with _ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
+        if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
+            save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
+                       overwrite=True)
+        records(history)
+        _write_json(run_dir / "metrics.json", metrics)
+    if "test_accuracy" in metrics:
+        log(f"test accuracy {metrics['test_accuracy']:.2%}  test loss {metrics['test_loss']:.4f}  "
             f"train time {history.train_seconds:.1f}s  → {run_dir}")
-    records(history)
-    _write_json(run_dir / "metrics.json", metrics)
+    if pressed:  # the run had ended; its files are whole, and stopping is all that was left to do
+        log("Ctrl-C came while the run folder was being written: it was finished first")
     return RunResult(run_dir, metrics, model)

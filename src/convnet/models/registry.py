@@ -55,6 +55,8 @@ def register_model(name: str, description: str, recipe: Recipe):
 
 
 def get_spec(name: str) -> ModelSpec:
+    if not isinstance(name, str):  # difflib below would fail on it with a TypeError
+        raise ModelError(f"a model is named by a string, not {name!r}. Known models: {', '.join(_REGISTRY)}.")
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
