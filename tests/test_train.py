@@ -384,8 +384,10 @@ def test_option_types_are_checked(options, words):
 def test_numbers_and_paths_of_other_types_are_taken(tmp_path):
     import numpy as np
 
-    cfg = TrainConfig(lr=np.float32(0.5), weight_decay=0, out=tmp_path / "r", data_dir=tmp_path).resolved()
+    cfg = TrainConfig(lr=np.float32(0.5), weight_decay=0, out=tmp_path / "r", data_dir=tmp_path,
+                      device=torch.device("cpu")).resolved()
     assert (cfg.lr, cfg.weight_decay, cfg.out, cfg.data_dir) == (0.5, 0.0, str(tmp_path / "r"), str(tmp_path))
+    assert cfg.device == "cpu"
     assert type(cfg.lr) is float and json.dumps(dataclasses.asdict(cfg))  # config.json can be written
 
 

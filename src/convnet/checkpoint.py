@@ -215,17 +215,15 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         if not isinstance(specs, list):
             raise TypeError("members must be a list")
     members = []
-    for i, spec in enumerate(specs):
+    for i, spec in enumerate(specs):  # member by member: a long list of members costs only with their weights
         with _card_errors(card_path), torch.device("meta"):
-            members.append(_build(spec, card))
-        if ensemble:  # member by member: a long list of members costs time and memory only with their weights
-            _fit_header(members[-1], header, weights, card, f"members.{i}.")
+            shapes_only = _build(spec, card)
+        _fit_header(shapes_only, header, weights, card, f"members.{i}." if ensemble else "")
+        with _card_errors(card_path):
+            members.append(_build(spec, card))  # in memory, now that it is known to be the size of its weights
     with _card_errors(card_path):
         model = Ensemble(members) if ensemble else members[0]
-    _fit_header(model, header, weights, card)
-    # Every tensor of the network is in its state_dict (tests/test_checkpoint.py checks each architecture), so the
-    # strict load below fills all of the memory that to_empty leaves uninitialised.
-    model.to_empty(device="cpu")
+    _fit_header(model, header, weights, card)  # an ensemble's file may hold more than its members
     try:
         model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError) as e:

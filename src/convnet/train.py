@@ -106,8 +106,8 @@ class TrainConfig:
             kind, *rest = f.type.split(" | ")  # the annotation as text: "float | None"
             if value is None and rest == ["None"]:
                 continue
-            if kind == "str" and isinstance(value, os.PathLike):
-                value = os.fspath(value)  # a Path for out or data_dir; config.json needs a string
+            if kind == "str" and isinstance(value, (os.PathLike, torch.device)):
+                value = str(value)  # a Path for out or data_dir, a torch.device; config.json needs a string
             want, words = _TYPES[kind]
             if not isinstance(value, want) or (isinstance(value, bool) and kind != "bool"):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be {words}, not {value!r}.")
