@@ -2,6 +2,7 @@ import json
 import os
 import re
 import resource
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from convnet.errors import ConfigError, ModelError
 from convnet.models import create_model
 
 
-def _trained_like(name="fast"):
-    torch.manual_seed(1)
+def _trained_like(name="fast", seed=1):
+    torch.manual_seed(seed)
     model = create_model(name)
     with torch.no_grad():  # give BN non-default statistics so the round trip covers buffers too
         for m in model.modules():
@@ -103,9 +104,13 @@ def test_ensemble_members_must_match(tmp_path):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ModelError, match="at least two"):
         build_ensemble([tmp_path / "a"])
-    save_model(_trained_like(), tmp_path / "c")
+    c = _trained_like()
+    c.temperature = 1.5  # a model of its own, though of the same weights as a
+    save_model(c, tmp_path / "c")
     (tmp_path / "x").mkdir()
-    for same in (tmp_path / "c", tmp_path / "c" / "model.json", tmp_path / "x" / ".." / "c" / "model.safetensors"):
+    shutil.copytree(tmp_path / "c", tmp_path / "copy")
+    for same in (tmp_path / "c", tmp_path / "c" / "model.json", tmp_path / "x" / ".." / "c" / "model.safetensors",
+                 tmp_path / "copy"):
         with pytest.raises(ModelError, match=re.escape(f"{same} and {tmp_path / 'c'} are the same model")):
             build_ensemble([tmp_path / "c", tmp_path / "a", same])
 
@@ -156,7 +161,7 @@ def test_an_ensemble_is_not_a_member(tmp_path):
     from convnet.checkpoint import build_ensemble
 
     for seed in (1, 2):
-        save_model(_trained_like(), tmp_path / f"m{seed}")
+        save_model(_trained_like(seed=seed), tmp_path / f"m{seed}")
     save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
     with pytest.raises(ModelError, match="is itself an ensemble; list its members"):
         build_ensemble([tmp_path / "vote", tmp_path / "m1"])
@@ -189,7 +194,7 @@ def test_a_long_list_of_ensemble_members_is_refused_at_the_first_without_weights
     from convnet.checkpoint import build_ensemble
 
     for seed in (1, 2):
-        save_model(_trained_like(), tmp_path / f"m{seed}")
+        save_model(_trained_like(seed=seed), tmp_path / f"m{seed}")
     save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
     _edit_card(tmp_path / "vote", lambda card: card.update(members=card["members"] * 500))
     built = []
@@ -225,7 +230,7 @@ def test_every_card_problem_names_the_card(tmp_path, model, change, words):
     from convnet.checkpoint import build_ensemble
 
     for seed in (1, 2):
-        save_model(_trained_like(), tmp_path / f"m{seed}")
+        save_model(_trained_like(seed=seed), tmp_path / f"m{seed}")
     save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
     _edit_card(tmp_path / model, change)
     with pytest.raises(ModelError) as e:

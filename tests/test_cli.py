@@ -202,6 +202,12 @@ def test_a_failed_ensemble_leaves_no_folder_behind(tiny_dir, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_out_on_a_broken_link_says_so(tiny_dir, tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    done = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", tmp_path / "link")
+    assert done.returncode == 1 and f"a link to {tmp_path / 'gone'}, which does not exist" in done.stderr
+
+
 def test_ensemble_out_must_not_be_empty(tiny_dir):
     done = run("ensemble", "default", "default", "--data-dir", tiny_dir, "--out", "")
     assert done.returncode == 1 and "--out is empty" in done.stderr

@@ -5,6 +5,7 @@ A model can be named three ways everywhere convnet takes one: a run folder, a mo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -116,6 +117,8 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
                           f"{option} without {folder.suffix}, e.g. {folder.with_suffix('')}.")
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder; choose another {option}.")
+    if folder.is_symlink() and not folder.exists():  # mkdir would only say "File exists"
+        raise ConfigError(f"{folder}: a link to {os.readlink(folder)}, which does not exist; choose another {option}.")
     taken = [name for name in files if (folder / name).exists()]
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another {option}, or pass "
@@ -282,12 +285,16 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
     """An ensemble of saved models (each a run folder, model file or shipped name)."""
     if isinstance(refs, (str, Path)):
         raise ModelError("build_ensemble takes a list of models, not one.")
-    first: dict[Path, Path | str] = {}
+    first: dict[str, Path | str] = {}
     for ref in refs:
-        weights = resolve(ref)[0].resolve()
-        if weights in first:  # an average with itself is the model again, and the count would mislead
-            raise ModelError(f"{ref} and {first[weights]} are the same model; list each member once.")
-        first[weights] = ref
+        # By content, not path: a copied run folder is the same model too. An average with itself is the model
+        # again, and the member count would mislead.
+        files = resolve(ref)
+        digest = (hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+                  if all(f.is_file() for f in files) else str(files[0].resolve()))  # load_model says what is missing
+        if digest in first:
+            raise ModelError(f"{ref} and {first[digest]} are the same model; list each member once.")
+        first[digest] = ref
     members = [load_model(ref, device) for ref in refs]
     for ref, member in zip(refs, members):
         if isinstance(member, Ensemble):
