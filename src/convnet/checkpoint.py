@@ -285,19 +285,24 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
     """An ensemble of saved models (each a run folder, model file or shipped name)."""
     if isinstance(refs, (str, Path)):
         raise ModelError("build_ensemble takes a list of models, not one.")
-    first: dict[str, Path | str] = {}
-    for ref in refs:
-        # By content, not path: a copied run folder is the same model too. An average with itself is the model
-        # again, and the member count would mislead.
-        files = resolve(ref)
-        digest = (hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-                  if all(f.is_file() for f in files) else str(files[0].resolve()))  # load_model says what is missing
-        if digest in first:
-            raise ModelError(f"{ref} and {first[digest]} are the same model; list each member once.")
-        first[digest] = ref
     members = [load_model(ref, device) for ref in refs]
+    first: dict[str, Path | str] = {}
     for ref, member in zip(refs, members):
         if isinstance(member, Ensemble):
             # An average of averages would weigh its members unevenly; name the ensemble's members instead.
             raise ModelError(f"{ref} is itself an ensemble; list its members instead (they are in its model.json).")
+        # By content, not path: a copied run folder is the same model too. An average with itself is the model
+        # again, and the member count would mislead.
+        if (digest := _fingerprint(member)) in first:
+            raise ModelError(f"{ref} and {first[digest]} are the same model; list each member once.")
+        first[digest] = ref
     return Ensemble(members)
+
+
+def _fingerprint(model: Network) -> str:
+    """SHA-256 of a loaded model's card and tensors: equal for the same model saved in two places."""
+    h = hashlib.sha256(json.dumps(model.card, sort_keys=True).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -100,11 +100,11 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_s
     # before it takes memory), where it would cost a second of imports, and the loader builds the network again.
     h, w = input_size
     if h * w <= CHECKED_AREA and not any(p.is_meta for p in model.parameters()):
-        check_input_size(model)
+        _check_input_size(model)
     return model
 
 
-def check_input_size(model: Network) -> None:
+def _check_input_size(model: Network) -> None:
     """One pass over a blank image: layers that shrink small images to nothing fail here, with a clear message."""
     training = model.training
     model.eval()
