@@ -1,10 +1,11 @@
 """How often `convnet read` gets a whole handwritten number right, on numbers composed from MNIST test digits.
 
-    python benchmarks/read_numbers.py [--count 1000] [--model default] [--seed 0] [--save DIR]
+    python benchmarks/read_numbers.py [--count 1000] [--model default] [--seed 0] [--save DIR] [--underline 0.5]
 
 Each image holds 2–6 test-set digits (never seen in training) with their own size, baseline, spacing (touching
 and overlapping neighbours included), stroke colour and paper, as a phone photo or scan of a written number would.
-Prints the share of images whose whole number is read exactly, and the per-digit-count breakdown.
+`--underline SHARE` draws a rule under that share of the numbers, half of them touching the digits (the same numbers
+as without it). Prints the share of images whose whole number is read exactly, and the per-digit-count breakdown.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from convnet.cli import positive_int, report_errors
+from convnet.cli import fraction, positive_int, report_errors
 from convnet.data import load_dataset
 from convnet.infer import Recognizer
 
 
-def compose(digits: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """Paste 28×28 white-on-black digits as dark ink on light paper, with varied size, baseline and spacing."""
+def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.Generator | None = None) -> Image.Image:
+    """Paste 28×28 white-on-black digits as dark ink on light paper, with varied size, baseline and spacing; with
+    `underline`, a rule under them drawn from that generator's draws."""
     base = int(rng.integers(40, 140))  # typical digit height in px
     parts, x, pos = [], int(rng.integers(10, 40)), []
     for d in digits:
@@ -40,10 +42,30 @@ def compose(digits: np.ndarray, rng: np.random.Generator) -> Image.Image:
         h, w = ink.shape
         region = canvas[py : py + h, px : px + w]
         np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
+    if underline is not None:
+        canvas = _underline(canvas, base, underline)
     paper, pen = rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.3)
     gray = paper - canvas * (paper - pen)
     gray += rng.normal(0, rng.uniform(0, 0.03), gray.shape)  # sensor noise
     return Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8))
+
+
+def _underline(canvas: np.ndarray, base: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw a slightly tilted rule of about a stroke's thickness under the digits: touching their lowest ink, or a
+    little below it, and reaching a little past them on each side."""
+    rows, cols = np.nonzero(canvas.max(1) > 0.3)[0], np.nonzero(canvas.max(0) > 0.3)[0]
+    touching = rng.random() < 0.5
+    top = rows[-1] - (0.05 * base if touching else -rng.uniform(0.05, 0.2) * base)
+    thickness = max(2.0, rng.uniform(0.06, 0.12) * base)
+    reach = rng.uniform(0.0, 0.25) * base
+    x0, x1 = max(cols[0] - reach, 0), min(cols[-1] + reach, canvas.shape[1] - 1)
+    slope = np.tan(np.radians(rng.uniform(-2, 2)))
+    below = int(top + thickness + abs(slope) * canvas.shape[1] + 10) - len(canvas)
+    canvas = np.pad(canvas, ((0, max(below, 0)), (0, 0)))
+    y, x = np.mgrid[: canvas.shape[0], : canvas.shape[1]]
+    centre = top + thickness / 2 + slope * (x - (x0 + x1) / 2)
+    rule = np.clip(thickness / 2 + 0.5 - np.abs(y - centre), 0, 1) * ((x >= x0) & (x <= x1))
+    return np.maximum(canvas, rule.astype(np.float32))
 
 
 def main() -> None:
@@ -52,8 +74,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="also write the images here (NUMBER-INDEX.png)")
+    parser.add_argument("--underline", type=fraction, default=0.0, help="share of the numbers with a rule under them")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    rules = np.random.default_rng([args.seed, 1])  # its own draws: the numbers are the same with or without rules
     recognizer = Recognizer.load(args.model, min_confidence=0.0)  # a bad --model fails before the data loads
     data = load_dataset("mnist")
     right, by_length = 0, {n: [0, 0] for n in range(2, 7)}
@@ -61,7 +85,7 @@ def main() -> None:
         n = int(rng.integers(2, 7))
         idx = rng.integers(0, len(data.test_x), n)
         truth = "".join(str(int(v)) for v in data.test_y[idx])
-        image = compose(data.test_x[idx], rng)
+        image = compose(data.test_x[idx], rng, rules if rules.random() < args.underline else None)
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             image.save(args.save / f"{truth}-{i}.png")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,7 @@ def test_help(name, tmp_path):
     ("gpu.py", ["--repeats", "0"], "--repeats: must be at least 1"),
     ("speed.py", ["--repeats", "-2"], "--repeats: must be at least 1"),
     ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
+    ("read_numbers.py", ["--underline", "-1"], "--underline: must be between 0 and 1"),
     ("recognition.py", ["nondigits", "--min-confidence", "300"], "--min-confidence: must be between 0 and 1"),
     ("recognition.py", ["realworld"], "needs the folder"),
     ("make_realworld_digits.py", ["out", "--uci-share", "-1"], "--uci-share: must be between 0 and 1"),
@@ -74,10 +76,15 @@ def test_keras_script_without_tensorflow_says_what_to_install(tmp_path):
     assert done.returncode == 1 and "pip install '.[bench]'" in done.stderr and "Traceback" not in done.stderr
 
 
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), BENCHMARKS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_only_the_time_to_99_row_is_set_against_keras_whole_run():
-    spec = importlib.util.spec_from_file_location("speed", BENCHMARKS / "speed.py")
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+    speed = load_script("speed.py")
     run = {"accuracy": 0.991, "train_seconds": 4.0, "epoch_seconds": 4.0}
     rows = [speed.median_row("fast, 1 epoch", [run], target=0.99) | {"time_to_99": True},
             speed.median_row("fast, seed 0 (its recipe, 1 epoch)", [run], target=0.997)]
@@ -85,3 +92,20 @@ def test_only_the_time_to_99_row_is_set_against_keras_whole_run():
     ratio = speed.KERAS_EPOCH_SECONDS * 10 / 4
     assert first.endswith(f"1/1 runs ≥ 99.0%; {ratio:.0f}× less time than Keras' 10 epochs |")
     assert member.endswith("0/1 runs ≥ 99.7% |")
+
+
+def test_a_rule_is_drawn_under_the_same_number():
+    """`read_numbers.py --underline`: the number is the one drawn without the rule (the rule has its own random
+    draws), and the rule runs under all of it."""
+    read_numbers = load_script("read_numbers.py")
+    digits = np.zeros((3, 28, 28), np.uint8)
+    digits[:, 4:24, 12:16] = 255  # three 1s
+    plain = np.asarray(read_numbers.compose(digits, np.random.default_rng(0))) < 128
+    ruled = np.asarray(read_numbers.compose(digits, np.random.default_rng(0), np.random.default_rng(1))) < 128
+    assert ruled.shape[1] == plain.shape[1] and ruled.shape[0] >= plain.shape[0]
+    extra = ruled.copy()
+    extra[: len(plain)] &= ~plain
+    assert not (plain & ~ruled[: len(plain)]).any()  # every digit pixel is still there
+    digit_rows, digit_columns = np.nonzero(plain.any(axis=1))[0], np.nonzero(plain.any(axis=0))[0]
+    assert np.nonzero(extra.any(axis=1))[0].min() >= digit_rows[-1] - 0.1 * len(digit_rows)  # under the digits
+    assert extra[:, digit_columns[0] : digit_columns[-1] + 1].any(axis=0).all()  # along the whole number

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from convnet.components import connected_components
-from convnet.preprocess import NoInkError, to_mnist
+from convnet.preprocess import NoInkError, find_underlines, to_mnist
 from convnet.segment import (
     MAX_PARTS, STRONG_OVERLAP, DigitBox, NotANumberError, _Group, _merge_overlapping, _x_overlap, segment_digits
 )
@@ -298,3 +298,58 @@ def test_a_straight_line_is_not_a_number() -> None:
     image[49:51] = 0
     with pytest.raises(NotANumberError, match="only straight lines"):
         segment_digits(image)
+
+
+LEVEL = [("3", 200, 100, 0, 18), ("1", 200, 100, 40, 18), ("4", 200, 100, 40, 18), ("7", 200, 100, 40, 18)]
+
+
+def underlined(layout: Layout, touching: bool, tilt: float = 0.02) -> tuple[np.ndarray, list[Box], list[np.ndarray]]:
+    """A number with a slightly tilted rule of a stroke's thickness under it, touching its digits or just below."""
+    number, boxes, alone = compose(layout, canvas_height=420)
+    top = max(b[3] for b in boxes) - (8 if touching else -15)
+    x = np.arange(number.shape[1])
+    rows = np.arange(number.shape[0])[:, None] - (top + tilt * (x - x.mean()))
+    rule = (rows >= 0) & (rows < 16) & (x >= 15) & (x < len(x) - 15)
+    return np.maximum(number, rule), boxes, alone
+
+
+@pytest.mark.parametrize("touching", [False, True])
+def test_an_underlined_number_is_cut_as_without_the_rule(touching: bool) -> None:
+    """Left in, the rule joined the digits into one piece that read as one confident digit."""
+    number, boxes, alone = underlined(LEVEL, touching)
+    assert_segmented(segment_digits(1 - number), boxes, alone)
+
+
+def test_a_rule_under_one_digit_of_a_number_is_erased() -> None:
+    """The rule touches the 3 only: erasing it leaves one piece, but the rule reached far past that digit."""
+    layout = [("3", 200, 110, 0, 18), ("1", 180, 100, 40, 18), ("4", 180, 100, 40, 18)]
+    number, boxes, alone = underlined(layout, touching=True, tilt=0.0)
+    assert len(connected_components(number)) == 3  # the 3 and the rule are one piece
+    assert_segmented(segment_digits(number), boxes, alone)
+
+
+def test_a_long_base_is_not_a_rule() -> None:
+    """A 2 wider than tall whose base runs past its body, beside taller digits: its base stays (it read as a 7)."""
+    image = Image.new("L", (560, 300), 0)
+    draw = ImageDraw.Draw(image)
+    draw_strokes(draw, "2", (30, 150, 90, 100), 12)
+    draw.line([(40, 245), (170, 245)], fill=255, width=12)  # the base, far past the body
+    draw_strokes(draw, "4", (220, 60, 120, 190), 12)
+    draw_strokes(draw, "7", (380, 60, 120, 190), 12)
+    loose, touching = find_underlines(np.asarray(image, np.float32) / 255)
+    assert not loose.any() and not touching.any()
+
+
+def test_a_scorer_can_keep_a_touching_rule_but_not_a_loose_one() -> None:
+    """Two 2s whose bases touch look like digits on a rule: a reader that finds the ink with the rule more
+    convincing keeps it (here, a scorer sure of any single image and unsure of pairs). A loose rule is never part
+    of a digit: it goes whatever the scorer says."""
+
+    def score(images: np.ndarray) -> np.ndarray:
+        return np.full(len(images), 0.99 if len(images) == 1 else 0.6)
+
+    touching, _, _ = underlined(LEVEL[:2], touching=True)
+    assert len(segment_digits(touching)) == 2
+    assert len(segment_digits(touching, score=score)) == 1
+    loose, _, _ = underlined(LEVEL[:2], touching=False)
+    assert len(segment_digits(loose, score=score)) == 2

@@ -399,6 +399,82 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     return np.where(erase, 0, ink)
 
 
+UNDERLINE_SPAN = 0.8  # a rule touching a number runs along the bottom of at least this share of the ink it joins...
+UNDERLINE_WIDE = 1.2  # ...which is this many times as wide as tall (a number, not one digit)...
+UNDERLINE_LOW = 0.5  # ...and lies below this share of its height...
+UNDERLINE_PAST = 0.6  # ...joining several digits, or reaching past the one it touches: it is this much wider.
+# A loose rule is no deeper than...
+UNDERLINE_THIN = 0.3  # ...this share of the tallest digit's height, and at least as long as that height
+
+
+def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the rules drawn under a number: the loose ones, and the ones touching its digits (without the
+    strokes that join them, where the ink is thicker than the rule).
+
+    Left in, a rule joins the digits above it into one piece that reads as one wide digit, often a confident 2.
+    A loose rule is a thin piece at least as long as the tallest digit is tall, in the lower half of the ink it
+    spans (a 5's loose bar is shorter, or on top of the rest of its 5). A rule that touches the digits is the
+    straight bottom edge of most of a piece wider than tall, which comes apart without it; two 2s whose bases
+    touch can look like that too, so a caller that can read the digits should compare both readings.
+    """
+    loose, touching = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+    components = connected_components(ink)
+    if not len(components):
+        return loose, touching
+    boxes = components.boxes
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    solid = (widths < LINE_ASPECT * heights) & ~speck_mask(components, ink.shape)
+    if not solid.any():  # nothing but lines and dust: not a number, which the caller says
+        return loose, touching
+    tallest = heights[solid].max()
+    rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
+    for i in np.nonzero(rules)[0]:  # under the ink it spans, not a 5's loose bar on top of the rest of its 5
+        over = solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
+        rules[i] = not over.any() or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
+    loose = np.concatenate([[False], rules])[components.labels]
+    for i in np.nonzero(solid & (widths >= UNDERLINE_WIDE * heights))[0]:
+        x0, y0, x1, y1 = (int(v) for v in boxes[i])
+        mask = components.labels[y0:y1, x0:x1] == i + 1
+        rule = _rule_along_bottom(mask)
+        if not rule.any():
+            continue
+        # A rule joins the digits it underlines, which come apart without it, or reaches well past the one digit it
+        # touches, as long as the tallest digit is tall (as a loose one does). A 2 without its base is one piece, and
+        # its base no longer than a digit is tall.
+        above = connected_components(mask & ~rule)
+        tall = np.concatenate([[False], above.boxes[:, 3] - above.boxes[:, 1] >= (y1 - y0) / 4])[above.labels]
+        past = np.count_nonzero(tall.any(axis=0)) <= UNDERLINE_PAST * (x1 - x0) and x1 - x0 >= tallest
+        if past or len(np.unique(above.labels[tall])) >= 2:
+            touching[y0:y1, x0:x1] |= rule
+    return loose, touching
+
+
+def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a straight, thin rule that makes the lowest ink of most columns of `mask`; none if there is no
+    such rule. Where a stroke joins the rule, the ink is thicker than the rule and stays."""
+    height, width = mask.shape
+    columns = np.nonzero(mask.any(axis=0))[0]
+    lowest = height - 1 - np.argmax(mask[::-1, columns], axis=0)
+    thickness = _vertical_runs(mask)[lowest, columns]
+    # The rule is most of the columns: the medians of each half put a line through it, whatever hangs below it.
+    half = len(columns) // 2
+    (xl, xr), (yl, yr) = (np.median(columns[:half]), np.median(columns[half:])), (
+        np.median(lowest[:half]), np.median(lowest[half:]))
+    slope = (yr - yl) / max(xr - xl, 1)
+    line = yl + slope * (columns - xl)
+    typical = float(np.median(thickness))
+    on_rule = np.abs(lowest - line) <= 1 + typical / 2
+    thin = on_rule & (thickness <= 1.5 * typical + 1)  # elsewhere on the rule a stroke joins it from above
+    rule = np.zeros(mask.shape, bool)
+    if on_rule.sum() < UNDERLINE_SPAN * width or abs(slope) > RULING_TILT or not thin.any():
+        return rule
+    if (lowest[thin] - thickness[thin]).min() < UNDERLINE_LOW * height:  # ink low in the piece, not under it
+        return rule
+    rows = np.arange(height)[:, None]
+    rule[:, columns] = thin & (rows <= lowest) & (rows > lowest - thickness)
+    return rule
+
+
 def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their (x0, x1)."""
     width = ink.shape[1]
@@ -406,10 +482,8 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
     if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
         return none
-    # A pixel of slack up and down for slight tilt and anti-aliased edges.
-    band = _running(mask.T.astype(np.float32), 1, np.maximum).T
     reach = max(2, int(0.05 * width))
-    runs = _running(_running(band, reach, np.minimum), reach, np.maximum)  # inside horizontal runs of 10 % or more
+    runs = _level_runs(mask, reach)  # inside horizontal runs of 10 % or more
     # A faint line breaks up where noise removal took its palest stretches: bridge gaps of up to 10 % of the width
     # (edge padding, so that the closing does not trim the lines' ends at the borders).
     padded = np.pad(runs, ((0, 0), (reach, reach)), mode="edge")
@@ -437,6 +511,15 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
     """Which lines go on at least `margin` past both ends of [start, stop)."""
     return (spans[:, 0] <= start - margin) & (spans[:, 1] >= stop + margin)
+
+
+def _level_runs(mask: np.ndarray, reach: int) -> np.ndarray:
+    """1 where the ink lies in a level horizontal run at least 2 * reach + 1 long, else 0 (float32).
+
+    A pixel of slack up and down lets a slightly tilted or anti-aliased line count as level.
+    """
+    band = _running(mask.T.astype(np.float32), 1, np.maximum).T
+    return _running(_running(band, reach, np.minimum), reach, np.maximum)
 
 
 def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:

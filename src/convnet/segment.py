@@ -1,7 +1,8 @@
 """Cut an image of a handwritten number into its digits, left to right.
 
 Uses the same ink extraction as `convnet.preprocess` (polarity, lighting,
-noise), then works on connected components of the ink: specks are dropped,
+noise), erases a rule drawn under the number, then works on connected
+components of the ink: specks are dropped,
 pieces of one digit (the bar of a 5, the dashes of a broken stroke) are
 merged, touching digits are split, and each digit is rendered MNIST-style.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet.components import connected_components, speck_mask
-from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, render_digit
+from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
@@ -59,12 +60,32 @@ Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N,) co
 def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitBox]:
     """Digits of a handwritten number, ordered left to right.
 
-    With `score` (a classifier's confidence), a wide group is only split when its pieces, together, are more
-    convincing digits than the whole: a wide 0 stays one digit, a touching pair is cut. Raises NoInkError when
-    there is no ink, NotANumberError when the ink is not a number (too many pieces, only lines).
+    A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's confidence), a
+    wide group is only split when its pieces, together, are more convincing digits than the whole: a wide 0 stays
+    one digit, a touching pair is cut; and a rule that touches the digits is only erased when that makes them more
+    convincing. Raises NoInkError when there is no ink, NotANumberError when the ink is not a number (too many
+    pieces, only lines).
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
+    loose, touching = find_underlines(ink)
+    ink = np.where(loose, 0, ink)  # never part of a digit
+    pieces = _cut(np.where(touching, 0, ink), score)
+    if touching.any() and score is not None:
+        # A rule along the bottom of the digits, or the touching bases of two 2s: the reading whose digits are the
+        # more convincing on average wins (the least convincing one would favour one wide digit over many).
+        kept = _cut(ink, score)
+        if _mean_confidence(kept, score) > _mean_confidence(pieces, score):
+            pieces = kept
+    scale = np.array(gray.shape[:2]) / ink.shape
+    return [_digit_box(box, image, scale, gray.shape) for box, image in pieces]
+
+
+Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering
+
+
+def _cut(ink: np.ndarray, score: Scorer | None) -> list[Piece]:
+    """The digits of an ink map, left to right."""
     components = connected_components(ink)
     keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
     if not keep.any():
@@ -83,9 +104,11 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
     if not groups:
         raise NotANumberError("not a number: only straight lines")
     pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
-    pieces.sort(key=lambda piece: piece[0][0] + piece[0][2])
-    scale = np.array(gray.shape[:2]) / ink.shape
-    return [_digit_box(box, image, scale, gray.shape) for box, image in pieces]
+    return sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+
+
+def _mean_confidence(pieces: list[Piece], score: Scorer) -> float:
+    return float(score(np.stack([image for _, image in pieces])).mean())
 
 
 def _digit_height(groups: list[_Group]) -> float:
@@ -161,7 +184,7 @@ def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
 
 def _split_touching(
     group: _Group, groups: list[_Group], ink: np.ndarray, labels: np.ndarray, score: Scorer | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[Piece]:
     """Split a group wider than tall and much wider than a digit along its thinnest seams.
 
     The expected width comes from the other groups when some look like single
