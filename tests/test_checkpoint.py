@@ -326,3 +326,10 @@ def test_saving_onto_a_file_is_a_clear_error(tmp_path):
         with pytest.raises(ConfigError, match="notes.txt"):
             save_model(_trained_like(), folder)
     assert notes.read_text() == "keep me"
+
+
+def test_a_folder_named_through_dot_dot_makes_only_that_folder(tmp_path):
+    """`new/../model` names tmp/model: no empty folder `new` is left behind."""
+    weights = save_model(_trained_like(), tmp_path / "new" / ".." / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert weights.resolve() == (tmp_path / "model" / "model.safetensors") and load_model(tmp_path / "model")

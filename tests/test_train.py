@@ -105,6 +105,12 @@ def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_pat
     assert "target_reached" not in no_target
 
 
+def test_a_run_folder_named_through_dot_dot_makes_only_that_folder(tiny_dir, tmp_path):
+    train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=1, out=str(tmp_path / "new" / ".." / "r")),
+          log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and (tmp_path / "r" / "model.safetensors").exists()
+
+
 def test_run_folder_is_complete(tiny_dir, tmp_path):
     result = train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=2, batch_size=32, out=str(tmp_path / "r")),
                    log=lambda m: None)

@@ -81,6 +81,7 @@ def _write(path: Path, data: bytes) -> None:
 
 def folders_to_make(path: Path) -> list[Path]:
     """The folders that creating `path` makes, deepest first: what `remove_empty` may take back."""
+    path = Path(path).resolve()  # as `claim_folder` makes it: "new/../run" makes no folder "new"
     missing = []
     while not path.exists():
         missing.append(path)
@@ -98,7 +99,7 @@ def remove_empty(made: list[Path]) -> None:
 
 def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, ...] = (WEIGHTS, CARD), *,
                  option: str = "--out", overwrite_option: str = "--overwrite") -> Path:
-    """Create the folder a model will be written to, before the work that makes the model.
+    """Create the folder a model will be written to, before the work that makes the model; returns its path.
 
     A file in the way, a name that looks like a model file, or a place that cannot be written is an error, and so is
     any of `files` already in the folder unless `overwrite`: a new run never silently replaces a trained model or
@@ -123,15 +124,16 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another {option}, or pass "
                           f"{overwrite_option} to replace them.")
+    real = folder.resolve()  # mkdir would make every folder named on the way: the "new" of "new/../run" too
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        real.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{folder}: cannot create this folder ({e.strerror}).") from None
     # Checked now, not when the model is saved after all the work that makes it.
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(real, os.W_OK | os.X_OK):
         raise ConfigError(f"{folder}: cannot write into this folder (no permission, or a read-only file system); "
                           f"choose another {option}.")
-    return folder
+    return folder if folder.is_dir() else real  # "new/../run" can only be written to as the folder it names
 
 
 def shipped_models() -> list[str]:

@@ -488,7 +488,7 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
     run_dir = new_run_dir(cfg.model, cfg.out)
     made = folders_to_make(run_dir)
-    claim_folder(run_dir, cfg.overwrite, RUN_FILES)
+    run_dir = claim_folder(run_dir, cfg.overwrite, RUN_FILES)
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
