@@ -198,6 +198,17 @@ def test_piece_beside_a_digit_is_absorbed() -> None:
     assert_segmented(segment_digits(number), boxes, alone)
 
 
+def test_two_short_pieces_one_above_the_other_are_not_a_digit() -> None:
+    """Two bits of a broken stroke stacked beside a 4 span over half a digit's height, but fill under half of its
+    rows: they join the 4 (they read as a 1 of their own)."""
+    number, boxes, alone = compose([("2", 200, 100, 0, 18), ("4", 200, 100, 60, 18)])
+    x = boxes[1][0] - 25
+    number[150:185, x : x + 14] = number[235:270, x : x + 14] = 1
+    assert len(connected_components(number)) == 4
+    found = segment_digits(number)
+    assert len(found) == 2 and found[1].x0 <= x and iou(found[0], boxes[0]) > 0.85
+
+
 def test_overhanging_neighbours_stay_apart() -> None:
     """A 1 tucked under the bar of a 7 shares some of its columns but is its own digit."""
     number, boxes, alone = compose([("7", 200, 60, 0, 18), ("1", 150, 140, -45, 14)])
@@ -273,7 +284,7 @@ def test_merging_leaves_no_strongly_overlapping_pair() -> None:
     x0 = rng.integers(0, 2000, MAX_PARTS)
     y0 = rng.integers(0, 200, MAX_PARTS)
     boxes = np.stack([x0, y0, x0 + rng.integers(2, 60, MAX_PARTS), y0 + rng.integers(2, 60, MAX_PARTS)], axis=1)
-    merged = _merge_overlapping([_Group([i], box) for i, box in enumerate(boxes)])
+    merged = _merge_overlapping([_Group([i], box, [(int(box[1]), int(box[3]))]) for i, box in enumerate(boxes)])
     assert sorted(i for g in merged for i in g.ids) == list(range(MAX_PARTS))
     for a in merged:
         assert list(a.box) == [*boxes[a.ids, :2].min(axis=0), *boxes[a.ids, 2:].max(axis=0)]

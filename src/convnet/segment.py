@@ -40,10 +40,11 @@ class DigitBox:
 
 @dataclass
 class _Group:
-    """Components believed to form one digit, with their joint box."""
+    """Components believed to form one digit, with their joint box and the rows each of them spans."""
 
     ids: list[int]
     box: np.ndarray  # x0, y0, x1, y1 in ink-map pixels
+    spans: list[tuple[int, int]]  # (y0, y1) of each component
 
     @property
     def width(self) -> int:
@@ -52,6 +53,15 @@ class _Group:
     @property
     def height(self) -> int:
         return int(self.box[3] - self.box[1])
+
+    @property
+    def rows(self) -> int:
+        """How many rows hold its ink: two dots one above the other span a digit's height but fill few of them."""
+        covered, end = 0, -1
+        for y0, y1 in sorted(self.spans):
+            covered += max(y1 - max(y0, end), 0)
+            end = max(end, y1)
+        return covered
 
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N,) confidence of the best class
@@ -96,7 +106,8 @@ def _cut(ink: np.ndarray, score: Scorer | None) -> list[Piece]:
     parts = np.nonzero(keep | (heights >= FRAGMENT * heights[keep].max()))[0]
     if len(parts) > MAX_PARTS:  # before the passes below, whose work grows faster than the count
         raise NotANumberError(f"not a number: {len(parts)} separate pieces of ink (a number has at most {MAX_PARTS})")
-    groups = [_Group([int(i) + 1], components.boxes[i].copy()) for i in parts]
+    boxes = components.boxes
+    groups = [_Group([int(i) + 1], boxes[i].copy(), [(int(boxes[i, 1]), int(boxes[i, 3]))]) for i in parts]
     height = _digit_height(groups)
     groups = _absorb_fragments(_merge_overlapping(groups), height)
     # Far flatter than any digit, even after joining what stacks above or beside it: a rule or an underline.
@@ -122,7 +133,8 @@ def _digit_height(groups: list[_Group]) -> float:
 
 
 def _join(a: _Group, b: _Group) -> _Group:
-    return _Group(a.ids + b.ids, np.concatenate([np.minimum(a.box[:2], b.box[:2]), np.maximum(a.box[2:], b.box[2:])]))
+    box = np.concatenate([np.minimum(a.box[:2], b.box[:2]), np.maximum(a.box[2:], b.box[2:])])
+    return _Group(a.ids + b.ids, box, a.spans + b.spans)
 
 
 def _x_overlap(a: _Group, b: _Group) -> float:
@@ -172,7 +184,7 @@ def _merge_run(run: list[_Group]) -> list[_Group]:
 def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
     """Join each piece too small to be a digit to its horizontally nearest neighbour."""
     while len(groups) > 1:
-        small = [g for g in groups if g.height < FRAGMENT * height]  # digits are never flat: a 5's loose bar is
+        small = [g for g in groups if g.rows < FRAGMENT * height]  # digits are never flat: a 5's loose bar is
         if not small:
             break
         piece = min(small, key=lambda g: max(g.height, g.width))
