@@ -399,12 +399,14 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     return np.where(erase, 0, ink)
 
 
-UNDERLINE_SPAN = 0.8  # a rule touching a number runs along the bottom of at least this share of the ink it joins...
-UNDERLINE_WIDE = 1.2  # ...which is this many times as wide as tall (a number, not one digit)...
-UNDERLINE_LOW = 0.5  # ...and lies below this share of its height...
-UNDERLINE_PAST = 0.6  # ...joining several digits, or reaching past the one it touches: it is this much wider.
-# A loose rule is no deeper than...
-UNDERLINE_THIN = 0.3  # ...this share of the tallest digit's height, and at least as long as that height
+# A rule under a number, touching its digits: the lowest ink of at least UNDERLINE_SPAN of the columns of a piece
+# UNDERLINE_WIDE times as wide as tall (a number, not one digit), below UNDERLINE_LOW of its height; without it the
+# piece comes apart, or what is left above it fills at most UNDERLINE_PAST of its columns (it reaches past its digit).
+UNDERLINE_SPAN = 0.8
+UNDERLINE_WIDE = 1.2
+UNDERLINE_LOW = 0.5
+UNDERLINE_PAST = 0.6
+UNDERLINE_THIN = 0.3  # a loose rule is at most this share of the tallest digit's height thick, and as long as it is tall
 
 
 def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -458,8 +460,8 @@ def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
     thickness = _vertical_runs(mask)[lowest, columns]
     # The rule is most of the columns: the medians of each half put a line through it, whatever hangs below it.
     half = len(columns) // 2
-    (xl, xr), (yl, yr) = (np.median(columns[:half]), np.median(columns[half:])), (
-        np.median(lowest[:half]), np.median(lowest[half:]))
+    xl, xr = np.median(columns[:half]), np.median(columns[half:])
+    yl, yr = np.median(lowest[:half]), np.median(lowest[half:])
     slope = (yr - yl) / max(xr - xl, 1)
     line = yl + slope * (columns - xl)
     typical = float(np.median(thickness))
@@ -482,8 +484,10 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
     if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
         return none
+    # A pixel of slack up and down for slight tilt and anti-aliased edges.
+    band = _running(mask.T.astype(np.float32), 1, np.maximum).T
     reach = max(2, int(0.05 * width))
-    runs = _level_runs(mask, reach)  # inside horizontal runs of 10 % or more
+    runs = _running(_running(band, reach, np.minimum), reach, np.maximum)  # inside horizontal runs of 10 % or more
     # A faint line breaks up where noise removal took its palest stretches: bridge gaps of up to 10 % of the width
     # (edge padding, so that the closing does not trim the lines' ends at the borders).
     padded = np.pad(runs, ((0, 0), (reach, reach)), mode="edge")
@@ -511,15 +515,6 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
     """Which lines go on at least `margin` past both ends of [start, stop)."""
     return (spans[:, 0] <= start - margin) & (spans[:, 1] >= stop + margin)
-
-
-def _level_runs(mask: np.ndarray, reach: int) -> np.ndarray:
-    """1 where the ink lies in a level horizontal run at least 2 * reach + 1 long, else 0 (float32).
-
-    A pixel of slack up and down lets a slightly tilted or anti-aliased line count as level.
-    """
-    band = _running(mask.T.astype(np.float32), 1, np.maximum).T
-    return _running(_running(band, reach, np.minimum), reach, np.maximum)
 
 
 def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
