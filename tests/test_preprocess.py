@@ -142,6 +142,16 @@ def test_the_lines_of_notebook_paper_are_not_taken_for_the_digit(digit: str, pap
     assert_mnist_like(to_mnist(notebook(ink, paper, spacing)), to_mnist(1 - ink), 0.9)
 
 
+@pytest.mark.parametrize("digit", ["2", "7", "1"])
+def test_a_rule_under_a_digit_is_not_part_of_it(digit: str) -> None:
+    """A loose rule under the digit, longer than the digit is tall: it was cropped and scaled with the digit (an
+    underlined MNIST 7 read as a 1, a 2 as a 3)."""
+    ink = draw_digit(digit, 200, 16)
+    ruled = np.pad(ink, ((0, 60), (40, 40)))
+    ruled[ink.shape[0] - 30 : ink.shape[0] - 16, 10:-10] = 1
+    assert_mnist_like(to_mnist(1 - ruled), to_mnist(1 - ink), 0.9)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

@@ -341,10 +341,13 @@ def _digit_ink(ink: np.ndarray) -> np.ndarray:
     if not keep.any():
         raise NoInkError("no ink found")
     boxes = components.boxes
+    widths = boxes[:, 2] - boxes[:, 0]
+    solid = keep & (widths < LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
+    if solid.any():  # a rule drawn under the digit would be cropped and scaled with it
+        keep &= ~_loose_rules(components, solid)
     # A stretch of a faint notebook line that `remove_rulings` could not follow across the page: flatter than a
     # digit's strokes (the bar of a 5 or a 7 is a few times as wide as it is thick, not ten) and thinner or paler.
     heaviest = int(np.argmax(np.where(keep, components.mass, -1)))
-    widths = boxes[:, 2] - boxes[:, 0]
     flat = keep & (widths >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
     flat[heaviest] = False
     if flat.any():  # the stroke width costs a pass over the image: only when there is a candidate
@@ -429,11 +432,7 @@ def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not solid.any():  # nothing but lines and dust: not a number, which the caller says
         return loose, touching
     tallest = heights[solid].max()
-    rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
-    for i in np.nonzero(rules)[0]:  # under the ink it spans, not a 5's loose bar on top of the rest of its 5
-        over = solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
-        rules[i] = not over.any() or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
-    loose = np.concatenate([[False], rules])[components.labels]
+    loose = np.concatenate([[False], _loose_rules(components, solid)])[components.labels]
     for i in np.nonzero(solid & (widths >= UNDERLINE_WIDE * heights))[0]:
         x0, y0, x1, y1 = (int(v) for v in boxes[i])
         mask = components.labels[y0:y1, x0:x1] == i + 1
@@ -449,6 +448,19 @@ def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if past or len(np.unique(above.labels[tall])) >= 2:
             touching[y0:y1, x0:x1] |= rule
     return loose, touching
+
+
+def _loose_rules(components: Components, solid: np.ndarray) -> np.ndarray:
+    """Which components are loose rules: thin, at least as long as the tallest `solid` one is tall, and below the
+    middle of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its 5)."""
+    boxes = components.boxes
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    tallest = heights[solid].max()
+    rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
+    for i in np.nonzero(rules)[0]:
+        over = solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
+        rules[i] = not over.any() or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
+    return rules
 
 
 def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
