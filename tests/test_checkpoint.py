@@ -333,3 +333,12 @@ def test_a_folder_named_through_dot_dot_makes_only_that_folder(tmp_path):
     weights = save_model(_trained_like(), tmp_path / "new" / ".." / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert weights.resolve() == (tmp_path / "model" / "model.safetensors") and load_model(tmp_path / "model")
+    with pytest.raises(ConfigError, match="already holds model.safetensors, model.json"):  # checked where it is
+        save_model(_trained_like("lesson"), tmp_path / "other" / ".." / "model")
+    assert load_model(tmp_path / "model").arch == "fast" and not (tmp_path / "other").exists()
+
+
+def test_a_loop_of_links_is_a_clear_error(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(ConfigError, match="cannot use this folder"):
+        save_model(_trained_like(), tmp_path / "loop" / "model")

@@ -209,6 +209,18 @@ def test_two_short_pieces_one_above_the_other_are_not_a_digit() -> None:
     assert len(found) == 2 and found[1].x0 <= x and iou(found[0], boxes[0]) > 0.85
 
 
+def test_a_dashed_one_is_still_a_digit() -> None:
+    """Five short dashes, with gaps longer than the dashes, fill under half of their rows but are one drawn stroke."""
+    number, boxes, alone = compose([("4", 200, 100, 0, 18)])
+    number = np.pad(number, ((0, 0), (0, 120)))
+    dashes = np.zeros_like(number)
+    for y in range(100, 300, 44):  # dashes of 18 px, gaps of 26
+        dashes[y : y + 18, 200:216] = 1
+    found = segment_digits(np.maximum(number, dashes))
+    assert len(found) == 2 and iou(found[0], boxes[0]) > 0.85
+    assert (found[1].x0, found[1].y0, found[1].x1, found[1].y1) == (200, 100, 216, 294)
+
+
 def test_overhanging_neighbours_stay_apart() -> None:
     """A 1 tucked under the bar of a 7 shares some of its columns but is its own digit."""
     number, boxes, alone = compose([("7", 200, 60, 0, 18), ("1", 150, 140, -45, 14)])
@@ -349,6 +361,20 @@ def test_a_long_base_is_not_a_rule() -> None:
     draw_strokes(draw, "7", (380, 60, 120, 190), 12)
     loose, touching = find_underlines(np.asarray(image, np.float32) / 255)
     assert not loose.any() and not touching.any()
+
+
+def test_a_base_drawn_apart_from_its_two_is_not_a_rule() -> None:
+    """A wide 2 whose base is a separate stroke as long as the 2 is tall: it ends where the body does (it read as
+    a 7, in `read` and in `predict`)."""
+    image = Image.new("L", (320, 260), 0)
+    draw = ImageDraw.Draw(image)
+    draw.arc((70, 40, 230, 140), 190, 20, fill=255, width=14)
+    draw.line([(226, 95), (75, 185)], fill=255, width=14)
+    draw.line([(65, 203), (245, 203)], fill=255, width=14)
+    ink = np.asarray(image, np.float32) / 255
+    loose, _ = find_underlines(ink)
+    assert not loose.any()
+    assert correlation(to_mnist(1 - ink), reference(ink)) > 0.8  # predict's crop keeps the base
 
 
 def test_a_scorer_can_keep_a_touching_rule_but_not_a_loose_one() -> None:

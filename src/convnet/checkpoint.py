@@ -79,9 +79,18 @@ def _write(path: Path, data: bytes) -> None:
         raise OSError(e.errno, e.strerror, str(path)) from e
 
 
+def real_path(folder: Path) -> Path:
+    """Where `folder` is: its parent resolved (links followed, the "new/.." of "new/../run" taken back) and its own
+    name kept, so that a link given as the folder is still seen as a link. A loop of links is a clear error."""
+    try:
+        return folder.resolve() if folder.name in ("", "..") else folder.parent.resolve() / folder.name
+    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links, before Python 3.13
+        raise ConfigError(f"{folder}: cannot use this folder ({e}).") from None
+
+
 def folders_to_make(path: Path) -> list[Path]:
     """The folders that creating `path` makes, deepest first: what `remove_empty` may take back."""
-    path = Path(path).resolve()  # as `claim_folder` makes it: "new/../run" makes no folder "new"
+    path = real_path(Path(path))  # as `claim_folder` makes it: "new/../run" makes no folder "new"
     missing = []
     while not path.exists():
         missing.append(path)
@@ -116,15 +125,15 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if folder.suffix in (".safetensors", ".json"):  # the user meant a file: it would become a folder of that name
         raise ConfigError(f"{folder}: a model is saved as a folder that holds {WEIGHTS} and {CARD}; choose a "
                           f"{option} without {folder.suffix}, e.g. {folder.with_suffix('')}.")
-    if folder.exists() and not folder.is_dir():
+    real = real_path(folder)  # checked and made as it is on disk: "new/../run" is "run", and makes no "new"
+    if real.exists() and not real.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder; choose another {option}.")
-    if folder.is_symlink() and not folder.exists():  # mkdir would only say "File exists"
-        raise ConfigError(f"{folder}: a link to {os.readlink(folder)}, which does not exist; choose another {option}.")
-    taken = [name for name in files if (folder / name).exists()]
+    if real.is_symlink() and not real.exists():  # mkdir would only say "File exists"
+        raise ConfigError(f"{folder}: a link to {os.readlink(real)}, which does not exist; choose another {option}.")
+    taken = [name for name in files if (real / name).exists()]
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another {option}, or pass "
                           f"{overwrite_option} to replace them.")
-    real = folder.resolve()  # mkdir would make every folder named on the way: the "new" of "new/../run" too
     try:
         real.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -410,9 +410,11 @@ UNDERLINE_WIDE = 1.2
 UNDERLINE_LOW = 0.5
 UNDERLINE_PAST = 0.6
 UNDERLINE_THIN = 0.3  # a loose rule is at most this share of the tallest digit's height thick, and as long as it is tall
+UNDERLINE_REACH = 0.1  # under one digit only, it reaches past each side by this share of its width
+MAX_RULES = 8  # more candidates are hatching or dashes, not the rules of a number
 
 
-def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def find_underlines(ink: np.ndarray, components: Components | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the rules drawn under a number: the loose ones, and the ones touching its digits (without the
     strokes that join them, where the ink is thicker than the rule).
 
@@ -420,10 +422,11 @@ def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A loose rule is a thin piece at least as long as the tallest digit is tall, in the lower half of the ink it
     spans (a 5's loose bar is shorter, or on top of the rest of its 5). A rule that touches the digits is the
     straight bottom edge of most of a piece wider than tall, which comes apart without it; two 2s whose bases
-    touch can look like that too, so a caller that can read the digits should compare both readings.
+    touch can look like that too, so a caller that can read the digits should compare both readings. `components`
+    are the ink's, when the caller has them.
     """
     loose, touching = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
-    components = connected_components(ink)
+    components = connected_components(ink) if components is None else components
     if not len(components):
         return loose, touching
     boxes = components.boxes
@@ -451,15 +454,21 @@ def find_underlines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _loose_rules(components: Components, solid: np.ndarray) -> np.ndarray:
-    """Which components are loose rules: thin, at least as long as the tallest `solid` one is tall, and below the
-    middle of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its 5)."""
+    """Which components are loose rules: thin, at least as long as the tallest `solid` one is tall, below the middle
+    of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its 5), and, under one piece
+    only, reaching past it on both sides (a wide 2's base drawn apart from its body ends where the body does)."""
     boxes = components.boxes
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     tallest = heights[solid].max()
     rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
+    if np.count_nonzero(rules) > MAX_RULES:  # hatching, a page of dashes: no number's rules
+        return np.zeros(len(rules), bool)
     for i in np.nonzero(rules)[0]:
-        over = solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
-        rules[i] = not over.any() or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
+        over = np.nonzero(solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0]))[0]
+        if len(over) == 1:
+            margin = UNDERLINE_REACH * widths[over[0]]
+            rules[i] = boxes[i, 0] <= boxes[over[0], 0] - margin and boxes[i, 2] >= boxes[over[0], 2] + margin
+        rules[i] &= not len(over) or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
     return rules
 
 

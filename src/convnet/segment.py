@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnet.components import connected_components, speck_mask
+from convnet.components import Components, connected_components, speck_mask
 from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
@@ -56,7 +56,10 @@ class _Group:
 
     @property
     def rows(self) -> int:
-        """How many rows hold its ink: two dots one above the other span a digit's height but fill few of them."""
+        """How many rows its ink fills: two bits of a broken stroke, one above the other, span a digit's height but
+        fill few of its rows. Three pieces or more (a dashed 1) count their whole box: a drawn stroke."""
+        if len(self.spans) > 2:
+            return self.height
         covered, end = 0, -1
         for y0, y1 in sorted(self.spans):
             covered += max(y1 - max(y0, end), 0)
@@ -78,7 +81,9 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
-    loose, touching = find_underlines(ink)
+    components = connected_components(ink)
+    _parts(components, ink.shape)  # a texture or a page of text is refused before any more work
+    loose, touching = find_underlines(ink, components)
     ink = np.where(loose, 0, ink)  # never part of a digit
     pieces = _cut(np.where(touching, 0, ink), score)
     if touching.any() and score is not None:
@@ -94,18 +99,24 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
 Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering
 
 
-def _cut(ink: np.ndarray, score: Scorer | None) -> list[Piece]:
-    """The digits of an ink map, left to right."""
-    components = connected_components(ink)
-    keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
+def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
+    """The indices of the components that are not dust; NoInkError if none, NotANumberError if too many."""
+    keep = ~speck_mask(components, shape) if len(components) else np.zeros(0, bool)
     if not keep.any():
         raise NoInkError("no ink found")
     # Specks are small against the image, so on a big page the digits of a small number are too: one read as dust
     # is a digit dropped from a confident answer. Pieces half as tall as the tallest kept are not dust.
     heights = components.boxes[:, 3] - components.boxes[:, 1]
     parts = np.nonzero(keep | (heights >= FRAGMENT * heights[keep].max()))[0]
-    if len(parts) > MAX_PARTS:  # before the passes below, whose work grows faster than the count
+    if len(parts) > MAX_PARTS:  # before the passes that follow, whose work grows faster than the count
         raise NotANumberError(f"not a number: {len(parts)} separate pieces of ink (a number has at most {MAX_PARTS})")
+    return parts
+
+
+def _cut(ink: np.ndarray, score: Scorer | None) -> list[Piece]:
+    """The digits of an ink map, left to right."""
+    components = connected_components(ink)
+    parts = _parts(components, ink.shape)
     boxes = components.boxes
     groups = [_Group([int(i) + 1], boxes[i].copy(), [(int(boxes[i, 1]), int(boxes[i, 3]))]) for i in parts]
     height = _digit_height(groups)
