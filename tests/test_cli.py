@@ -208,6 +208,14 @@ def test_out_on_a_broken_link_says_so(tiny_dir, tmp_path):
     assert done.returncode == 1 and f"a link to {tmp_path / 'gone'}, which does not exist" in done.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "ensemble"])
+def test_out_in_a_loop_of_links_says_so(command, tiny_dir, tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    models = ["default", "default"] if command == "ensemble" else []
+    done = run(command, *models, "--data-dir", tiny_dir, "--out", tmp_path / "loop" / "run")
+    assert done.returncode == 1 and "cannot use this folder" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_ensemble_out_must_not_be_empty(tiny_dir):
     done = run("ensemble", "default", "default", "--data-dir", tiny_dir, "--out", "")
     assert done.returncode == 1 and "--out is empty" in done.stderr

@@ -79,11 +79,14 @@ def _write(path: Path, data: bytes) -> None:
         raise OSError(e.errno, e.strerror, str(path)) from e
 
 
-def real_path(folder: Path) -> Path:
+def real_path(folder: Path, follow: bool = False) -> Path:
     """Where `folder` is: its parent resolved (links followed, the "new/.." of "new/../run" taken back) and its own
-    name kept, so that a link given as the folder is still seen as a link. A loop of links is a clear error."""
+    name kept, so that a link given as the folder is still seen as a link, unless `follow`. A loop of links is a
+    clear error."""
     try:
-        return folder.resolve() if folder.name in ("", "..") else folder.parent.resolve() / folder.name
+        if follow or folder.name in ("", ".."):
+            return folder.resolve()
+        return folder.parent.resolve() / folder.name
     except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links, before Python 3.13
         raise ConfigError(f"{folder}: cannot use this folder ({e}).") from None
 

@@ -329,9 +329,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from convnet.checkpoint import WEIGHTS, claim_folder, folders_to_make, remove_empty, resolve
+    from convnet.checkpoint import WEIGHTS, claim_folder, folders_to_make, real_path, remove_empty, resolve
 
-    target = (Path(args.out) / WEIGHTS).resolve()
+    target = real_path(Path(args.out), follow=True) / WEIGHTS
     if any(resolve(ref)[0].resolve() == target for ref in args.models):  # not even with --overwrite
         raise ConfigError(f"--out {args.out} holds one of the members, which the ensemble would replace; choose "
                           "another folder.")

@@ -344,7 +344,7 @@ def _digit_ink(ink: np.ndarray) -> np.ndarray:
     widths = boxes[:, 2] - boxes[:, 0]
     solid = keep & (widths < LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
     if solid.any():  # a rule drawn under the digit would be cropped and scaled with it
-        keep &= ~_loose_rules(components, solid)
+        keep &= ~_loose_rules(components, solid)[0]  # without a reader to ask, only the sure ones
     # A stretch of a faint notebook line that `remove_rulings` could not follow across the page: flatter than a
     # digit's strokes (the bar of a 5 or a 7 is a few times as wide as it is thick, not ten) and thinner or paler.
     heaviest = int(np.argmax(np.where(keep, components.mass, -1)))
@@ -409,33 +409,36 @@ UNDERLINE_SPAN = 0.8
 UNDERLINE_WIDE = 1.2
 UNDERLINE_LOW = 0.5
 UNDERLINE_PAST = 0.6
-UNDERLINE_THIN = 0.3  # a loose rule is at most this share of the tallest digit's height thick, and as long as it is tall
-UNDERLINE_REACH = 0.1  # under one digit only, it reaches past each side by this share of its width
+# A loose rule is at most UNDERLINE_THIN of the tallest digit's height thick and at least that height long; under a
+# single digit, it is sure only when it reaches past each side by UNDERLINE_REACH of the digit's width.
+UNDERLINE_THIN = 0.3
+UNDERLINE_REACH = 0.1
 MAX_RULES = 8  # more candidates are hatching or dashes, not the rules of a number
 
 
 def find_underlines(ink: np.ndarray, components: Components | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the rules drawn under a number: the loose ones, and the ones touching its digits (without the
-    strokes that join them, where the ink is thicker than the rule).
+    """Masks of the rules drawn under a number: the sure ones, and the ones that may be part of a digit (without
+    the strokes that join them, where the ink is thicker than the rule), for a caller that can read the digits to
+    compare both readings. `components` are the ink's, when the caller has them.
 
     Left in, a rule joins the digits above it into one piece that reads as one wide digit, often a confident 2.
-    A loose rule is a thin piece at least as long as the tallest digit is tall, in the lower half of the ink it
-    spans (a 5's loose bar is shorter, or on top of the rest of its 5). A rule that touches the digits is the
-    straight bottom edge of most of a piece wider than tall, which comes apart without it; two 2s whose bases
-    touch can look like that too, so a caller that can read the digits should compare both readings. `components`
-    are the ink's, when the caller has them.
+    A loose rule is a thin piece at least as long as the tallest digit is tall, below the ink it spans (see
+    `_loose_rules`). A rule that touches the digits is the straight bottom edge of most of a piece wider than tall,
+    which comes apart without it; two 2s whose bases touch can look like that too, so it is never sure.
     """
-    loose, touching = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+    sure, doubtful = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
     components = connected_components(ink) if components is None else components
     if not len(components):
-        return loose, touching
+        return sure, doubtful
     boxes = components.boxes
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     solid = (widths < LINE_ASPECT * heights) & ~speck_mask(components, ink.shape)
     if not solid.any():  # nothing but lines and dust: not a number, which the caller says
-        return loose, touching
+        return sure, doubtful
     tallest = heights[solid].max()
-    loose = np.concatenate([[False], _loose_rules(components, solid)])[components.labels]
+    loose, maybe = _loose_rules(components, solid)
+    sure = np.concatenate([[False], loose])[components.labels]
+    doubtful = np.concatenate([[False], maybe])[components.labels]
     for i in np.nonzero(solid & (widths >= UNDERLINE_WIDE * heights))[0]:
         x0, y0, x1, y1 = (int(v) for v in boxes[i])
         mask = components.labels[y0:y1, x0:x1] == i + 1
@@ -449,27 +452,30 @@ def find_underlines(ink: np.ndarray, components: Components | None = None) -> tu
         tall = np.concatenate([[False], above.boxes[:, 3] - above.boxes[:, 1] >= (y1 - y0) / 4])[above.labels]
         past = np.count_nonzero(tall.any(axis=0)) <= UNDERLINE_PAST * (x1 - x0) and x1 - x0 >= tallest
         if past or len(np.unique(above.labels[tall])) >= 2:
-            touching[y0:y1, x0:x1] |= rule
-    return loose, touching
+            doubtful[y0:y1, x0:x1] |= rule
+    return sure, doubtful
 
 
-def _loose_rules(components: Components, solid: np.ndarray) -> np.ndarray:
-    """Which components are loose rules: thin, at least as long as the tallest `solid` one is tall, below the middle
-    of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its 5), and, under one piece
-    only, reaching past it on both sides (a wide 2's base drawn apart from its body ends where the body does)."""
+def _loose_rules(components: Components, solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which components are loose rules, and which may be: thin, at least as long as the tallest `solid` one is
+    tall, and below the middle of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its
+    5). Under a single digit-sized piece, only a rule that reaches past it on both sides is sure: one that ends where
+    the piece does may be a wide 2's base drawn apart from its body, or a rule under two digits that overlap."""
     boxes = components.boxes
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     tallest = heights[solid].max()
     rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
+    doubtful = np.zeros(len(rules), bool)
     if np.count_nonzero(rules) > MAX_RULES:  # hatching, a page of dashes: no number's rules
-        return np.zeros(len(rules), bool)
+        return doubtful, doubtful
     for i in np.nonzero(rules)[0]:
         over = np.nonzero(solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0]))[0]
-        if len(over) == 1:
+        rules[i] = not len(over) or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
+        if rules[i] and len(over) == 1 and widths[over[0]] < UNDERLINE_WIDE * heights[over[0]]:
             margin = UNDERLINE_REACH * widths[over[0]]
-            rules[i] = boxes[i, 0] <= boxes[over[0], 0] - margin and boxes[i, 2] >= boxes[over[0], 2] + margin
-        rules[i] &= not len(over) or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
-    return rules
+            past = boxes[i, 0] <= boxes[over[0], 0] - margin and boxes[i, 2] >= boxes[over[0], 2] + margin
+            rules[i], doubtful[i] = past, not past
+    return rules, doubtful
 
 
 def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:

@@ -75,20 +75,20 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
 
     A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's confidence), a
     wide group is only split when its pieces, together, are more convincing digits than the whole: a wide 0 stays
-    one digit, a touching pair is cut; and a rule that touches the digits is only erased when that makes them more
-    convincing. Raises NoInkError when there is no ink, NotANumberError when the ink is not a number (too many
-    pieces, only lines).
+    one digit, a touching pair is cut; and a rule that may be part of a digit is only erased when that makes the
+    digits more convincing. Raises NoInkError when there is no ink, NotANumberError when the ink is not a number
+    (too many pieces, only lines).
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
     components = connected_components(ink)
     _parts(components, ink.shape)  # a texture or a page of text is refused before any more work
-    loose, touching = find_underlines(ink, components)
-    ink = np.where(loose, 0, ink)  # never part of a digit
-    pieces = _cut(np.where(touching, 0, ink), score)
-    if touching.any() and score is not None:
-        # A rule along the bottom of the digits, or the touching bases of two 2s: the reading whose digits are the
-        # more convincing on average wins (the least convincing one would favour one wide digit over many).
+    sure, doubtful = find_underlines(ink, components)
+    ink = np.where(sure, 0, ink)  # never part of a digit
+    pieces = _cut(np.where(doubtful, 0, ink), score)
+    if doubtful.any() and score is not None:
+        # A rule under the digits, or the touching bases of two 2s, or a 2's base drawn apart: the reading whose
+        # digits are the more convincing on average wins (the least convincing one would favour one wide digit).
         kept = _cut(ink, score)
         if _mean_confidence(kept, score) > _mean_confidence(pieces, score):
             pieces = kept
