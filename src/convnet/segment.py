@@ -84,12 +84,13 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
     components = connected_components(ink)
     _parts(components, ink.shape)  # a texture or a page of text is refused before any more work
     sure, doubtful = find_underlines(ink, components)
-    ink = np.where(sure, 0, ink)  # never part of a digit
-    pieces = _cut(np.where(doubtful, 0, ink), score)
+    if sure.any():  # never part of a digit
+        ink, components = np.where(sure, 0, ink), None
+    pieces = _cut(np.where(doubtful, 0, ink), score) if doubtful.any() else _cut(ink, score, components)
     if doubtful.any() and score is not None:
         # A rule under the digits, or the touching bases of two 2s, or a 2's base drawn apart: the reading whose
         # digits are the more convincing on average wins (the least convincing one would favour one wide digit).
-        kept = _cut(ink, score)
+        kept = _cut(ink, score, components)
         if _mean_confidence(kept, score) > _mean_confidence(pieces, score):
             pieces = kept
     scale = np.array(gray.shape[:2]) / ink.shape
@@ -113,9 +114,9 @@ def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     return parts
 
 
-def _cut(ink: np.ndarray, score: Scorer | None) -> list[Piece]:
-    """The digits of an ink map, left to right."""
-    components = connected_components(ink)
+def _cut(ink: np.ndarray, score: Scorer | None, components: Components | None = None) -> list[Piece]:
+    """The digits of an ink map, left to right; `components` are the ink's, when the caller has them."""
+    components = connected_components(ink) if components is None else components
     parts = _parts(components, ink.shape)
     boxes = components.boxes
     groups = [_Group([int(i) + 1], boxes[i].copy(), [(int(boxes[i, 1]), int(boxes[i, 3]))]) for i in parts]
