@@ -71,6 +71,36 @@ def test_fit_calibrates_on_the_held_out_split(tiny_dir):
     assert unheld.temperature == 1.0
 
 
+def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypatch):
+    train_module = import_module("convnet.train")
+    made = train_module.make_optimizer
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    def watched(model, cfg):  # an average of our own, taken after every optimiser step
+        opt = made(model, cfg)
+        seen["average"] = [t.detach().clone() for t in model.state_dict().values()]  # from the initial weights
+
+        def after_step(*_):
+            seen["last"] = [t.detach().clone() for t in model.state_dict().values()]
+            seen["average"] = [a.lerp(b, 0.1) if a.is_floating_point() else b
+                               for a, b in zip(seen["average"], seen["last"])]
+        opt.register_step_post_hook(after_step)
+        return opt
+
+    monkeypatch.setattr(train_module, "make_optimizer", watched)
+    data = load_dataset("mnist", tiny_dir)
+    torch.manual_seed(0)
+    model = create_model("fast")
+    history = fit(model, data, epochs=2, batch_size=32, lr=0.02, ema=0.9, val_split=0.5, log=lambda m: None)
+    final = [t.detach() for t in model.state_dict().values()]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(final, seen["average"]))
+    assert not all(torch.equal(a, b) for a, b in zip(final, seen["last"]))
+    assert history.ema["decay"] == 0.9 and 0 < history.ema["val_accuracy_average"] <= 1
+    # The temperature is fitted to the weights that are kept, and without --ema nothing is averaged.
+    assert history.calibration is not None
+    assert fit(create_model("fast"), data, epochs=1, batch_size=32, log=lambda m: None).ema is None
+
+
 def test_no_temperature_from_a_flawless_hold_out():
     # With no mistake to learn from, the likelihood keeps rising as T shrinks: a fit would claim certainty.
     calibrate = import_module("convnet.train")._calibrate
@@ -180,6 +210,8 @@ def test_same_seed_same_split_and_weights(tiny_dir):
         ({"val_split": 1.5}, "val split"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"target_accuracy": 99.0}, "target accuracy"),
+        ({"ema": 1.0}, "ema must be in"),
+        ({"ema": -0.5}, "ema must be in"),
         ({"model": "fats"}, "Did you mean 'fast'"),
     ],
 )

@@ -151,6 +151,9 @@ def build_parser() -> Parser:
     train.add_argument("--weight-decay", type=float, help="default: the model's recipe")
     train.add_argument("--label-smoothing", type=float, help="default: the model's recipe")
     train.add_argument("--schedule", choices=["onecycle", "constant"], help="default: the model's recipe")
+    train.add_argument("--ema", type=float, metavar="DECAY",
+                       help="keep a moving average of the weights with this decay, e.g. 0.999, and make it the "
+                       "trained model (0: none; default: the model's recipe)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="the recipe's rotation/shift/scale augmentation on or off")
     train.add_argument("--seed", type=int, default=0,
@@ -273,6 +276,8 @@ def _recipe_line(recipe: dict) -> str:
             f"{recipe['label_smoothing']:g}, augmentation: {augment}, {recipe['val_split']:.0%} held out")
     if recipe["fp32_finish"]:
         line += f", last {recipe['fp32_finish']:.0%} of epochs in fp32 under --precision auto"
+    if recipe["ema"]:
+        line += f", moving average of the weights (decay {recipe['ema']:g})"
     return line
 
 

@@ -31,6 +31,9 @@ class Recipe:
     # gradients cost the last hundredths of a percent once the learning rate has annealed; the early epochs do not
     # need fp32's precision and run 1.7× as fast without it.
     fp32_finish: float = 0.0
+    # The decay of an exponential moving average of the weights, kept beside them and made the trained model at the
+    # end (0: none). Keras calls it `use_ema`/`ema_momentum`.
+    ema: float = 0.0
 
 
 @dataclass(frozen=True)
