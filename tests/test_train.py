@@ -342,6 +342,30 @@ def test_ctrl_c_after_the_last_epoch_leaves_a_consistent_folder(tiny_dir, tmp_pa
     assert any(m.startswith("interrupted") for m in messages)
 
 
+def test_ctrl_c_while_the_average_is_scored_keeps_the_last_weights(tiny_dir, tmp_path, monkeypatch):
+    trainer = import_module("convnet.train")
+    swaps = []
+    real_swap, real_evaluate = trainer.WeightAverage.swap, trainer.evaluate_tensors
+
+    def swap(average):
+        swaps.append(True)
+        real_swap(average)
+
+    def evaluate_tensors(*args, **kwargs):
+        if len(swaps) == 1:  # the average is in the model, being scored
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.WeightAverage, "swap", swap)
+    monkeypatch.setattr(trainer, "evaluate_tensors", evaluate_tensors)
+    messages = []
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2, val_split=0.5, ema=0.9), log=messages.append)
+    assert result.metrics["interrupted"] and len(swaps) == 2 and "ema" not in result.metrics
+    loaded = checkpoint.load_model(tmp_path / "r")  # the last epoch's checkpoint: the weights, not their average
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), result.model.state_dict().values()))
+    assert "interrupted while averaging the weights: stopping; the last epoch's checkpoint is kept" in messages
+
+
 def test_ctrl_c_between_an_epoch_and_its_checkpoint_still_saves_it(tiny_dir, tmp_path, monkeypatch):
     trainer = import_module("convnet.train")
     real = trainer._epoch_line  # logged after the epoch is recorded, before its checkpoint is written

@@ -286,7 +286,11 @@ def fit(
             reason = (str(e).strip().splitlines() or ["no reason given"])[0]
             raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
     if loop.ema is not None and history.epochs and not history.interrupted:
-        history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0], log)
+        try:
+            history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0], log)
+        except KeyboardInterrupt:  # the model stays as the last epoch left it, like its checkpoint
+            history.interrupted = True
+            log("interrupted while averaging the weights: stopping; the last epoch's checkpoint is kept")
     model.eval()
     if w.is_main and len(x_val) and history.epochs and not history.interrupted:
         before = model.temperature
@@ -321,9 +325,12 @@ class WeightAverage:
             torch._foreach_copy_(self.others, self._others)
 
     @torch.no_grad()
-    def copy_to_model(self) -> None:
-        """Put the average in place of the model's own weights (the tensors this average was made from)."""
-        torch._foreach_copy_(self._floats + self._others, self.floats + self.others)
+    def swap(self) -> None:
+        """Put the average in place of the model's own weights, and keep those here: a second swap undoes the first."""
+        theirs, mine = self._floats + self._others, self.floats + self.others
+        kept = [t.clone() for t in theirs]
+        torch._foreach_copy_(theirs, mine)
+        torch._foreach_copy_(mine, kept)
 
 
 def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict:
@@ -331,9 +338,14 @@ def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val:
     record: dict = {"decay": ema.decay}
     if len(y_val):
         record["val_accuracy_weights"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
-    ema.copy_to_model()
+    ema.swap()
+    try:
+        if len(y_val):
+            record["val_accuracy_average"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
+    except KeyboardInterrupt:
+        ema.swap()
+        raise
     if len(y_val):
-        record["val_accuracy_average"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
         log(f"moving average of the weights (decay {ema.decay:g}) kept: held-out accuracy "
             f"{record['val_accuracy_average']:.2%}, against {record['val_accuracy_weights']:.2%} for the last weights")
     return record
