@@ -19,8 +19,9 @@ def torchrun(*args, cwd):
                           env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd)})
 
 
-def test_two_ranks_hold_identical_weights(tiny_dir, tmp_path):
-    done = torchrun(Path(__file__).with_name("ddp_worker.py"), tiny_dir, tmp_path, cwd=tmp_path)
+@pytest.mark.parametrize("ema", [0.0, 0.9])  # with a moving average of the weights too, BatchNorm's statistics
+def test_two_ranks_hold_identical_weights(tiny_dir, tmp_path, ema):
+    done = torchrun(Path(__file__).with_name("ddp_worker.py"), tiny_dir, tmp_path, ema, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
@@ -31,6 +32,7 @@ def test_two_ranks_hold_identical_weights(tiny_dir, tmp_path):
                                                "config.json"}
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["epochs"] == 2 and 0 <= metrics["test_accuracy"] <= 1
+    assert ("ema" in metrics) == bool(ema)
     saved = load_file(str(run / "model.safetensors"))
     assert all(torch.equal(saved[k], r0[k]) for k in r0)
     assert done.stderr.count("epoch 2/2") == 1  # only rank 0 logs

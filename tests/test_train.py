@@ -82,7 +82,10 @@ def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypat
 
         def after_step(*_):
             seen["last"] = [t.detach().clone() for t in model.state_dict().values()]
-            seen["average"] = [a.lerp(b, 0.1) if a.is_floating_point() else b
+            steps = len(seen.setdefault("steps", [])) + 1
+            seen["steps"].append(steps)
+            weight = 0.1 / (1 - 0.9**steps)  # bias-corrected: the first step's weights replace the initial ones
+            seen["average"] = [a.lerp(b, weight) if a.is_floating_point() else b
                                for a, b in zip(seen["average"], seen["last"])]
         opt.register_step_post_hook(after_step)
         return opt
@@ -95,7 +98,8 @@ def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypat
     final = [t.detach() for t in model.state_dict().values()]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(final, seen["average"]))
     assert not all(torch.equal(a, b) for a, b in zip(final, seen["last"]))
-    assert history.ema["decay"] == 0.9 and 0 < history.ema["val_accuracy_average"] <= 1
+    assert history.ema["decay"] == 0.9 and history.ema["steps"] == len(seen["steps"])
+    assert 0 < history.ema["val_accuracy_average"] <= 1
     # The temperature is fitted to the weights that are kept, and without --ema nothing is averaged.
     assert history.calibration is not None
     assert fit(create_model("fast"), data, epochs=1, batch_size=32, log=lambda m: None).ema is None
@@ -342,28 +346,42 @@ def test_ctrl_c_after_the_last_epoch_leaves_a_consistent_folder(tiny_dir, tmp_pa
     assert any(m.startswith("interrupted") for m in messages)
 
 
-def test_ctrl_c_while_the_average_is_scored_keeps_the_last_weights(tiny_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["scoring the average", "logging", "_calibrate"])
+def test_ctrl_c_once_the_average_is_in_keeps_the_last_weights(tiny_dir, tmp_path, monkeypatch, where):
     trainer = import_module("convnet.train")
-    swaps = []
-    real_swap, real_evaluate = trainer.WeightAverage.swap, trainer.evaluate_tensors
+    real_use, real_evaluate, real_calibrate = trainer.WeightAverage.use, trainer.evaluate_tensors, trainer._calibrate
+    used = []
 
-    def swap(average):
-        swaps.append(True)
-        real_swap(average)
+    def use(average):
+        real_use(average)
+        used.append(True)
 
     def evaluate_tensors(*args, **kwargs):
-        if len(swaps) == 1:  # the average is in the model, being scored
+        if used and where == "scoring the average":
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(trainer.WeightAverage, "swap", swap)
+    def calibrate(*args, **kwargs):
+        real_calibrate(*args, **kwargs)  # the temperature is fitted, then Ctrl-C
+        raise KeyboardInterrupt
+
+    def log(message):
+        if message.startswith("moving average") and where == "logging":
+            raise KeyboardInterrupt
+        messages.append(message)
+
+    monkeypatch.setattr(trainer.WeightAverage, "use", use)
     monkeypatch.setattr(trainer, "evaluate_tensors", evaluate_tensors)
+    if where == "_calibrate":
+        monkeypatch.setattr(trainer, "_calibrate", calibrate)
     messages = []
-    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2, val_split=0.5, ema=0.9), log=messages.append)
-    assert result.metrics["interrupted"] and len(swaps) == 2 and "ema" not in result.metrics
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2, val_split=0.5, ema=0.9), log=log)
+    assert used and result.metrics["interrupted"] and "ema" not in result.metrics
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["interrupted"] is True
     loaded = checkpoint.load_model(tmp_path / "r")  # the last epoch's checkpoint: the weights, not their average
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), result.model.state_dict().values()))
-    assert "interrupted while averaging the weights: stopping; the last epoch's checkpoint is kept" in messages
+    assert loaded.temperature == result.model.temperature == 1.0 and "ema" not in loaded.card
+    assert any(m.startswith("interrupted while the weights were averaged") for m in messages)
 
 
 def test_ctrl_c_between_an_epoch_and_its_checkpoint_still_saves_it(tiny_dir, tmp_path, monkeypatch):

@@ -285,20 +285,20 @@ def fit(
         except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
             reason = (str(e).strip().splitlines() or ["no reason given"])[0]
             raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
-    if loop.ema is not None and history.epochs and not history.interrupted:
-        try:
-            history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0], log)
-        except KeyboardInterrupt:  # the model stays as the last epoch left it, like its checkpoint
-            history.interrupted = True
-            log("interrupted while averaging the weights: stopping; the last epoch's checkpoint is kept")
     model.eval()
-    if w.is_main and len(x_val) and history.epochs and not history.interrupted:
+    if history.epochs and not history.interrupted:
         before = model.temperature
         try:
-            history.calibration = _calibrate(model, x_val, y_val, log)
-        except KeyboardInterrupt:  # the model stays as the last epoch left it, like its checkpoint
-            model.temperature, history.interrupted = before, True
-            log("interrupted while fitting the temperature: stopping; the last epoch's checkpoint is kept")
+            if loop.ema is not None:
+                history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0], log)
+            if w.is_main and len(x_val):
+                history.calibration = _calibrate(model, x_val, y_val, log)
+        except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
+            if loop.ema is not None:
+                loop.ema.restore()
+            model.temperature, history.interrupted, history.ema, history.calibration = before, True, None, None
+            log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
+                "epoch's checkpoint is kept")
     return history
 
 
@@ -306,48 +306,55 @@ class WeightAverage:
     """An exponential moving average of a model's weights and BatchNorm statistics, updated after every step.
 
     Late in training each step moves the weights a little along the noise of its batch; their average over the last
-    thousand or so steps sits nearer the middle of the region they wander in (Polyak averaging). Lerping all tensors
-    in one foreach call keeps it to a few kernel launches a step and no host sync.
+    thousand or so steps (decay 0.999) sits nearer the middle of the region they wander in (Polyak averaging). Like
+    Adam's moments it is bias-corrected: step n weighs in by (1 - decay) / (1 - decay**n), so the initial random
+    weights count for nothing and a run shorter than the decay's span averages all its steps. Lerping all tensors in
+    one foreach call keeps it to a few kernel launches a step and no host sync.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
+        self.decay, self.steps = decay, 0
         sources = [*model.parameters(), *model.buffers()]
         self._floats = [t for t in sources if t.is_floating_point()]
         self._others = [t for t in sources if not t.is_floating_point()]  # BatchNorm's batch counts: copied
         self.floats = [t.detach().clone() for t in self._floats]
         self.others = [t.detach().clone() for t in self._others]
+        self.kept: list[torch.Tensor] | None = None  # the model's own weights while the average stands in for them
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.floats, self._floats, 1 - self.decay)
+        self.steps += 1
+        torch._foreach_lerp_(self.floats, self._floats, (1 - self.decay) / (1 - self.decay**self.steps))
         if self.others:  # foreach calls refuse empty lists
             torch._foreach_copy_(self.others, self._others)
 
     @torch.no_grad()
-    def swap(self) -> None:
-        """Put the average in place of the model's own weights, and keep those here: a second swap undoes the first."""
-        theirs, mine = self._floats + self._others, self.floats + self.others
-        kept = [t.clone() for t in theirs]
-        torch._foreach_copy_(theirs, mine)
-        torch._foreach_copy_(mine, kept)
+    def use(self) -> None:
+        """Put the average in place of the model's own weights (the tensors it was made from), keeping those."""
+        self.kept = [t.clone() for t in self._floats + self._others]
+        torch._foreach_copy_(self._floats + self._others, self.floats + self.others)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Give the model its own weights back, if the average stands in for them."""
+        if self.kept is not None:
+            torch._foreach_copy_(self._floats + self._others, self.kept)
+            self.kept = None
 
 
 def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict:
     """Make the moving average the trained model; say how both do on the held-out images, when there are some."""
-    record: dict = {"decay": ema.decay}
+    record: dict = {"decay": ema.decay, "steps": ema.steps}
     if len(y_val):
         record["val_accuracy_weights"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
-    ema.swap()
-    try:
-        if len(y_val):
-            record["val_accuracy_average"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
-    except KeyboardInterrupt:
-        ema.swap()
-        raise
+    ema.use()
+    distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics: make them one model
+    message = f"moving average of the weights (decay {ema.decay:g}, over {ema.steps:,} steps) kept"
     if len(y_val):
-        log(f"moving average of the weights (decay {ema.decay:g}) kept: held-out accuracy "
-            f"{record['val_accuracy_average']:.2%}, against {record['val_accuracy_weights']:.2%} for the last weights")
+        record["val_accuracy_average"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
+        message += (f": held-out accuracy {record['val_accuracy_average']:.2%}, against "
+                    f"{record['val_accuracy_weights']:.2%} for the last weights")
+    log(message)
     return record
 
 
