@@ -100,6 +100,7 @@ def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypat
     assert not all(torch.equal(a, b) for a, b in zip(final, seen["last"]))
     assert history.ema["decay"] == 0.9 and history.ema["steps"] == len(seen["steps"])
     assert 0 < history.ema["val_accuracy_average"] <= 1
+    assert history.ema["val_accuracy_weights"] == history.epochs[-1]["val_accuracy"]
     # The temperature is fitted to the weights that are kept, and without --ema nothing is averaged.
     assert history.calibration is not None
     assert fit(create_model("fast"), data, epochs=1, batch_size=32, log=lambda m: None).ema is None

@@ -290,7 +290,8 @@ def fit(
         before = model.temperature
         try:
             if loop.ema is not None:
-                history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0], log)
+                history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0],
+                                           history.epochs[-1], log)
             if w.is_main and len(x_val):
                 history.calibration = _calibrate(model, x_val, y_val, log)
         except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
@@ -342,11 +343,13 @@ class WeightAverage:
             self.kept = None
 
 
-def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict:
-    """Make the moving average the trained model; say how both do on the held-out images, when there are some."""
+def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, last: dict,
+                 log: Log) -> dict:
+    """Make the moving average the trained model; say how both do on the held-out images, when there are some
+    (the last weights were scored there after the `last` epoch)."""
     record: dict = {"decay": ema.decay, "steps": ema.steps}
     if len(y_val):
-        record["val_accuracy_weights"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
+        record["val_accuracy_weights"] = last["val_accuracy"]
     ema.use()
     distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics: make them one model
     message = f"moving average of the weights (decay {ema.decay:g}, over {ema.steps:,} steps) kept"
