@@ -54,7 +54,9 @@ def main() -> None:
     for target, options in CONFIGS.items():
         if args.quick and target != "99.0":
             continue
-        once(data, options, device, args.compile, seed=100)  # warm-up, untimed
+        # Untimed warm-up over every epoch, not stopping at the target: a recipe's fp32 finish is a second compiled
+        # graph, which a timed run reaching those epochs would otherwise compile on the clock.
+        once(data, {k: v for k, v in options.items() if k != "target_accuracy"}, device, args.compile, seed=100)
         runs = [once(data, options, device, args.compile, seed) for seed in range(1 if args.quick else args.repeats)]
         reached = sum(acc >= options["target_accuracy"] for _, acc in runs)
         print(f"| {target} % | {options['model']} | {statistics.median(t for t, _ in runs):.3f} | "

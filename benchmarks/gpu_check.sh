@@ -4,11 +4,13 @@
 # writes its table to $OUT (default: gpu-results/) as soon as it ends, so a step cut short loses only itself.
 #
 #   mkdir -p .cache && cp -r ~/.cache/convnet/datasets .cache/   # the MNIST cache ($CONVNET_HOME/datasets): the
-#                                                                # GPU machine may have no network
+#                                                                # GPU machine may have no network; .cache/ is
+#                                                                # git-ignored, so copy it along with the tree
 #   CONVNET_HOME=.cache sh benchmarks/gpu_check.sh     # needs torch, numpy, safetensors; nothing is installed
 #
 # MEMBERS chooses the ensemble (MODEL or MODEL:EPOCHS each): by default the four kinds that most often averaged to
-# ≥ 99.8 % on the CPU, with their recipes' 30 epochs (the ensemble log prints each member as it ends, with its time).
+# ≥ 99.8 % on the CPU, with their recipes' epochs (accurate 20, the others 30); the ensemble log prints each member
+# as it ends, with its time.
 # A smoke run on a CPU:
 #   PYTHON=.venv/bin/python DEVICE=cpu QUICK=1 MEMBERS="fast:1 fast:1" sh benchmarks/gpu_check.sh
 set -u

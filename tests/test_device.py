@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from convnet import device
-from convnet.device import native_bf16, use_bf16
+from convnet.device import exact_fp32, native_bf16, use_bf16
 
 
 def _cpu(monkeypatch, avx512_bf16: bool, amx: bool, vendor: str) -> torch.device:
@@ -73,3 +73,13 @@ def test_importing_convnet_flushes_denormals_to_zero():
 
     tiny = torch.tensor(1e-30) * torch.tensor(1e-10)  # 1e-40 is below float32's normal range
     assert tiny.item() == 0.0
+
+
+def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside():
+    before = torch.backends.cudnn.allow_tf32
+    with exact_fp32(torch.device("cpu")):
+        assert torch.backends.cudnn.allow_tf32 == before  # nothing to change off a GPU
+    with pytest.raises(KeyError), exact_fp32(torch.device("cuda")):  # the flag is process-wide: set it back always
+        assert not torch.backends.cudnn.allow_tf32
+        raise KeyError
+    assert torch.backends.cudnn.allow_tf32 == before

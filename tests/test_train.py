@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,10 +47,14 @@ def test_fit_learns_the_tiny_set(tiny_dir, precision):
 
 
 def test_auto_precision_finishes_in_fp32_where_the_recipe_says(tiny_dir, monkeypatch):
-    monkeypatch.setattr(import_module("convnet.train"), "use_bf16", lambda precision, device: precision != "fp32")
+    module = import_module("convnet.train")
+    monkeypatch.setattr(module, "use_bf16", lambda precision, device: precision != "fp32")
+    exact = []  # the epochs run with fp32 kept exact (no TF32 on a GPU)
+    monkeypatch.setattr(module, "exact_fp32", lambda device: contextlib.nullcontext(exact.append(device.type)))
     data = load_dataset("mnist", tiny_dir)
     history = fit(create_model("accurate"), data, epochs=8, batch_size=32, log=lambda m: None)
     assert [row["precision"] for row in history.epochs] == ["bf16"] * 6 + ["fp32"] * 2  # fp32_finish = 0.25
+    assert exact == ["cpu", "cpu"]
     forced = fit(create_model("accurate"), data, epochs=2, batch_size=32, precision="bf16", log=lambda m: None)
     assert [row["precision"] for row in forced.epochs] == ["bf16", "bf16"]
 

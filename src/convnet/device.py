@@ -4,6 +4,8 @@ from __future__ import annotations
 import ctypes
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -84,6 +86,25 @@ def cpu_info(field: str) -> str:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """`auto` computes in bf16 (autocast; weights and optimiser state stay fp32) where that is faster than fp32."""
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
+@contextmanager
+def exact_fp32(device: torch.device) -> Iterator[None]:
+    """Compute fp32 convolutions in fp32 on a CUDA GPU while inside, as on a CPU.
+
+    cuDNN runs fp32 convolutions as TF32 by default (inputs rounded to a 10-bit mantissa) on GPUs from Ampere on. An
+    epoch reported as fp32, such as a recipe's fp32 finish, exists for precision the bf16 epochs lack; it should have
+    it. Elsewhere nothing changes. The previous setting comes back on leaving.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
 
 
 def keep_freed_memory() -> None:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from convnet.augment import augment_batch
 from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, remove_empty, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
-from convnet.device import keep_freed_memory, resolve_device, use_bf16
+from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
 from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
@@ -456,7 +456,9 @@ class _Loop:
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         start = last_draw = time.perf_counter()
-        with progress_bar(f"epoch {epoch}/{cfg.epochs}", self.steps, enabled=None if self.world.is_main else False) as bar:
+        precision = nullcontext() if bf16 else exact_fp32(dev)  # an epoch called fp32 is not TF32 on a GPU
+        with precision, progress_bar(f"epoch {epoch}/{cfg.epochs}", self.steps,
+                                     enabled=None if self.world.is_main else False) as bar:
             for step, idx in enumerate(self.batches(len(x), epoch, dev)):
                 xb, yb = x[idx], y[idx]
                 if augment:
@@ -481,7 +483,7 @@ class _Loop:
                     bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
                                f"{seen * self.world.size / (now - start):,.0f} img/s")
         if dev.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(dev)  # the device trained on: without one, synchronize waits for cuda:0 only
         seconds = time.perf_counter() - start
         images = self.steps * cfg.batch_size * self.world.size
         return {
