@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from convnet.data import mnist
+from convnet.data.cache import convnet_home
 from convnet.data.idx import encode_idx
+
+# The user's cache, read before any test points CONVNET_HOME at its own folder (CONVNET_REAL_HOME, if set, wins).
+USER_HOME = Path(os.environ.get("CONVNET_REAL_HOME") or convnet_home())
 
 
 def synthetic_arrays(n_train: int = 600, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
@@ -62,10 +67,8 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def real_mnist_cache() -> Path:
     """The user's real cached MNIST, if present (integration tests only)."""
-    import os
-
-    home = Path(os.environ.get("CONVNET_REAL_HOME") or Path.home() / ".cache" / "convnet")
-    path = home / "datasets" / "mnist.npz"
+    path = USER_HOME / "datasets" / "mnist.npz"
     if not path.exists():
-        pytest.skip("real MNIST not cached (run `convnet data fetch mnist`)")
+        pytest.skip(f"real MNIST not cached in {USER_HOME} (run `convnet data fetch mnist`, or set CONVNET_REAL_HOME "
+                    "to a convnet home that has it)")
     return path
