@@ -390,6 +390,34 @@ def test_ctrl_c_once_the_average_is_in_keeps_the_last_weights(tiny_dir, tmp_path
     assert any(m.startswith("interrupted while the weights were averaged") for m in messages)
 
 
+def test_ctrl_c_as_fit_returns_keeps_the_trained_model_and_writes_the_metrics(tiny_dir, tmp_path, monkeypatch):
+    # A real SIGINT the moment fit has returned, while the run's metrics are put together: not a lost metrics.json.
+    import signal
+
+    trainer = import_module("convnet.train")
+    real_fit = trainer.fit
+
+    class JustReturned:  # the history fit returned, which sends SIGINT when it is first read for the card
+        def __init__(self, history):
+            self.history, self.sent = history, False
+
+        def __getattr__(self, name):
+            if name == "calibration" and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+            return getattr(self.history, name)
+
+    monkeypatch.setattr(trainer, "fit", lambda *args, **kwargs: JustReturned(real_fit(*args, **kwargs)))
+    messages = []
+    result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=1, val_split=0.5), log=messages.append)
+    run = tmp_path / "r"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and "test_accuracy" not in metrics and metrics == result.metrics
+    loaded = checkpoint.load_model(run)  # trained to the end: saved with its fitted temperature
+    assert loaded.temperature == result.model.temperature != 1.0 and "calibration" in loaded.card
+    assert any(m.startswith("interrupted before or during the test evaluation") for m in messages)
+
+
 def test_ctrl_c_between_an_epoch_and_its_checkpoint_still_saves_it(tiny_dir, tmp_path, monkeypatch):
     trainer = import_module("convnet.train")
     real = trainer._epoch_line  # logged after the epoch is recorded, before its checkpoint is written

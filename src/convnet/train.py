@@ -601,34 +601,37 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
     except BaseException:
         remove_empty(made)
         raise
-    if history.interrupted and history.epochs and saved < len(history.epochs):
-        # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is still that epoch's.
-        save_epoch(model, history)  # a second Ctrl-C meanwhile changes nothing: the run is stopping
-    if history.calibration:
-        card["calibration"] = history.calibration
-    if history.ema:
-        card["ema"] = history.ema
-    metrics = {
-        "model": cfg.model,
-        "dataset": data.name,
-        "epochs": len(history.epochs),
-        "train_seconds": round(history.train_seconds, 3),
-        "interrupted": history.interrupted,
-        "world_size": world_size,
-        **({"target_reached": history.target_reached} if cfg.target_accuracy is not None else {}),
-        **({"ema": history.ema} if history.ema else {}),
-        "history": history.epochs,
-    }
+    with _ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
+        if history.interrupted and history.epochs and saved < len(history.epochs):
+            # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is that epoch's.
+            save_epoch(model, history)
+        if history.calibration:
+            card["calibration"] = history.calibration
+        if history.ema:
+            card["ema"] = history.ema
+        metrics = {
+            "model": cfg.model,
+            "dataset": data.name,
+            "epochs": len(history.epochs),
+            "train_seconds": round(history.train_seconds, 3),
+            "interrupted": history.interrupted,
+            "world_size": world_size,
+            **({"target_reached": history.target_reached} if cfg.target_accuracy is not None else {}),
+            **({"ema": history.ema} if history.ema else {}),
+            "history": history.epochs,
+        }
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
         remove_empty(made)
         return RunResult(run_dir, metrics, model)
     if not history.interrupted:
         try:
+            if late:
+                raise KeyboardInterrupt
             result = evaluate(model, data)
             metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
         except KeyboardInterrupt:
             metrics["interrupted"] = True
-            log("interrupted during the test evaluation: stopping; the trained model is kept, untested")
+            log("interrupted before or during the test evaluation: stopping; the trained model is kept, untested")
     with _ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
         if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
             save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
