@@ -238,6 +238,18 @@ def test_the_recipe_fills_what_the_user_left_out():
     assert (mine.epochs, mine.val_split, mine.augment) == (3, 0.1, False)
 
 
+@pytest.mark.parametrize("augment", [None, True, False])
+def test_augment_on_a_recipe_without_augmentation_takes_the_standard_one(tiny_dir, monkeypatch, augment):
+    from convnet.augment import STANDARD
+
+    trainer = import_module("convnet.train")
+    seen = []
+    monkeypatch.setattr(trainer, "augment_batch", lambda x, background, **kw: seen.append(kw) or x)
+    fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=64, augment=augment,
+        log=lambda m: None)
+    assert seen == ([STANDARD] * len(seen) if augment else []) and (seen or not augment)
+
+
 def test_unknown_option_suggests():
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})

@@ -9,6 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+# The zoo's augmentation (`accurate`'s recipe), and what `--augment` turns on for a recipe that has none of its own.
+STANDARD = {"rotate": 10.0, "shift": 0.1, "scale": 0.1}
+
 
 def random_affine(
     x: torch.Tensor,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
-from convnet.augment import augment_batch
+from convnet.augment import STANDARD, augment_batch
 from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, remove_empty, save_model
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
@@ -60,7 +60,7 @@ class TrainConfig:
     weight_decay: float | None = None
     label_smoothing: float | None = None
     schedule: str | None = None
-    augment: bool | None = None  # the recipe's augmentation on or off
+    augment: bool | None = None  # the recipe's augmentation (or, for one without, augment.STANDARD) on or off
     ema: float | None = None  # decay of the moving average of the weights that becomes the model; 0: none
     seed: int = 0
     val_split: float | None = None
@@ -448,7 +448,7 @@ class _Loop:
     def epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         cfg, dev = self.cfg, x.device
         recipe = get_spec(cfg.model).recipe
-        augment = recipe.augment if cfg.augment else {}
+        augment = (recipe.augment or STANDARD) if cfg.augment else {}  # --augment on `fast`: the zoo's standard
         finishing = cfg.precision == "auto" and epoch > cfg.epochs - round(recipe.fp32_finish * cfg.epochs)
         bf16 = use_bf16(cfg.precision, dev) and not finishing
         graphs = cfg.compile and dev.type == "cuda"
