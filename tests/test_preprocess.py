@@ -273,6 +273,17 @@ def test_exif_orientation_is_applied(seven: np.ndarray) -> None:
     assert np.abs(gray - (1 - seven)).mean() < 0.02
 
 
+def test_damaged_metadata_is_skipped_without_a_warning(seven: np.ndarray) -> None:
+    # An EXIF orientation whose data lies past the file's end: PIL warns and skips it; the digit is read as it is.
+    entry = struct.pack("<HHII", 0x0112, 3, 100, 0xFFFF)  # 100 SHORTs at offset 65535
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+    data = encode(Image.fromarray(to_u8(1 - seven)), "JPEG", exif=exif, quality=95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gray = load_gray(data)
+    assert np.abs(gray - (1 - seven)).mean() < 0.02
+
+
 def test_camera_mpo_is_not_an_animation(seven: np.ndarray) -> None:
     """Phone cameras save MPO files: the photo plus a preview frame."""
     photo = Image.fromarray(to_u8(1 - seven)).convert("RGB")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -114,9 +116,7 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         raise ImageError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes, a PIL "
                          "image or an array")
     try:
-        # PIL only warns between 89M and 179M pixels; make that an error too.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pil_warnings():
             return Image.open(fp), name
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name}: image is too large (limit {max_pixels:,} pixels)") from exc
@@ -124,6 +124,17 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         raise ImageError(f"{name}: not an image file, or an unsupported format") from exc
     except Exception as exc:  # PIL plugins raise many types on malformed headers
         raise ImageError(f"{name}: cannot read image ({exc})") from exc
+
+
+@contextmanager
+def _pil_warnings() -> Iterator[None]:
+    """PIL's warnings while an image is opened or decoded: a decompression bomb's becomes an error (PIL only warns
+    between 89M and 179M pixels); those about damaged metadata, such as an EXIF tag pointing past the file's end,
+    are dropped: PIL skips the tag, the pixels are read all the same, and the user has nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _decode(
@@ -147,7 +158,8 @@ def _decode(
         if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
             factor = _shrink_factor(height, width, draft_side, draft_pixels)
             image.draft("L", (int(width / factor), int(height / factor)))
-        return _pil_to_gray(ImageOps.exif_transpose(image))
+        with _pil_warnings():
+            return _pil_to_gray(ImageOps.exif_transpose(image))
     except ImageError as exc:  # raised by the checks above and below, which do not know the name
         raise ImageError(f"{name}: {exc}") from None
     except Exception as exc:  # truncated or corrupt data surfaces here, in many types
