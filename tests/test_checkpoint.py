@@ -278,6 +278,18 @@ def test_an_output_folder_that_cannot_be_written_is_refused_up_front(tmp_path, m
     assert claim_folder(tmp_path / "writable" / "run") == tmp_path / "writable" / "run"
 
 
+def test_a_folder_where_a_run_file_goes_is_refused_before_any_work(tmp_path):
+    from convnet.checkpoint import claim_folder
+    from convnet.train import RUN_FILES
+
+    run = tmp_path / "run"
+    (run / "history.csv").mkdir(parents=True)
+    (run / "model.json").write_text("{}")
+    with pytest.raises(ConfigError, match="history.csv: is not a file"):
+        claim_folder(run, overwrite=True, files=RUN_FILES)
+    assert (run / "model.json").read_text() == "{}"  # nothing of the old run is touched
+
+
 def test_a_failed_save_names_the_file_not_its_temporary(tmp_path, monkeypatch):
     import tempfile
 

@@ -134,6 +134,10 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if real.is_symlink() and not real.exists():  # mkdir would only say "File exists"
         raise ConfigError(f"{folder}: a link to {os.readlink(real)}, which does not exist; choose another {option}.")
     taken = [name for name in files if (real / name).exists()]
+    for name in taken:  # a folder where a file goes fails only when written, after all the work
+        if not (real / name).is_file():
+            raise ConfigError(f"{folder / name}: is not a file, and a file of that name is written there; remove it "
+                              f"or choose another {option}.")
     if taken and not overwrite:
         raise ConfigError(f"{folder} already holds {', '.join(taken)}; choose another {option}, or pass "
                           f"{overwrite_option} to replace them.")
