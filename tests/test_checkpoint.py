@@ -354,3 +354,24 @@ def test_a_loop_of_links_is_a_clear_error(tmp_path):
     (tmp_path / "loop").symlink_to("loop")
     with pytest.raises(ConfigError, match="cannot use this folder"):
         save_model(_trained_like(), tmp_path / "loop" / "model")
+
+
+def test_ctrl_c_while_the_weights_are_read_lets_the_read_finish(tmp_path, monkeypatch):
+    # Interrupted inside safetensors, the read came out as a ValueError (a traceback): it is finished, then stops.
+    import signal
+
+    from convnet import checkpoint
+
+    save_model(_trained_like(), tmp_path / "run")
+    real, finished = checkpoint.load_file, []
+
+    def interrupted_read(path):
+        os.kill(os.getpid(), signal.SIGINT)
+        weights = real(path)
+        finished.append(True)
+        return weights
+
+    monkeypatch.setattr(checkpoint, "load_file", interrupted_read)
+    with pytest.raises(KeyboardInterrupt):
+        load_model(tmp_path / "run")
+    assert finished

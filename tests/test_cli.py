@@ -227,3 +227,35 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     done.stdout.close()  # before the command (still importing torch) has printed: its first write finds no reader
     assert done.wait(timeout=300) == 141
     assert done.stderr.read() == b""
+
+
+def test_ctrl_c_while_the_command_line_is_parsed_is_a_clean_stop(monkeypatch, capsys):
+    import convnet.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convnet.cli, "build_parser", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "convnet: interrupted\n"
+
+
+def test_a_closed_standard_output_is_an_error_not_a_silent_success():
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "convnet", "models"], capture_output=False, stderr=subprocess.PIPE,
+                          text=True, preexec_fn=lambda: os.close(1))  # as `convnet models >&-`
+    assert done.returncode == 1 and "standard output is closed" in done.stderr
+
+
+def test_ctrl_c_while_the_package_loads_waits_for_the_imports_then_says_one_line():
+    script = ("import os, signal\n"
+              "from convnet.interrupt import imports_held\n"
+              "with imports_held('convnet'):\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    import json\n"
+              "    print('imports done', flush=True)\n"
+              "print('not reached')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout == "imports done\n" and done.stderr == "convnet: interrupted\n"
+    assert done.returncode in (-2, 130)  # killed by SIGINT, as Python ends on an uncaught KeyboardInterrupt

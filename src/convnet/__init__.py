@@ -13,15 +13,18 @@ The lesson's workflow in a few lines:
 """
 __version__ = "0.1.0"
 
-from convnet.device import flush_denormals  # noqa: E402
+from convnet.interrupt import imports_held  # noqa: E402
 
-flush_denormals()  # before any PyTorch thread exists, so that all of them inherit it (see its docstring)
+with imports_held("convnet"):  # Ctrl-C while PyTorch loads: the imports finish, then one line, no traceback
+    from convnet.device import flush_denormals
 
-from convnet.checkpoint import load_model, save_model  # noqa: E402
-from convnet.data import Dataset, load_dataset  # noqa: E402
-from convnet.evaluate import EvalResult, evaluate  # noqa: E402
-from convnet.models import create_model, list_models  # noqa: E402
-from convnet.train import TrainConfig, fit, train  # noqa: E402
+    flush_denormals()  # before any PyTorch thread exists, so that all of them inherit it (see its docstring)
+
+    from convnet.checkpoint import load_model, save_model
+    from convnet.data import Dataset, load_dataset
+    from convnet.evaluate import EvalResult, evaluate
+    from convnet.models import create_model, list_models
+    from convnet.train import TrainConfig, fit, train
 
 __all__ = [
     "Dataset",

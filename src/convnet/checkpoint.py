@@ -24,6 +24,7 @@ from convnet import __version__
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError
+from convnet.interrupt import deferred
 from convnet.models import Ensemble, Network, create_model
 
 CARD_FORMAT = "convnet-model/1"
@@ -246,7 +247,8 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         model = Ensemble(members) if ensemble else members[0]
     _fit_header(model, header, weights, card)  # an ensemble's file may hold more than its members
     try:
-        model.load_state_dict(load_file(str(weights)))
+        with deferred():  # Ctrl-C inside safetensors would come out as a ValueError
+            model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError) as e:
         raise ModelError(f"{weights}: corrupt weights ({e}).") from None
     _check_values(model, weights)

@@ -1,16 +1,19 @@
 """The `convnet` command: each subcommand is a thin call into the Python API of the same name."""
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import difflib
-import json
-import os
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from convnet.interrupt import imports_held
 
-from convnet.errors import ConfigError, ConvnetError
+with imports_held("convnet"):  # as the package's own: the `convnet` command imports this module after it
+    import argparse
+    import dataclasses
+    import difflib
+    import json
+    import os
+    import sys
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from convnet.errors import ConfigError, ConvnetError
 
 EXAMPLES = """examples:
   convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
@@ -416,13 +419,20 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stdout is None:  # started with `>&-`: every answer would vanish without a word
+        print("convnet: error: standard output is closed; nothing could be printed", file=sys.stderr)
+        return 1
     for stream in (sys.stdout, sys.stderr):
         # A file name that is not valid in the terminal's encoding (bytes from another system) is printed escaped,
         # not allowed to stop the command halfway through a folder.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
-    return report_errors(lambda: COMMANDS[args.command](args), "convnet")
+
+    def run() -> int | None:
+        args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
+        return COMMANDS[args.command](args)
+
+    return report_errors(run, "convnet")
 
 
 if __name__ == "__main__":

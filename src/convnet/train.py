@@ -14,11 +14,8 @@ import json
 import math
 import numbers
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
+from convnet.interrupt import ctrl_c_held
 from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
 from convnet.models import Network, create_model, get_spec
@@ -380,25 +378,6 @@ def _logger(log: Log | None) -> Log:
     return log
 
 
-@contextmanager
-def _ctrl_c_held() -> Iterator[list[bool]]:
-    """Hold Ctrl-C back while a run's files are written, so that they never disagree with each other.
-
-    Yields a list that gets an entry if Ctrl-C was pressed meanwhile: the caller decides what that means once the
-    files are whole. Only the main thread may set a signal handler, and one set by someone else is left alone.
-    """
-    pressed: list[bool] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield pressed
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(True))
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict | None:
     """Fit the softmax temperature on the held-out images, so that confidences match accuracies."""
     logits = logits_of(model, x_val)  # one pass: the fit and both calibration errors use the same logits
@@ -583,7 +562,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         Returns whether Ctrl-C was pressed meanwhile: it waits, so that model, card and history are of one epoch.
         """
         nonlocal saved
-        with _ctrl_c_held() as pressed:
+        with ctrl_c_held() as pressed:
             if not saved:  # this run's first files: none of an earlier run's (--overwrite) may stay beside them
                 for name in RUN_FILES:
                     (run_dir / name).unlink(missing_ok=True)
@@ -601,7 +580,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
     except BaseException:
         remove_empty(made)
         raise
-    with _ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
+    with ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
         if history.interrupted and history.epochs and saved < len(history.epochs):
             # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is that epoch's.
             save_epoch(model, history)
@@ -632,7 +611,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         except KeyboardInterrupt:
             metrics["interrupted"] = True
             log("interrupted before or during the test evaluation: stopping; the trained model is kept, untested")
-    with _ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
+    with ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
         if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
             save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
                        overwrite=True)

@@ -1,0 +1,65 @@
+"""Ctrl-C held back while something must not be cut in half: a run's files, or the package's own imports.
+
+Imports only the standard library: the package's `__init__` uses it before PyTorch loads.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def ctrl_c_held() -> Iterator[list[bool]]:
+    """Hold Ctrl-C back inside, e.g. while a run's files are written, so that they never disagree with each other.
+
+    Yields a list that gets an entry if Ctrl-C was pressed meanwhile: the caller decides what that means once the
+    work is whole. Only the main thread may set a signal handler, and one set by someone else is left alone.
+    """
+    pressed: list[bool] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(True))
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Short work that Ctrl-C must not cut in half: a Ctrl-C pressed inside raises KeyboardInterrupt on leaving.
+
+    Some libraries turn an interrupt that lands inside them into another error: safetensors, reading weights, raised
+    a ValueError about an UntypedStorage; an import cut short leaves its modules half made.
+    """
+    with ctrl_c_held() as pressed:
+        yield
+    if pressed:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def imports_held(prog: str) -> Iterator[None]:
+    """The imports inside finish before a Ctrl-C pressed meanwhile stops the program, with `prog: interrupted`.
+
+    Loading PyTorch takes a second or more; cut short, it would also print a traceback of import machinery.
+    """
+    try:
+        with deferred():
+            yield
+    except KeyboardInterrupt:
+        previous = sys.excepthook
+
+        def quiet(kind, value, traceback):  # only if nothing catches the KeyboardInterrupt
+            if issubclass(kind, KeyboardInterrupt):
+                print(f"{prog}: interrupted", file=sys.stderr)
+            else:
+                previous(kind, value, traceback)
+
+        sys.excepthook = quiet
+        raise
