@@ -240,22 +240,49 @@ def test_ctrl_c_while_the_command_line_is_parsed_is_a_clean_stop(monkeypatch, ca
     assert capsys.readouterr().err == "convnet: interrupted\n"
 
 
-def test_a_closed_standard_output_is_an_error_not_a_silent_success():
-    import os
+def test_a_closed_standard_output_is_an_error_not_a_silent_success(monkeypatch, capsys):
+    import io
 
-    done = subprocess.run([sys.executable, "-m", "convnet", "models"], capture_output=False, stderr=subprocess.PIPE,
-                          text=True, preexec_fn=lambda: os.close(1))  # as `convnet models >&-`
-    assert done.returncode == 1 and "standard output is closed" in done.stderr
+    shell = subprocess.run(["sh", "-c", 'exec "$0" -m convnet models >&-', sys.executable], stderr=subprocess.PIPE,
+                           text=True)  # no stdout at all: sys.stdout is None
+    assert shell.returncode == 1 and "standard output is closed" in shell.stderr
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)  # closed from Python
+    assert main(["models"]) == 1 and "standard output is closed" in capsys.readouterr().err
+
+
+_INTERRUPTED_IMPORT = """
+import builtins, os, signal, sys
+real = builtins.__import__
+sent = []
+
+def interrupting(name, *args, **kwargs):  # Ctrl-C as convnet/__init__ imports convnet.train, with PyTorch half loaded
+    if name == "convnet.train" and not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+
+builtins.__import__ = interrupting
+"""
 
 
 def test_ctrl_c_while_the_package_loads_waits_for_the_imports_then_says_one_line():
-    script = ("import os, signal\n"
-              "from convnet.interrupt import imports_held\n"
-              "with imports_held('convnet'):\n"
-              "    os.kill(os.getpid(), signal.SIGINT)\n"
-              "    import json\n"
-              "    print('imports done', flush=True)\n"
-              "print('not reached')\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.stdout == "imports done\n" and done.stderr == "convnet: interrupted\n"
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_IMPORT + "import convnet\nprint('not reached')"],
+                          capture_output=True, text=True)
+    assert done.stdout == "" and done.stderr == "convnet: interrupted\n"
     assert done.returncode in (-2, 130)  # killed by SIGINT, as Python ends on an uncaught KeyboardInterrupt
+
+
+def test_after_a_caught_ctrl_c_the_package_imports_afresh_and_ctrl_c_is_python_s_again():
+    script = _INTERRUPTED_IMPORT + (
+        "try:\n"
+        "    import convnet\n"
+        "except KeyboardInterrupt:\n"
+        "    print('caught', flush=True)\n"
+        "import convnet.checkpoint\n"
+        "print(convnet.checkpoint.load_model.__name__, convnet.fit.__name__, flush=True)\n"
+        "raise KeyboardInterrupt  # a later Ctrl-C of the user's program: not convnet's to report\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout == "caught\nload_model fit\n"
+    assert "Traceback" in done.stderr and "convnet: interrupted" not in done.stderr

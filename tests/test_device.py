@@ -75,11 +75,28 @@ def test_importing_convnet_flushes_denormals_to_zero():
     assert tiny.item() == 0.0
 
 
-def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside():
-    before = torch.backends.cudnn.allow_tf32
+@pytest.fixture
+def cudnn():
+    """cuDNN's process-wide precision flags, as they were before the test once it ends."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.allow_tf32, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
+    yield cudnn
+    cudnn.allow_tf32, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved  # legacy first: it sets all three
+    assert cudnn.allow_tf32 == saved[0]
+
+
+@pytest.mark.parametrize("setting", ["default", "legacy off", "per operation"])
+def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside(cudnn, setting):
+    if setting == "legacy off":
+        cudnn.allow_tf32 = False
+    elif setting == "per operation":  # conv and RNN differ: reading the legacy allow_tf32 would now fail
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "ieee", "tf32"
+    before = cudnn.conv.fp32_precision
     with exact_fp32(torch.device("cpu")):
-        assert torch.backends.cudnn.allow_tf32 == before  # nothing to change off a GPU
-    with pytest.raises(KeyError), exact_fp32(torch.device("cuda")):  # the flag is process-wide: set it back always
-        assert not torch.backends.cudnn.allow_tf32
+        assert cudnn.conv.fp32_precision == before  # nothing to change off a GPU
+    with pytest.raises(KeyError), exact_fp32(torch.device("cuda")):
+        assert cudnn.conv.fp32_precision == "ieee"
         raise KeyError
-    assert torch.backends.cudnn.allow_tf32 == before
+    assert cudnn.conv.fp32_precision == before
+    if setting != "per operation":
+        assert cudnn.allow_tf32 == (setting == "default")

@@ -99,12 +99,15 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+    # The per-operation setting, not the legacy allow_tf32: reading that one fails once the conv and RNN settings
+    # differ, which is how a user who wants exact fp32 convolutions would have set them.
+    conv = torch.backends.cudnn.conv
+    previous = conv.fp32_precision
+    conv.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        conv.fp32_precision = previous
 
 
 def keep_freed_memory() -> None:

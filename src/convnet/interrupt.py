@@ -47,16 +47,23 @@ def deferred() -> Iterator[None]:
 def imports_held(prog: str) -> Iterator[None]:
     """The imports inside finish before a Ctrl-C pressed meanwhile stops the program, with `prog: interrupted`.
 
-    Loading PyTorch takes a second or more; cut short, it would also print a traceback of import machinery.
+    Loading PyTorch takes a second or more; cut short, it would also print a traceback of import machinery. The
+    package's modules loaded inside are forgotten again, so that importing it once more starts afresh.
     """
+    package = __name__.partition(".")[0]
+    before = set(sys.modules)
     try:
         with deferred():
             yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        stop = e  # `e` is unbound when the except block ends; the hook needs it later
+        for name in set(sys.modules) - before:
+            if name.startswith(package + "."):
+                del sys.modules[name]
         previous = sys.excepthook
 
-        def quiet(kind, value, traceback):  # only if nothing catches the KeyboardInterrupt
-            if issubclass(kind, KeyboardInterrupt):
+        def quiet(kind, value, traceback):  # this Ctrl-C, if nothing catches it; anything else as before
+            if value is stop:
                 print(f"{prog}: interrupted", file=sys.stderr)
             else:
                 previous(kind, value, traceback)

@@ -152,13 +152,13 @@ def _decode(
     if width == 0 or height == 0:
         raise ImageError(f"{name}: image has no pixels")
     try:
-        # Cameras write MPO: the photo first, then previews; that is not an animation.
-        if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
-            raise ImageError("animated images are not supported")
-        if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
-            factor = _shrink_factor(height, width, draft_side, draft_pixels)
-            image.draft("L", (int(width / factor), int(height / factor)))
         with _pil_warnings():
+            # Cameras write MPO: the photo first, then previews; that is not an animation.
+            if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+                raise ImageError("animated images are not supported")
+            if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
+                factor = _shrink_factor(height, width, draft_side, draft_pixels)
+                image.draft("L", (int(width / factor), int(height / factor)))
             return _pil_to_gray(ImageOps.exif_transpose(image))
     except ImageError as exc:  # raised by the checks above and below, which do not know the name
         raise ImageError(f"{name}: {exc}") from None
