@@ -251,6 +251,19 @@ def test_a_closed_standard_output_is_an_error_not_a_silent_success(monkeypatch, 
     monkeypatch.setattr(sys, "stdout", closed)  # closed from Python
     assert main(["models"]) == 1 and "standard output is closed" in capsys.readouterr().err
 
+    class Writer:  # a stream with no more than write and flush is an open one
+        def __init__(self):
+            self.text = ""
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Writer())
+    assert main(["models"]) == 0 and "lesson" in sys.stdout.text
+
 
 _INTERRUPTED_IMPORT = """
 import builtins, os, signal, sys

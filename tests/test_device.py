@@ -1,11 +1,12 @@
 import platform
+import subprocess
 import sys
 
 import pytest
 import torch
 
 from convnet import device
-from convnet.device import exact_fp32, native_bf16, use_bf16
+from convnet.device import native_bf16, use_bf16
 
 
 def _cpu(monkeypatch, avx512_bf16: bool, amx: bool, vendor: str) -> torch.device:
@@ -75,28 +76,32 @@ def test_importing_convnet_flushes_denormals_to_zero():
     assert tiny.item() == 0.0
 
 
-@pytest.fixture
-def cudnn():
-    """cuDNN's process-wide precision flags, as they were before the test once it ends."""
-    cudnn = torch.backends.cudnn
-    saved = cudnn.allow_tf32, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
-    yield cudnn
-    cudnn.allow_tf32, cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved  # legacy first: it sets all three
-    assert cudnn.allow_tf32 == saved[0]
+_EXACT_FP32 = """
+import sys, torch
+from convnet.device import exact_fp32
+cudnn, setting = torch.backends.cudnn, sys.argv[1]
+if setting == "legacy off":
+    cudnn.allow_tf32 = False
+elif setting == "per operation":  # conv and RNN differ: reading the legacy allow_tf32 would now fail
+    cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "tf32", "ieee"
+before = cudnn.conv.fp32_precision
+with exact_fp32(torch.device("cpu")):
+    assert cudnn.conv.fp32_precision == before  # nothing to change off a GPU
+try:
+    with exact_fp32(torch.device("cuda")):
+        assert cudnn.conv.fp32_precision == "ieee"
+        raise KeyError
+except KeyError:
+    pass
+assert cudnn.conv.fp32_precision == before
+if setting != "per operation":
+    assert cudnn.allow_tf32 == (setting == "default")
+print("ok")
+"""
 
 
 @pytest.mark.parametrize("setting", ["default", "legacy off", "per operation"])
-def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside(cudnn, setting):
-    if setting == "legacy off":
-        cudnn.allow_tf32 = False
-    elif setting == "per operation":  # conv and RNN differ: reading the legacy allow_tf32 would now fail
-        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "ieee", "tf32"
-    before = cudnn.conv.fp32_precision
-    with exact_fp32(torch.device("cpu")):
-        assert cudnn.conv.fp32_precision == before  # nothing to change off a GPU
-    with pytest.raises(KeyError), exact_fp32(torch.device("cuda")):
-        assert cudnn.conv.fp32_precision == "ieee"
-        raise KeyError
-    assert cudnn.conv.fp32_precision == before
-    if setting != "per operation":
-        assert cudnn.allow_tf32 == (setting == "default")
+def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside(setting):
+    # In a process of its own: cuDNN's precision flags are process-wide, and PyTorch cannot set all of them back.
+    done = subprocess.run([sys.executable, "-c", _EXACT_FP32, setting], capture_output=True, text=True)
+    assert done.stdout == "ok\n", done.stderr
