@@ -419,7 +419,8 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if sys.stdout is None or getattr(sys.stdout, "closed", False):  # started with `>&-`: every answer would vanish without a word
+    # Started with `>&-` (no stdout at all) or closed from Python: every answer would vanish without a word.
+    if sys.stdout is None or getattr(sys.stdout, "closed", False):
         print("convnet: error: standard output is closed; nothing could be printed", file=sys.stderr)
         return 1
     for stream in (sys.stdout, sys.stderr):

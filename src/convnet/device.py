@@ -96,16 +96,13 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
     epoch reported as fp32, such as a recipe's fp32 finish, exists for precision the bf16 epochs lack; it should have
     it. Elsewhere nothing changes. The previous setting comes back on leaving.
     """
-    if device.type != "cuda":
-        yield
-        return
     # The per-operation setting, not the legacy allow_tf32: reading that one fails once the conv and RNN settings
     # differ, which is how a user who wants exact fp32 convolutions would have set them. Set and set back, conv's
     # value no longer follows a later change of cuDNN's or PyTorch's general setting (PyTorch has no public way
     # back to that), so it is left alone where it is exact already.
     conv = torch.backends.cudnn.conv
     previous = conv.fp32_precision
-    if previous == "ieee":
+    if device.type != "cuda" or previous == "ieee":
         yield
         return
     conv.fp32_precision = "ieee"

@@ -604,13 +604,14 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         return RunResult(run_dir, metrics, model)
     if not history.interrupted:
         try:
-            if late:
-                raise KeyboardInterrupt
-            result = evaluate(model, data)
-            metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
+            result = None if late else evaluate(model, data)
         except KeyboardInterrupt:
+            result = None
+        if result is None:
             metrics["interrupted"] = True
             log("interrupted before or during the test evaluation: stopping; the trained model is kept, untested")
+        else:
+            metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
     with ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
         if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
             save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
