@@ -78,3 +78,10 @@ def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     tiny = sides < max(2.0, SPECK_SIDE * max(shape))
     return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
+
+
+def major_box(components: Components, keep: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) around the components in `keep` at least a quarter as heavy as the heaviest of them."""
+    major = keep & (components.mass >= 0.25 * components.mass[keep].max())
+    (x0, y0), (x1, y1) = components.boxes[major, :2].min(axis=0), components.boxes[major, 2:].max(axis=0)
+    return int(x0), int(y0), int(x1), int(y1)

@@ -15,3 +15,11 @@ class ModelError(ConvnetError):
 
 class ConfigError(ConvnetError):
     """An option or setting is unknown or out of range."""
+
+
+class ImageError(ConvnetError, ValueError):
+    """The input cannot be used as an image; the message says why."""
+
+
+class NoInkError(ImageError):
+    """The image is readable but holds nothing that looks like a digit."""

@@ -1,0 +1,142 @@
+"""Finding the ink: paper and lighting modelled and taken out, polarity decided, noise and specks dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convnet.components import connected_components, major_box, speck_mask
+from convnet.errors import NoInkError
+from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
+from convnet.preprocess.morphology import stroke_width
+from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
+
+MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
+MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
+
+
+def find_ink(gray: np.ndarray) -> np.ndarray:
+    """White-on-black ink in [0, 1] with paper and noise at exactly 0.
+
+    Works whatever the polarity, lighting or noise; inputs of more than
+    WORK_PIXELS come back area-downscaled to it.  Raises NoInkError on blanks.
+    """
+    # By area, not by the longer side: that would shrink the digits of a long strip to specks, for no time saved.
+    work = downscale(array_to_gray(np.asarray(gray)), None, WORK_PIXELS)
+    paper = _paper(work)
+    residual = work - paper
+    # The ink is the side whose tail sticks out further past the noise.
+    tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
+    if np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum():
+        residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
+    return remove_rulings(_suppress_noise(residual))
+
+
+def _paper(gray: np.ndarray) -> np.ndarray:
+    """Smooth surface through the paper, robust to ink of either polarity.
+
+    Phone photos are lit unevenly, so a single paper level is not enough; a
+    quadratic follows gradients and vignetting but cannot bend around strokes.
+    It is fitted on a small copy, first to the border (mostly paper even when
+    a bold digit fills the frame), then to every pixel close to the surface.
+    Tiny images get a plane: there a quadratic could rise into a dome under a
+    blurred digit.
+    """
+    small = downscale(gray, 64)
+    terms = 6 if min(small.shape) >= 32 else 3
+    y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
+    basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
+    basis, values = basis.reshape(-1, terms), small.ravel()
+    inliers = np.zeros(small.shape, bool)
+    inliers[[0, -1], :] = inliers[:, [0, -1]] = True
+    inliers = inliers.ravel()
+    for _ in range(3):
+        if inliers.sum() < 12:
+            return np.full(gray.shape, np.median(small), np.float32)
+        chosen = basis[inliers]  # normal equations: a 6x6 solve is much cheaper than lstsq
+        coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[inliers], rcond=None)[0]
+        residual = values - basis @ coef
+        settled = inliers
+        inliers = np.abs(residual) <= 3 * _noise(residual[inliers]) + 1e-3
+        if np.array_equal(inliers, settled):
+            break
+    c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
+    y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
+    return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
+
+
+def _centres(n: int) -> np.ndarray:
+    """Pixel centres in [-1, 1], so fits on a small copy apply to the full image."""
+    return (np.arange(n, dtype=np.float32) + 0.5) * (2 / n) - 1
+
+
+def _noise(values: np.ndarray) -> float:
+    """Robust standard deviation (scaled median absolute deviation)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _paper_noise(residual: np.ndarray) -> float:
+    """Noise of the paper from the side of zero that holds no ink.
+
+    A bold digit can cover half the picture, which inflates any two-sided
+    estimate; paper noise is symmetric about the fitted surface, ink is not.
+    """
+    below = residual[residual <= 0]
+    return 1.4826 * float(np.median(-below)) if below.size else 0.0
+
+
+def _suppress_noise(residual: np.ndarray) -> np.ndarray:
+    """Map ink-positive residual to [0, 1]: noise to 0, full strokes to 1, edges between.
+
+    The full-ink level is the median of what Otsu's threshold calls ink, so the
+    stroke interiors saturate like MNIST's; anything under a floor well above
+    the noise (and JPEG ringing) becomes exactly 0.
+    """
+    sigma = _paper_noise(residual)
+    strong = residual[residual > max(_otsu(residual), 4 * sigma)]
+    full = float(np.median(strong)) if strong.size else 0.0
+    if full < MIN_CONTRAST or full < MIN_SNR * sigma:
+        raise NoInkError("no ink found")
+    floor = max(3.5 * sigma, 0.25 * full)
+    return np.clip((residual - floor) * (1 / (full - floor)), 0, 1).astype(np.float32)
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut maximising between-class variance."""
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-6:
+        return high
+    step = (high - low) / (bins - 1)
+    hist = np.bincount(((values - low) / step).astype(np.intp).ravel(), minlength=bins)[:bins]
+    weight0 = np.cumsum(hist, dtype=np.float64)
+    sum0 = np.cumsum(hist * np.arange(bins), dtype=np.float64)
+    weight1 = weight0[-1] - weight0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = weight0 * weight1 * (sum0 / weight0 - (sum0[-1] - sum0) / weight1) ** 2
+    return low + (int(np.nanargmax(between[:-1])) + 1) * step
+
+
+def digit_ink(ink: np.ndarray) -> np.ndarray:
+    """Keep the heavy components and the smaller ones next to them; drop specks."""
+    components = connected_components(ink)
+    keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
+    if not keep.any():
+        raise NoInkError("no ink found")
+    boxes = components.boxes
+    widths = boxes[:, 2] - boxes[:, 0]
+    solid = keep & (widths < LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
+    if solid.any():  # a rule drawn under the digit would be cropped and scaled with it
+        keep &= ~loose_rules(components, solid)[0]  # without a reader to ask, only the sure ones
+    # A stretch of a faint notebook line that `remove_rulings` could not follow across the page: flatter than a
+    # digit's strokes (the bar of a 5 or a 7 is a few times as wide as it is thick, not ten) and thinner or paler.
+    heaviest = int(np.argmax(np.where(keep, components.mass, -1)))
+    flat = keep & (widths >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
+    flat[heaviest] = False
+    if flat.any():  # the stroke width costs a pass over the image: only when there is a candidate
+        stroke = stroke_width(np.where(components.labels == heaviest + 1, ink, 0))
+        keep &= ~(flat & (components.mass < 0.6 * stroke * widths))
+    x0, y0, x1, y1 = major_box(components, keep)
+    reach = 0.25 * max(x1 - x0, y1 - y0)
+    near = (boxes[:, 0] < x1 + reach) & (boxes[:, 2] > x0 - reach)
+    near &= (boxes[:, 1] < y1 + reach) & (boxes[:, 3] > y0 - reach)
+    lookup = np.concatenate([[False], keep & near])
+    return np.where(lookup[components.labels], ink, 0)

@@ -1,0 +1,217 @@
+"""Reading an image (a path, encoded bytes, a PIL image, an array or a tensor) as float gray in [0, 1].
+
+Every failure, PIL's own included, comes out as `ImageError` with a message for the user. Big images are
+area-downscaled right after decoding, JPEGs decode at reduced size directly: a phone photo costs little.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from convnet.errors import ImageError
+
+MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
+WORK_PIXELS = 1024 * 1024  # larger inputs are area-downscaled to this many pixels before any analysis
+UNIT_OVERSHOOT = 1.5  # float images up to this are [0, 1] with resampling overshoot, not 0..255 (see `_to_unit`)
+
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour axis
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+def load_gray(
+    source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None, work_pixels: int | None = None
+) -> np.ndarray:
+    """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
+
+    `source` may be a path, encoded bytes, a PIL image, a numpy array or a
+    torch tensor (H x W, H x W x C or C x H x W, on any device).  EXIF
+    orientation is applied and transparency is composited over white paper.
+    `max_side` (longer side) and `work_pixels` (area) area-downscale big
+    images right after decoding (JPEGs decode at reduced size directly),
+    which is how `preprocess` keeps photos cheap.
+    Every failure, including PIL's own, is raised as `ImageError`.
+    """
+    if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
+        source = _tensor_to_array(source)
+    if isinstance(source, np.ndarray):
+        gray = array_to_gray(source)
+    elif isinstance(source, Image.Image):
+        gray = _decode(source, "image", max_pixels)  # no draft: the caller's image stays as it is
+    else:
+        image, name = _open(source, max_pixels)
+        with image:
+            gray = _decode(image, name, max_pixels, max_side, work_pixels)
+    return downscale(gray, max_side, work_pixels)
+
+
+def _tensor_to_array(tensor) -> np.ndarray:
+    """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
+    try:
+        t = tensor.detach().cpu()
+        array = (t.float() if t.is_floating_point() else t).numpy()
+    except (RuntimeError, NotImplementedError, TypeError) as e:  # no plain numbers: meta, sparse, quantized, …
+        raise ImageError(f"cannot read a {tensor.dtype} tensor on {tensor.device} as an image ({e})") from None
+    if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
+        array = array.transpose(1, 2, 0)
+    return array
+
+
+def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
+    """Open (header only) a path or bytes, turning every failure into ImageError."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise ImageError("image data is empty")
+        fp, name = io.BytesIO(source), "image data"
+    elif isinstance(source, (str, os.PathLike)):
+        fp, name = Path(source), str(source)
+        if not name:
+            raise ImageError("empty path")
+        try:
+            size = fp.stat().st_size
+        except FileNotFoundError:
+            raise ImageError(f"{name}: no such file") from None
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot read file ({exc.strerror})") from exc
+        except ValueError as exc:  # e.g. an embedded NUL byte
+            raise ImageError(f"{name!r}: not a valid path ({exc})") from None
+        if fp.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if size == 0:
+            raise ImageError(f"{name}: file is empty")
+    else:
+        raise ImageError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes, a PIL "
+                         "image or an array")
+    try:
+        with _pil_warnings():
+            return Image.open(fp), name
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: image is too large (limit {max_pixels:,} pixels)") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image file, or an unsupported format") from exc
+    except Exception as exc:  # PIL plugins raise many types on malformed headers
+        raise ImageError(f"{name}: cannot read image ({exc})") from exc
+
+
+@contextmanager
+def _pil_warnings() -> Iterator[None]:
+    """PIL's warnings while an image is opened or decoded: a decompression bomb's becomes an error (PIL only warns
+    between 89M and 179M pixels); those about damaged metadata, such as an EXIF tag pointing past the file's end,
+    are dropped: PIL skips the tag, the pixels are read all the same, and the user has nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _decode(
+    image: Image.Image, name: str, max_pixels: int, draft_side: int | None = None, draft_pixels: int | None = None
+) -> np.ndarray:
+    """Check size and frame count from the header, then decode to gray.
+
+    With `draft_side` or `draft_pixels`, JPEGs decode at 1/2, 1/4 or 1/8 scale
+    when that still leaves at least the size `downscale` would make: far less
+    work for phone photos.
+    """
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: image is too large: {width}x{height} pixels (limit {max_pixels:,})")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: image has no pixels")
+    try:
+        with _pil_warnings():
+            # Cameras write MPO: the photo first, then previews; that is not an animation.
+            if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+                raise ImageError("animated images are not supported")
+            if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
+                factor = _shrink_factor(height, width, draft_side, draft_pixels)
+                image.draft("L", (int(width / factor), int(height / factor)))
+            return _pil_to_gray(ImageOps.exif_transpose(image))
+    except ImageError as exc:  # raised by the checks above and below, which do not know the name
+        raise ImageError(f"{name}: {exc}") from None
+    except Exception as exc:  # truncated or corrupt data surfaces here, in many types
+        raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    """Any PIL mode to float gray: alpha over white, 16/32-bit by their range."""
+    image.load()  # corrupt data fails here, as corrupt; a mode PIL cannot convert fails below
+    try:
+        if image.mode in ALPHA_MODES or "transparency" in image.info:
+            la = image.convert("LA")
+            paper = Image.new("L", image.size, 255)
+            paper.paste(la.getchannel("L"), mask=la.getchannel("A"))
+            image = paper
+        elif image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            image = image.convert("L")
+    except ValueError:
+        raise ImageError(f"unsupported image mode {image.mode}") from None
+    return _to_unit(np.asarray(image))
+
+
+def array_to_gray(array: np.ndarray) -> np.ndarray:
+    """H x W or H x W x C (C = 1..4, last channel alpha when C is 2 or 4)."""
+    if array.size == 0:
+        raise ImageError(f"the array is empty (shape {array.shape})")
+    if array.ndim == 3 and 1 <= array.shape[2] <= 4:
+        channels = _to_unit(array)
+        alpha = channels[..., -1] if array.shape[2] in (2, 4) else None
+        color = channels[..., :3] if array.shape[2] >= 3 else channels[..., :1]
+        gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[..., 0]
+        return gray if alpha is None else gray * alpha + (1 - alpha)
+    if array.ndim != 2:  # a stack of images, most often: which axis holds them is not for us to guess
+        raise ImageError(f"shape {array.shape} is not one image (H x W, H x W x C or, for a tensor, C x H x W, with "
+                         "C = 1..4): give several images as a list, e.g. predict(list(images))")
+    return _to_unit(array)
+
+
+def _to_unit(array: np.ndarray) -> np.ndarray:
+    """Scale to float32 [0, 1]: by the dtype's range for 8/16-bit, by value otherwise."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535
+    if array.dtype.kind not in "biuf":  # bool, integers, floats
+        raise ImageError(f"an array of {array.dtype} values is not an image")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageError("image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low >= 0 and high <= 1:
+        return array.astype(np.float32)
+    if array.dtype.kind == "f" and low >= 0 and high <= UNIT_OVERSHOOT:
+        # [0, 1] resampled with LANCZOS or bicubic rings past white by under 10 %; a 0..255 image this low would be
+        # black throughout (under 0.6 % of white), nothing to read either way.
+        return np.minimum(array, 1).astype(np.float32)
+    if low >= 0 and high <= 255:
+        return array.astype(np.float32) / 255
+    if low >= 0 and high <= 65535 and array.dtype.kind in "iu":
+        return array.astype(np.float32) / 65535
+    if high == low:
+        return np.zeros(array.shape, np.float32)
+    # In float64: the span between float32's extremes, or of large integers, overflows float32.
+    return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def _shrink_factor(height: int, width: int, max_side: int | None, max_area: int | None = None) -> float:
+    """How many times to shrink for a longer side of at most `max_side` and an area of at most `max_area` (<= 1: no
+    need)."""
+    by_side = max(height, width) / max_side if max_side else 1.0
+    return max(by_side, float(np.sqrt(height * width / max_area)) if max_area else 1.0)
+
+
+def downscale(gray: np.ndarray, max_side: int | None, max_area: int | None = None) -> np.ndarray:
+    """Area-average so that the longer side is at most `max_side` and the area at most `max_area`."""
+    height, width = gray.shape
+    factor = _shrink_factor(height, width, max_side, max_area)
+    if factor <= 1:
+        return gray
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32), "F").resize(size, Image.BOX))

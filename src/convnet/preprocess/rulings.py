@@ -1,0 +1,193 @@
+"""Lines that are not digits: those of ruled and squared paper (erased before the digit is cropped), and the rules
+drawn under a number (found for `convnet.segment`, which reads the digits both with and without a doubtful one)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convnet.components import Components, connected_components, major_box, speck_mask
+from convnet.preprocess.morphology import running, vertical_runs
+
+LINE_ASPECT = 10  # a thin piece of ink this many times as wide as tall is a piece of a line, not of a digit
+RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
+RULING_THIN = 0.1  # ...is thin (on average at most this share of its length thick: a stroke may join it)...
+RULING_TILT = 0.2  # ...nearly level (its box at most this share of its length deep: under about 11 degrees)...
+RULING_MARGIN = 0.05  # ...and goes on past the digit on both sides by this share of the image
+
+
+def remove_rulings(ink: np.ndarray) -> np.ndarray:
+    """Erase the lines of ruled or squared paper, keeping the strokes that cross or lie on them.
+
+    A notebook's lines are ink as much as the digit is, and the heaviest ink would
+    be taken for the digit. Lines are told from strokes by being several, straight,
+    nearly across the whole image and going on past the digit on both sides: the
+    bars of a tightly cropped 7 or Z-like 2 are as long as the image, but they end
+    where the rest of the digit does, so they are left alone.
+    """
+    rows, row_spans = _rulings(ink)  # horizontal lines
+    cols, col_spans = _rulings(ink.T)  # vertical lines, found as horizontal ones in the transpose
+    cols = cols.T
+    if len(row_spans) + len(col_spans) < 2:
+        return ink
+    x0, y0, x1, y1 = _digit_box(np.where((rows > 0) | (cols > 0), 0, ink))
+    height, width = ink.shape
+    row_ok = _past(row_spans, x0, x1, RULING_MARGIN * width)
+    col_ok = _past(col_spans, y0, y1, RULING_MARGIN * height)
+    if row_ok.sum() + col_ok.sum() < 2:
+        return ink
+    rows, cols = np.concatenate([[False], row_ok])[rows], np.concatenate([[False], col_ok])[cols]
+    # Where a stroke crosses a line or lies on it, the ink across the line is thicker than the line: keep it there.
+    erase = _thin_across(rows, ink > 0) | _thin_across(cols.T, ink.T > 0).T
+    return np.where(erase, 0, ink)
+
+
+# A rule under a number, touching its digits: the lowest ink of at least UNDERLINE_SPAN of the columns of a piece
+# UNDERLINE_WIDE times as wide as tall (a number, not one digit), below UNDERLINE_LOW of its height; without it the
+# piece comes apart, or what is left above it fills at most UNDERLINE_PAST of its columns (it reaches past its digit).
+UNDERLINE_SPAN = 0.8
+UNDERLINE_WIDE = 1.2
+UNDERLINE_LOW = 0.5
+UNDERLINE_PAST = 0.6
+# A loose rule is at most UNDERLINE_THIN of the tallest digit's height thick and at least that height long; under a
+# single digit, it is sure only when it reaches past each side by UNDERLINE_REACH of the digit's width.
+UNDERLINE_THIN = 0.3
+UNDERLINE_REACH = 0.1
+MAX_RULES = 8  # more candidates are hatching or dashes, not the rules of a number
+
+
+def find_underlines(ink: np.ndarray, components: Components | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the rules drawn under a number: the sure ones, and the ones that may be part of a digit (without
+    the strokes that join them, where the ink is thicker than the rule), for a caller that can read the digits to
+    compare both readings. `components` are the ink's, when the caller has them.
+
+    Left in, a rule joins the digits above it into one piece that reads as one wide digit, often a confident 2.
+    A loose rule is a thin piece at least as long as the tallest digit is tall, below the ink it spans (see
+    `loose_rules`). A rule that touches the digits is the straight bottom edge of most of a piece wider than tall,
+    which comes apart without it; two 2s whose bases touch can look like that too, so it is never sure.
+    """
+    sure, doubtful = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+    components = connected_components(ink) if components is None else components
+    if not len(components):
+        return sure, doubtful
+    boxes = components.boxes
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    solid = (widths < LINE_ASPECT * heights) & ~speck_mask(components, ink.shape)
+    if not solid.any():  # nothing but lines and dust: not a number, which the caller says
+        return sure, doubtful
+    tallest = heights[solid].max()
+    loose, maybe = loose_rules(components, solid)
+    sure = np.concatenate([[False], loose])[components.labels]
+    doubtful = np.concatenate([[False], maybe])[components.labels]
+    for i in np.nonzero(solid & (widths >= UNDERLINE_WIDE * heights))[0]:
+        x0, y0, x1, y1 = (int(v) for v in boxes[i])
+        mask = components.labels[y0:y1, x0:x1] == i + 1
+        rule = _rule_along_bottom(mask)
+        if not rule.any():
+            continue
+        # A rule joins the digits it underlines, which come apart without it, or reaches well past the one digit it
+        # touches, as long as the tallest digit is tall (as a loose one does). A 2 without its base is one piece, and
+        # its base no longer than a digit is tall.
+        above = connected_components(mask & ~rule)
+        tall = np.concatenate([[False], above.boxes[:, 3] - above.boxes[:, 1] >= (y1 - y0) / 4])[above.labels]
+        past = np.count_nonzero(tall.any(axis=0)) <= UNDERLINE_PAST * (x1 - x0) and x1 - x0 >= tallest
+        if past or len(np.unique(above.labels[tall])) >= 2:
+            doubtful[y0:y1, x0:x1] |= rule
+    return sure, doubtful
+
+
+def loose_rules(components: Components, solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which components are loose rules, and which may be: thin, at least as long as the tallest `solid` one is
+    tall, and below the middle of the solid ink they span (a 5's loose bar is shorter, or on top of the rest of its
+    5). Under a single digit-sized piece, only a rule that reaches past it on both sides is sure: one that ends where
+    the piece does may be a wide 2's base drawn apart from its body, or a rule under two digits that overlap."""
+    boxes = components.boxes
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    tallest = heights[solid].max()
+    rules = (widths >= tallest) & (heights <= UNDERLINE_THIN * tallest)
+    doubtful = np.zeros(len(rules), bool)
+    if np.count_nonzero(rules) > MAX_RULES:  # hatching, a page of dashes: no number's rules
+        return doubtful, doubtful
+    for i in np.nonzero(rules)[0]:
+        over = np.nonzero(solid & (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0]))[0]
+        rules[i] = not len(over) or 2 * boxes[i, 1] >= boxes[over, 1].min() + boxes[over, 3].max()
+        if rules[i] and len(over) == 1 and widths[over[0]] < UNDERLINE_WIDE * heights[over[0]]:
+            margin = UNDERLINE_REACH * widths[over[0]]
+            past = boxes[i, 0] <= boxes[over[0], 0] - margin and boxes[i, 2] >= boxes[over[0], 2] + margin
+            rules[i], doubtful[i] = past, not past
+    return rules, doubtful
+
+
+def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a straight, thin rule that makes the lowest ink of most columns of `mask`; none if there is no
+    such rule. Where a stroke joins the rule, the ink is thicker than the rule and stays."""
+    height, width = mask.shape
+    columns = np.nonzero(mask.any(axis=0))[0]
+    lowest = height - 1 - np.argmax(mask[::-1, columns], axis=0)
+    thickness = vertical_runs(mask)[lowest, columns]
+    # The rule is most of the columns: the medians of each half put a line through it, whatever hangs below it.
+    half = len(columns) // 2
+    xl, xr = np.median(columns[:half]), np.median(columns[half:])
+    yl, yr = np.median(lowest[:half]), np.median(lowest[half:])
+    slope = (yr - yl) / max(xr - xl, 1)
+    line = yl + slope * (columns - xl)
+    typical = float(np.median(thickness))
+    on_rule = np.abs(lowest - line) <= 1 + typical / 2
+    thin = on_rule & (thickness <= 1.5 * typical + 1)  # elsewhere on the rule a stroke joins it from above
+    rule = np.zeros(mask.shape, bool)
+    if on_rule.sum() < UNDERLINE_SPAN * width or abs(slope) > RULING_TILT or not thin.any():
+        return rule
+    if (lowest[thin] - thickness[thin]).min() < UNDERLINE_LOW * height:  # ink low in the piece, not under it
+        return rule
+    rows = np.arange(height)[:, None]
+    rule[:, columns] = thin & (rows <= lowest) & (rows > lowest - thickness)
+    return rule
+
+
+def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their (x0, x1)."""
+    width = ink.shape[1]
+    mask = ink > 0
+    none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
+    if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
+        return none
+    # A pixel of slack up and down for slight tilt and anti-aliased edges.
+    band = running(mask.T.astype(np.float32), 1, np.maximum).T
+    reach = max(2, int(0.05 * width))
+    runs = running(running(band, reach, np.minimum), reach, np.maximum)  # inside horizontal runs of 10 % or more
+    # A faint line breaks up where noise removal took its palest stretches: bridge gaps of up to 10 % of the width
+    # (edge padding, so that the closing does not trim the lines' ends at the borders).
+    padded = np.pad(runs, ((0, 0), (reach, reach)), mode="edge")
+    joined = running(running(padded, reach, np.maximum), reach, np.minimum)[:, reach:-reach]
+    components = connected_components(joined)
+    if not len(components):
+        return none
+    boxes = components.boxes
+    spans, depths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    thick = components.mass / np.maximum(spans, 1)
+    lines = (spans >= RULING_SPAN * width) & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
+    number = np.zeros(len(lines) + 1, np.intp)
+    number[1:][lines] = np.arange(1, lines.sum() + 1)
+    return np.where(mask, number[components.labels], 0), boxes[lines][:, [0, 2]]
+
+
+def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the heavy ink left once the lines are out; a point in the middle if none is left (a blank page)."""
+    components = connected_components(rest)
+    if not len(components):
+        return rest.shape[1] // 2, rest.shape[0] // 2, rest.shape[1] // 2, rest.shape[0] // 2
+    return major_box(components, np.ones(len(components), bool))
+
+
+def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
+    """Which lines go on at least `margin` past both ends of [start, stop)."""
+    return (spans[:, 0] <= start - margin) & (spans[:, 1] >= stop + margin)
+
+
+def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pixels of horizontal `lines` whose vertical run of ink is no thicker than a line's."""
+    if not lines.any():
+        return lines
+    runs = vertical_runs(mask)
+    # The commonest thickness is the lines' own: strokes that join a line may cover much of its pixels.
+    limit = 1.5 * np.bincount(runs[lines]).argmax() + 1
+    return lines & (runs <= limit)
