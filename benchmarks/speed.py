@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 
 from convnet.cli import positive_int, report_errors
+from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
 from convnet.device import cpu_info, resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
-from convnet.train import RUN_FILES, TrainConfig, train
+from convnet.train import RUN_FILES, train
 
 KERAS_EPOCH_SECONDS = 49.6 / 10  # the lesson's Keras code, as measured by its author, when TensorFlow is absent
 

@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import save_file
 
 from convnet.distributed import exit_process
-from convnet.train import TrainConfig, train
+from convnet.config import TrainConfig
+from convnet.train import train
 
 data_dir, out, ema = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 result = train(TrainConfig(model="fast", data_dir=data_dir, epochs=2, batch_size=16, device="cpu", ema=ema,

@@ -21,10 +21,11 @@ with imports_held("convnet"):  # Ctrl-C while PyTorch loads: the imports finish,
     flush_denormals()  # before any PyTorch thread exists, so that all of them inherit it (see its docstring)
 
     from convnet.checkpoint import load_model, save_model
+    from convnet.config import TrainConfig
     from convnet.data import Dataset, load_dataset
     from convnet.evaluate import EvalResult, evaluate
     from convnet.models import create_model, list_models
-    from convnet.train import TrainConfig, fit, train
+    from convnet.train import fit, train
 
 __all__ = [
     "Dataset",

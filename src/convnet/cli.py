@@ -310,7 +310,8 @@ def _train_rank(args: argparse.Namespace, w) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from convnet.train import TrainConfig, train
+    from convnet.config import TrainConfig
+    from convnet.train import train
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
     result = train(TrainConfig.from_dict(options))

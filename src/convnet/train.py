@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import io
 import json
 import math
-import numbers
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -25,122 +22,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
+from convnet.average import WeightAverage
+from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, remove_empty, save_model
+from convnet.config import TrainConfig
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
-from convnet.interrupt import ctrl_c_held
-from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
+from convnet.interrupt import ctrl_c_held
 from convnet.models import Network, create_model, get_spec
 from convnet.models.deskew import deskew_training_images
 from convnet.progress import Log, progress_bar, stderr_log
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("onecycle", "constant")
-PRECISIONS = ("auto", "fp32", "bf16")
-_TYPES = {"str": (str, "a string"), "int": (int, "a whole number"), "float": (numbers.Real, "a number"),
-          "bool": (bool, "True or False")}  # TrainConfig's field types: what a value must be
-
-
-@dataclass
-class TrainConfig:
-    """Every training option in one place. `None` means: take the model's own recipe (`convnet models NAME`)."""
-
-    model: str = "fast"
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    schedule: str | None = None
-    augment: bool | None = None  # the recipe's augmentation (or, for one without, augment.STANDARD) on or off
-    ema: float | None = None  # decay of the moving average of the weights that becomes the model; 0: none
-    seed: int = 0
-    val_split: float | None = None
-    target_accuracy: float | None = None  # stop once the test accuracy reaches it (speed-benchmark convention)
-    out: str | None = None
-    overwrite: bool = False  # replace the files of a run already in `out` (otherwise that is an error)
-    device: str = "auto"
-    precision: str = "auto"  # auto (bf16 autocast where it is faster, see device.native_bf16) | fp32 | bf16
-    compile: bool = False  # torch.compile the model, with CUDA graphs on a GPU (pays off for longer runs)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from user values, rejecting unknown keys with a close-match suggestion."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"training options come as a dict such as {{'epochs': 1}}, not {values!r}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
-                raise ConfigError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else "."))
-        return cls(**values)
-
-    def resolved(self) -> TrainConfig:
-        """A copy with the model's recipe filled in where the user gave nothing, checked for sense."""
-        cfg = dataclasses.replace(self)
-        cfg._check_types()  # first: get_spec(5) or `"0.01" < 0` would fail deep inside with a TypeError
-        recipe = get_spec(cfg.model).recipe
-        for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "schedule",
-                     "val_split", "ema"):
-            if getattr(cfg, name) is None:
-                setattr(cfg, name, getattr(recipe, name))
-        if cfg.augment is None:
-            cfg.augment = bool(recipe.augment)
-        cfg.check()
-        return cfg
-
-    def _check_types(self) -> None:
-        """Each option has its field's type, or is None where the field allows it (the recipe's value, or none).
-
-        A bool is no number here, and no string a flag: `augment="no"` would otherwise switch augmentation on.
-        """
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind, *rest = f.type.split(" | ")  # the annotation as text: "float | None"
-            if value is None and rest == ["None"]:
-                continue
-            if kind == "str" and isinstance(value, (os.PathLike, torch.device)):
-                value = str(value)  # a Path for out or data_dir, a torch.device; config.json needs a string
-            want, words = _TYPES[kind]
-            if not isinstance(value, want) or (isinstance(value, bool) and kind != "bool"):
-                raise ConfigError(f"{f.name.replace('_', ' ')} must be {words}, not {value!r}.")
-            setattr(self, f.name, float(value) if kind == "float" else value)  # numpy's float32 is no JSON number
-
-    def check(self) -> None:
-        """The values of a resolved config (types checked by `resolved`) make sense together."""
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if self.batch_size < 1:
-            problems.append("batch size must be at least 1")
-        if not -(2**63) <= self.seed < 2**64:  # what torch.manual_seed takes
-            problems.append("seed must fit in 64 bits")
-        if not 0 < self.lr < math.inf:
-            problems.append("learning rate must be a positive number")
-        if not 0 <= self.weight_decay < math.inf:
-            problems.append("weight decay must be zero or a positive number")
-        if not 0 <= self.val_split < 1:
-            problems.append("val split must be in [0, 1)")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append("label smoothing must be in [0, 1)")
-        if not 0 <= self.ema < 1:
-            problems.append("ema must be in [0, 1): the decay of the weights' moving average, e.g. 0.999 (0: none)")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            problems.append("target accuracy must be in (0, 1], e.g. 0.99")
-        if problems:
-            raise ConfigError("; ".join(problems) + ".")
 
 
 @dataclass
@@ -244,7 +138,8 @@ def fit(
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
     loop.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     if loop.sched is None and cfg.schedule != "constant":
-        log(f"{cfg.epochs * steps} steps in all: too few for a {cfg.schedule} schedule; the learning rate stays {cfg.lr:g}")
+        log(f"{cfg.epochs * steps} steps in all: too few for a {cfg.schedule} schedule; the learning rate stays "
+            f"{cfg.lr:g}")
     torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
     history = History()
 
@@ -299,46 +194,6 @@ def fit(
             log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
                 "epoch's checkpoint is kept")
     return history
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights and BatchNorm statistics, updated after every step.
-
-    Late in training each step moves the weights a little along the noise of its batch; their average over the last
-    thousand or so steps (decay 0.999) sits nearer the middle of the region they wander in (Polyak averaging). Like
-    Adam's moments it is bias-corrected: step n weighs in by (1 - decay) / (1 - decay**n), so the initial random
-    weights count for nothing and a run shorter than the decay's span averages all its steps. Lerping all tensors in
-    one foreach call keeps it to a few kernel launches a step and no host sync.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay, self.steps = decay, 0
-        sources = [*model.parameters(), *model.buffers()]
-        self._floats = [t for t in sources if t.is_floating_point()]
-        self._others = [t for t in sources if not t.is_floating_point()]  # BatchNorm's batch counts: copied
-        self.floats = [t.detach().clone() for t in self._floats]
-        self.others = [t.detach().clone() for t in self._others]
-        self.kept: list[torch.Tensor] | None = None  # the model's own weights while the average stands in for them
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.steps += 1
-        torch._foreach_lerp_(self.floats, self._floats, (1 - self.decay) / (1 - self.decay**self.steps))
-        if self.others:  # foreach calls refuse empty lists
-            torch._foreach_copy_(self.others, self._others)
-
-    @torch.no_grad()
-    def use(self) -> None:
-        """Put the average in place of the model's own weights (the tensors it was made from), keeping those."""
-        self.kept = [t.clone() for t in self._floats + self._others]
-        torch._foreach_copy_(self._floats + self._others, self.floats + self.others)
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        """Give the model its own weights back, if the average stands in for them."""
-        if self.kept is not None:
-            torch._foreach_copy_(self._floats + self._others, self.kept)
-            self.kept = None
 
 
 def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, last: dict,

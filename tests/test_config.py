@@ -1,0 +1,85 @@
+"""Tests for convnet.config: TrainConfig's defaults, the recipe filling in, and the checks on every option."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from convnet.config import TrainConfig
+from convnet.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"lr": float("inf")}, "learning rate must be a positive number"),
+        ({"lr": float("nan")}, "learning rate must be a positive number"),
+        ({"weight_decay": -0.1}, "weight decay"),
+        ({"val_split": 1.5}, "val split"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"target_accuracy": 99.0}, "target accuracy"),
+        ({"ema": 1.0}, "ema must be in"),
+        ({"ema": -0.5}, "ema must be in"),
+        ({"model": "fats"}, "Did you mean 'fast'"),
+    ],
+)
+def test_bad_options_are_refused(options, words):
+    with pytest.raises((ConfigError, Exception), match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+def test_the_recipe_fills_what_the_user_left_out():
+    accurate = TrainConfig(model="accurate").resolved()
+    assert (accurate.epochs, accurate.val_split, accurate.augment) == (20, 0.02, True)
+    assert TrainConfig(model="fast").resolved().val_split == 0.1
+    mine = TrainConfig(model="accurate", val_split=0.1, epochs=3, augment=False).resolved()
+    assert (mine.epochs, mine.val_split, mine.augment) == (3, 0.1, False)
+
+
+def test_unknown_option_suggests():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"seed": 2**64}, "seed must fit in 64 bits"),
+    ({"seed": -(2**63) - 1}, "seed must fit in 64 bits"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"epochs": 1.5}, "epochs must be a whole number"),
+    ({"batch_size": "64"}, "batch size must be a whole number"),
+])
+def test_whole_number_options_are_checked(options, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"lr": "0.01"}, "lr must be a number, not '0.01'"),
+    ({"lr": True}, "lr must be a number, not True"),
+    ({"val_split": [0.1]}, "val split must be a number"),
+    ({"augment": "no"}, "augment must be True or False, not 'no'"),
+    ({"compile": 1}, "compile must be True or False"),
+    ({"overwrite": "yes"}, "overwrite must be True or False"),
+    ({"model": 5}, "model must be a string, not 5"),
+    ({"model": None}, "model must be a string, not None"),
+    ({"optimizer": 3}, "optimizer must be a string"),
+    ({"out": 7}, "out must be a string"),
+    ({"epochs": "1"}, "epochs must be a whole number"),
+    ({"seed": None}, "seed must be a whole number"),
+])
+def test_option_types_are_checked(options, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig.from_dict(options).resolved()
+
+
+def test_numbers_and_paths_of_other_types_are_taken(tmp_path):
+    import numpy as np
+
+    cfg = TrainConfig(lr=np.float32(0.5), weight_decay=0, out=tmp_path / "r", data_dir=tmp_path,
+                      device=torch.device("cpu")).resolved()
+    assert (cfg.lr, cfg.weight_decay, cfg.out, cfg.data_dir) == (0.5, 0.0, str(tmp_path / "r"), str(tmp_path))
+    assert cfg.device == "cpu"
+    assert type(cfg.lr) is float and json.dumps(dataclasses.asdict(cfg))  # config.json can be written
