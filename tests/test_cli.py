@@ -299,3 +299,18 @@ def test_after_a_caught_ctrl_c_the_package_imports_afresh_and_ctrl_c_is_python_s
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stdout == "caught\nload_model fit\n"
     assert "Traceback" in done.stderr and "convnet: interrupted" not in done.stderr
+
+
+def test_a_model_given_where_an_image_goes_gets_the_fix(tmp_path, capsys):
+    """`evaluate` takes the model first; `predict runs/x digit.png` is the natural slip, and the error says the fix."""
+    image = tmp_path / "blank.png"
+    image.write_bytes(b"not a png")
+    folder, card = SHIPPED / "default", SHIPPED / "default" / "model.json"
+    assert main(["predict", str(folder), str(card), "default", str(image)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    for path, line in zip([folder, card, "default"], lines):
+        assert line.startswith(f"{path}: error: ") and line.endswith(f"give it as --model {path}")
+    assert "error: not an image file" in lines[3] and "--model" not in lines[3]  # a plain bad image: no such advice
+    assert main(["read", str(folder)]) == 1
+    assert f"is a directory, not an image file; that is a model: to recognise images with it, give it as --model " \
+        f"{folder}" in capsys.readouterr().err

@@ -179,6 +179,15 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
     return weights, card
 
 
+def is_model(ref: Path | str) -> bool:
+    """Whether `ref` names a model as `load_model` takes one: a run folder, a model file or a shipped model's name."""
+    try:
+        resolve(ref)
+    except (ModelError, OSError, ValueError):  # ValueError: a path with a NUL byte, say
+        return False
+    return True
+
+
 def read_card(path: Path) -> dict:
     try:
         with open(path, "rb") as f:

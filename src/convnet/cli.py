@@ -9,6 +9,7 @@ with imports_held("convnet"):  # as the package's own: the `convnet` command imp
     import difflib
     import json
     import os
+    import shlex
     import sys
     from collections.abc import Callable, Sequence
     from pathlib import Path
@@ -382,6 +383,15 @@ def _recognizer(args: argparse.Namespace, **options):
     return Recognizer.load(args.model, device=args.device, min_confidence=confidence, **options)
 
 
+def _model_hint(path: str) -> str:
+    """For an image path that is a model (`convnet predict runs/x digit.png`, as `evaluate` takes it): the fix."""
+    from convnet.checkpoint import is_model
+
+    if not is_model(path):
+        return ""
+    return f"; that is a model: to recognise images with it, give it as --model {shlex.quote(path)}"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from convnet.infer import expand_paths
 
@@ -393,7 +403,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             d = p.to_dict(probabilities=False)
             print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
         elif p.error:  # the message names the path too, for the JSON lines: once is enough here
-            print(f"{p.path}: error: {p.error.removeprefix(f'{p.path}: ')}")
+            print(f"{p.path}: error: {p.error.removeprefix(f'{p.path}: ')}{_model_hint(p.path)}")
         else:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"
@@ -408,15 +418,15 @@ def cmd_read(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reading.to_dict()))
     elif reading.error:
-        print(f"convnet: error: {reading.error}", file=sys.stderr)
+        print(f"convnet: error: {reading.error}{_model_hint(args.image)}", file=sys.stderr)
     else:
         digits = "  ".join(f"{d.label if d.label is not None else '?'}:{d.confidence:.1%}" for d in reading.digits)
         print(f"{reading.number if reading.number is not None else '?'}   ({reading.reason or digits})")
     return 1 if reading.error else 0
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble, "predict": cmd_predict,
-            "read": cmd_read}
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate,
+            "ensemble": cmd_ensemble, "predict": cmd_predict, "read": cmd_read}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
