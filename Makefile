@@ -31,6 +31,7 @@ train: install
 	$(BIN)/convnet train --model $(MODEL)
 
 test: dev
+	$(BIN)/python -m ruff check --quiet src tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 benchmark: install

@@ -173,7 +173,8 @@ def table(rows: list[dict], precision: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=positive_int, default=3, help="runs of each short benchmark (median reported)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="runs of each short benchmark (median reported)")
     parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | mps | auto")
     parser.add_argument("--accurate", action="store_true",
                         help="also train `accurate` alone (long; skipped when --ensemble already names it)")

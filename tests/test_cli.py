@@ -185,7 +185,8 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tm
     vote = run("ensemble", out, other, "--data-dir", small, "--out", vote_out, "--overwrite")
     assert vote.returncode == 1 and "takes 28×28 images, but mnist has 20×20" in vote.stderr
     assert (vote_out / "model.safetensors").read_bytes() == before["model.safetensors"]
-    assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite").returncode == 0
+    retrain = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite")
+    assert retrain.returncode == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
     assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
     fresh = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--lr", "1e30", "--out", tmp_path / "new" / "run")

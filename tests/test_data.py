@@ -306,7 +306,8 @@ def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, 
         with _fails_if_it_hangs():
             assert data.load_dataset("mnist").source == str(path)
     else:
-        with _fails_if_it_hangs(), pytest.raises(DataError, match="unreadable cache .*run `convnet data fetch mnist` to replace it"):
+        unreadable = "unreadable cache .*run `convnet data fetch mnist` to replace it"
+        with _fails_if_it_hangs(), pytest.raises(DataError, match=unreadable):
             data.load_dataset("mnist")
 
 
@@ -323,7 +324,8 @@ def test_a_dataset_takes_integer_labels_of_any_width_as_int64(tiny_arrays):
     # float pixels would be divided by 255 a second time; NaN or infinity cannot be uint8
     ({"test_x": np.zeros((200, 28, 28), np.float32)}, "test images must be uint8 pixels 0–255, not float32; convert"),
     ({"train_x": np.full((600, 28, 28), np.nan)}, "train images must be uint8 pixels 0–255, not float64"),
-    ({"test_x": np.zeros((200, 1, 28, 28), np.uint8)}, r"one-channel, shaped \(N, height, width\), not \(200, 1, 28, 28\)"),
+    ({"test_x": np.zeros((200, 1, 28, 28), np.uint8)},
+     r"one-channel, shaped \(N, height, width\), not \(200, 1, 28, 28\)"),
     ({"test_x": np.zeros((200, 28, 28, 1), np.uint8)}, r"not \(200, 28, 28, 1\)"),
     ({"test_x": np.zeros((200, 32, 32), np.uint8)}, "train images are 28×28 pixels but test images 32×32"),
     ({"test_y": np.zeros(200, np.float32)}, "test labels must be whole numbers, not float32"),
@@ -335,7 +337,8 @@ def test_a_dataset_takes_integer_labels_of_any_width_as_int64(tiny_arrays):
     ({"test_y": np.zeros((200, 1), np.int64)}, "do not match"),
     ({"test_y": [0] * 200}, "test images and labels must be numpy arrays, not list"),
     ({"train_x": list(np.zeros((600, 28, 28), np.uint8))}, "must be numpy arrays, not list"),
-    ({"train_x": torch.zeros(600, 28, 28, dtype=torch.uint8)}, r"not Tensor: pass np.asarray\(…\) or a tensor's .numpy\(\)"),
+    ({"train_x": torch.zeros(600, 28, 28, dtype=torch.uint8)},
+     r"not Tensor: pass np.asarray\(…\) or a tensor's .numpy\(\)"),
     ({"classes": []}, "classes must be a non-empty list"),
 ])
 def test_a_dataset_refuses_arrays_it_cannot_hold(tiny_arrays, change, words):

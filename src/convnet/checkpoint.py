@@ -34,7 +34,8 @@ MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parse
 
 
 def versions() -> dict[str, str]:
-    return {"convnet": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {"convnet": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def make_card(model: Network | Ensemble, **extra) -> dict:

@@ -276,8 +276,8 @@ def _recipe_line(recipe: dict) -> str:
     """What `convnet train --model NAME` does unless told otherwise, in the words of the train options."""
     augment = ", ".join(f"{k} {v:g}" for k, v in recipe["augment"].items()) or "none"
     epochs = recipe["epochs"]
-    line = (f"{epochs} epoch{'s' * (epochs != 1)}, batch {recipe['batch_size']}, {recipe['optimizer']} lr {recipe['lr']:g} "
-            f"({recipe['schedule']}), weight decay {recipe['weight_decay']:g}, label smoothing "
+    line = (f"{epochs} epoch{'s' * (epochs != 1)}, batch {recipe['batch_size']}, {recipe['optimizer']} lr "
+            f"{recipe['lr']:g} ({recipe['schedule']}), weight decay {recipe['weight_decay']:g}, label smoothing "
             f"{recipe['label_smoothing']:g}, augmentation: {augment}, {recipe['val_split']:.0%} held out")
     if recipe["fp32_finish"]:
         line += f", last {recipe['fp32_finish']:.0%} of epochs in fp32 under --precision auto"

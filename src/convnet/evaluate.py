@@ -100,7 +100,9 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
     )
 
 
-def evaluate(model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None) -> EvalResult:
+def evaluate(
+    model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None
+) -> EvalResult:
     """Evaluate on a data set split with the model's own normalisation."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
@@ -143,7 +145,8 @@ def format_report(result: EvalResult) -> str:
     ]
     lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
     for i, c in enumerate(result.classes):
-        lines.append(f"{c:>8} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} {int(pc['support'][i]):>8}")
+        lines.append(f"{c:>8} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} "
+                     f"{int(pc['support'][i]):>8}")
     lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
     width = max(5, len(str(int(result.confusion.max()))) + 1)
     lines.append(" " * 8 + "".join(f"{c:>{width}}" for c in result.classes))

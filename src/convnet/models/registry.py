@@ -116,7 +116,8 @@ def _check_input_size(model: Network) -> None:
             model(torch.zeros(1, model.in_channels, *model.input_size))
     except (RuntimeError, ValueError) as e:
         h, w = model.input_size
-        raise ConfigError(f"{model.arch} cannot take {h}×{w} images: they are too small for its layers ({e}).") from None
+        raise ConfigError(f"{model.arch} cannot take {h}×{w} images: they are too small for its layers "
+                          f"({e}).") from None
     finally:
         model.train(training)
 

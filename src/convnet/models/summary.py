@@ -51,5 +51,6 @@ def summary_table(model: nn.Module) -> str:
     for r in rows:
         out += [line((r[0], r[1], f"{r[2]:,}")), "_" * width]
     out[-1] = "=" * width
-    out += [f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}"]
+    out += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}"]
     return "\n".join(out)
