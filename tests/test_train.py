@@ -118,12 +118,13 @@ def test_no_temperature_from_a_flawless_hold_out():
     model, messages = create_model("fast").eval(), []
     x = torch.randn(40, 1, 28, 28)
     with torch.no_grad():
-        predicted = model(x).argmax(1)
-    assert calibrate(model, x, predicted, messages.append) is None
+        logits = model(x)
+    predicted = logits.argmax(1)
+    assert calibrate(model, logits, predicted, messages.append) is None
     assert model.temperature == 1.0 and "not fitted" in messages[0]
     wrong = predicted.clone()
     wrong[:3] = (wrong[:3] + 1) % 10
-    assert calibrate(model, x, wrong, messages.append)["temperature"] == model.temperature != 1.0
+    assert calibrate(model, logits, wrong, messages.append)["temperature"] == model.temperature != 1.0
 
 
 def test_target_accuracy_stops_early(tiny_dir):
@@ -322,17 +323,17 @@ def test_ctrl_c_after_the_last_epoch_leaves_a_consistent_folder(tiny_dir, tmp_pa
 @pytest.mark.parametrize("where", ["scoring the average", "logging", "_calibrate"])
 def test_ctrl_c_once_the_average_is_in_keeps_the_last_weights(tiny_dir, tmp_path, monkeypatch, where):
     trainer = import_module("convnet.train")
-    real_use, real_evaluate, real_calibrate = trainer.WeightAverage.use, trainer.evaluate_tensors, trainer._calibrate
+    real_use, real_logits, real_calibrate = trainer.WeightAverage.use, trainer.logits_of, trainer._calibrate
     used = []
 
     def use(average):
         real_use(average)
         used.append(True)
 
-    def evaluate_tensors(*args, **kwargs):
+    def logits_of(*args, **kwargs):
         if used and where == "scoring the average":
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
+        return real_logits(*args, **kwargs)
 
     def calibrate(*args, **kwargs):
         real_calibrate(*args, **kwargs)  # the temperature is fitted, then Ctrl-C
@@ -344,7 +345,7 @@ def test_ctrl_c_once_the_average_is_in_keeps_the_last_weights(tiny_dir, tmp_path
         messages.append(message)
 
     monkeypatch.setattr(trainer.WeightAverage, "use", use)
-    monkeypatch.setattr(trainer, "evaluate_tensors", evaluate_tensors)
+    monkeypatch.setattr(trainer, "logits_of", logits_of)
     if where == "_calibrate":
         monkeypatch.setattr(trainer, "_calibrate", calibrate)
     messages = []

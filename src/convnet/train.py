@@ -183,10 +183,14 @@ def fit(
         before = model.temperature
         try:
             if loop.ema is not None:
-                history.ema = _use_average(model, loop.ema, x_val, y_val if w.is_main else y_val[:0],
-                                           history.epochs[-1], log)
-            if w.is_main and len(x_val):
-                history.calibration = _calibrate(model, x_val, y_val, log)
+                loop.ema.use()
+                distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics
+            # One pass over the held-out images serves both the average's score and the temperature fit.
+            held_out = logits_of(model, x_val) if w.is_main and len(x_val) else None
+            if loop.ema is not None:
+                history.ema = _average_record(loop.ema, held_out, y_val, history.epochs[-1], log)
+            if held_out is not None:
+                history.calibration = _calibrate(model, held_out, y_val, log)
         except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
             if loop.ema is not None:
                 loop.ema.restore()
@@ -196,18 +200,15 @@ def fit(
     return history
 
 
-def _use_average(model: Network, ema: WeightAverage, x_val: torch.Tensor, y_val: torch.Tensor, last: dict,
-                 log: Log) -> dict:
-    """Make the moving average the trained model; say how both do on the held-out images, when there are some
-    (the last weights were scored there after the `last` epoch)."""
+def _average_record(ema: WeightAverage, logits: torch.Tensor | None, y_val: torch.Tensor, last: dict,
+                    log: Log) -> dict:
+    """Say how the moving average, now the trained model, and the last weights (scored after the `last` epoch) do
+    on the held-out images, given the average's `logits` there (None: no held-out images on this process)."""
     record: dict = {"decay": ema.decay, "steps": ema.steps}
-    if len(y_val):
-        record["val_accuracy_weights"] = last["val_accuracy"]
-    ema.use()
-    distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics: make them one model
     message = f"moving average of the weights (decay {ema.decay:g}, over {ema.steps:,} steps) kept"
-    if len(y_val):
-        record["val_accuracy_average"] = round(evaluate_tensors(model, x_val, y_val, model.classes).accuracy, 6)
+    if logits is not None:
+        record["val_accuracy_weights"] = last["val_accuracy"]
+        record["val_accuracy_average"] = round((logits.argmax(1) == y_val).float().mean().item(), 6)
         message += (f": held-out accuracy {record['val_accuracy_average']:.2%}, against "
                     f"{record['val_accuracy_weights']:.2%} for the last weights")
     log(message)
@@ -233,9 +234,9 @@ def _logger(log: Log | None) -> Log:
     return log
 
 
-def _calibrate(model: Network, x_val: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict | None:
-    """Fit the softmax temperature on the held-out images, so that confidences match accuracies."""
-    logits = logits_of(model, x_val)  # one pass: the fit and both calibration errors use the same logits
+def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: Log) -> dict | None:
+    """Fit the softmax temperature to the model's `logits` on the held-out images, so that confidences match
+    accuracies."""
     if bool((logits.argmax(1) == y_val).all()):
         # Without a single mistake the likelihood only grows as T shrinks: the fit would claim certainty.
         log(f"temperature not fitted: the model classifies all {len(y_val)} held-out images correctly, which does "
