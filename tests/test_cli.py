@@ -127,6 +127,8 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["trian"], 2, "did you mean 'train'"),
         (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
         (["models", "--model", "fast"], 2, "'--model' belongs to other commands"),
+        (["data", "fetch", "--forse"], 2, "convnet data fetch: error: unrecognized arguments: --forse (did you mean "
+                                          "'--force'?)"),
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),
@@ -143,6 +145,15 @@ def test_bad_input_gives_a_clear_error(args, code, words):
     done = run(*args)
     assert done.returncode == code
     assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_option_is_reported_by_its_command():
+    # The command's own usage line and options help; the top level's (COMMAND ...) would not.
+    done = run("train", "--mdoel", "fast")
+    assert done.returncode == 2 and done.stderr.startswith("usage: convnet train ") and "--epochs" in done.stderr
+    assert "convnet train: error: unrecognized arguments: --mdoel fast (did you mean '--model'?)" in done.stderr
+    done = run("data", "info", "--mdoel")  # no near option of its own: no guess, and never '--help'
+    assert done.returncode == 2 and done.stderr.rstrip().endswith("unrecognized arguments: --mdoel")
 
 
 def test_help_has_examples():

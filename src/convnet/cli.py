@@ -32,7 +32,20 @@ EXAMPLES = """examples:
 class Parser(argparse.ArgumentParser):
     """argparse that suggests the closest option or command for a typo."""
 
-    known_words: set[str] = set()
+    known_words: set[str] = set()  # every command's options, to tell a typo from another command's option
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The innermost command's parser, left in the namespace, reports the options no parser took: its usage
+        # line and options are the ones that help (argparse leaves them to the top level's).
+        self.set_defaults(_parser=self)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        innermost = vars(parsed).pop("_parser", self)
+        if extras:
+            innermost.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from convnet import distributed
@@ -43,7 +56,7 @@ class Parser(argparse.ArgumentParser):
             main = True
         if not main:  # under torchrun every process parses the same line; one says so
             self.exit(2)
-        hint = _suggestion(message)
+        hint = _suggestion(message, [o for o in self._option_string_actions if o.startswith("--") and o != "--help"])
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
@@ -52,18 +65,18 @@ class Parser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
 
-def _suggestion(message: str) -> str:
+def _suggestion(message: str, own_options: list[str]) -> str:
     """' (did you mean …?)' for the first mistyped command or option named in an argparse error, else ''."""
     if "invalid choice:" in message:
         bad = message.split("invalid choice:")[1].split("'")[1]
         choices = message.split("choose from")[1].replace("'", "").replace(")", "").replace(",", " ").split()
     elif "unrecognized arguments:" in message:
         bad = message.split("unrecognized arguments:")[1].split()[0].split("=")[0]
-        choices = sorted(Parser.known_words)
+        choices = own_options
+        if bad in Parser.known_words:  # a real option, of another command: suggesting a near one would confuse
+            return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
     else:
         return ""
-    if bad in choices:  # a real option, of another command: suggesting it back would only confuse
-        return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
     close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
