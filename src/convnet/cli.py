@@ -172,8 +172,9 @@ def build_parser() -> Parser:
                        help="keep a moving average of the weights with this decay, e.g. 0.999, and make it the "
                        "trained model (0: none; default: the model's recipe)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                       help="the recipe's rotation/shift/scale augmentation on or off; for a recipe without any "
-                            "(fast, lesson), --augment adds accurate's: rotation ±10°, shift and scale ±10 %%")
+                       help="the recipe's augmentation (rotation/shift/scale, and robust's low-resolution blur) "
+                            "on or off; for a recipe without any (fast, lesson), --augment adds accurate's: "
+                            "rotation ±10°, shift and scale ±10 %%")
     train.add_argument("--seed", type=int, default=0,
                        help="seeds the initial weights, the hold-out and the batch order (default: 0)")
     train.add_argument("--val-split", type=float,
