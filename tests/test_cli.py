@@ -72,7 +72,8 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
 
     second = tmp_path / "run2"
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--seed", "1",
-               "--out", second).returncode == 0
+               "--val-split", "20", "--out", second).returncode == 0  # 20: per cent, like the other shares
+    assert json.loads((second / "model.json").read_text())["training"]["val_split"] == 0.2
     vote = run("ensemble", out, second, "--out", tmp_path / "vote", "--data-dir", tiny_dir)
     assert vote.returncode == 0, vote.stderr
     assert "ensemble of 2: test accuracy" in vote.stdout

@@ -177,8 +177,9 @@ def build_parser() -> Parser:
                             "rotation ±10°, shift and scale ±10 %%")
     train.add_argument("--seed", type=int, default=0,
                        help="seeds the initial weights, the hold-out and the batch order (default: 0)")
-    train.add_argument("--val-split", type=float,
-                       help="fraction held out for validation and calibration (default: the model's recipe)")
+    train.add_argument("--val-split", type=fraction,
+                       help="share of the training images held out for validation and calibration, e.g. 0.1 or 10 "
+                            "(default: the model's recipe)")
     train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99 or 99")
     train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     train.add_argument("--overwrite", action="store_true", default=None,

@@ -107,7 +107,7 @@ class TrainConfig:
         if not 0 <= self.weight_decay < math.inf:
             problems.append("weight decay must be zero or a positive number")
         if not 0 <= self.val_split < 1:
-            problems.append("val split must be in [0, 1)")
+            problems.append("val split must be in [0, 1), e.g. 0.1 to hold out 10 %")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
         if not 0 <= self.ema < 1:
