@@ -238,6 +238,25 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_sound_checkpoint(tiny
     assert json.loads((tmp_path / "r" / "model.json").read_text())["metrics"]["epochs"] == 1
 
 
+def test_weights_broken_by_an_epoch_s_last_step_are_divergence_too(tiny_dir, tmp_path, monkeypatch):
+    # The loss is measured before each step, so it stays finite: the checkpoint must not take the broken weights.
+    loop = import_module("convnet.train")._Loop
+    real = loop.epoch
+
+    def breaks_the_weights_in_epoch_2(self, x, y, epoch):
+        row = real(self, x, y, epoch)
+        if epoch == 2:
+            with torch.no_grad():
+                next(self.net.parameters()).fill_(float("inf"))
+        return row
+
+    monkeypatch.setattr(loop, "epoch", breaks_the_weights_in_epoch_2)
+    with pytest.raises(ConfigError, match=r"diverged in epoch 2 \(the weights became infinite or NaN\)"):
+        train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, batch_size=32, val_split=0.0,
+                          out=str(tmp_path / "r")), log=lambda m: None)
+    assert json.loads((tmp_path / "r" / "model.json").read_text())["metrics"]["epochs"] == 1
+
+
 def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):
     with pytest.raises(ConfigError, match="diverged in epoch 1"):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=2, batch_size=32, lr=1e30,

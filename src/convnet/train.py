@@ -147,9 +147,13 @@ def fit(
         # Ctrl-C anywhere in here, evaluations and on_epoch_end included, ends the run with the epochs recorded so far.
         try:
             row = loop.epoch(x, y, epoch)
-            if distributed.agree(not math.isfinite(row["train_loss"]), dev):
+            # The loss was measured before each step: the epoch's last step can still have broken the weights.
+            broken = None if math.isfinite(row["train_loss"]) else f"the loss became {row['train_loss']}"
+            if broken is None and not _finite(model):
+                broken = "the weights became infinite or NaN"
+            if distributed.agree(broken is not None, dev):
                 # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
-                raise ConfigError(f"training diverged in epoch {epoch} (the loss became {row['train_loss']}): lower "
+                raise ConfigError(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower "
                                   f"the learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, "
                                   f"now {cfg.weight_decay:g}).")
             distributed.average_buffers(model)
@@ -198,6 +202,11 @@ def fit(
             log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
                 "epoch's checkpoint is kept")
     return history
+
+
+def _finite(model: Network) -> bool:
+    """Whether every weight and statistic of `model` is a finite number."""
+    return all(bool(t.isfinite().all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
 def _average_record(ema: WeightAverage, logits: torch.Tensor | None, y_val: torch.Tensor, last: dict,
