@@ -197,6 +197,12 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tm
     vote = run("ensemble", out, other, "--data-dir", small, "--out", vote_out, "--overwrite")
     assert vote.returncode == 1 and "takes 28×28 images, but mnist has 20×20" in vote.stderr
     assert (vote_out / "model.safetensors").read_bytes() == before["model.safetensors"]
+    (vote_out / "model.safetensors").unlink()  # a run's records alone are still a run's: not replaced unasked
+    refused = run("ensemble", out, other, "--data-dir", tiny_dir, "--out", vote_out)
+    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    vote = run("ensemble", out, other, "--data-dir", tiny_dir, "--out", vote_out, "--overwrite")
+    assert vote.returncode == 0, vote.stderr
+    assert sorted(p.name for p in vote_out.iterdir()) == ["model.json", "model.safetensors"]  # no stale records
     retrain = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--seed", "1", "--out", out, "--overwrite")
     assert retrain.returncode == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1

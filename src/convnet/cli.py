@@ -356,13 +356,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from convnet.checkpoint import WEIGHTS, claim_folder, folders_to_make, real_path, remove_empty, resolve
+    from convnet.train import RUN_FILES
 
     target = real_path(Path(args.out), follow=True) / WEIGHTS
     if any(resolve(ref)[0].resolve() == target for ref in args.models):  # not even with --overwrite
         raise ConfigError(f"--out {args.out} holds one of the members, which the ensemble would replace; choose "
                           "another folder.")
     made = folders_to_make(Path(args.out))
-    claim_folder(args.out, args.overwrite)  # before the loading and evaluations, which take a while
+    claim_folder(args.out, args.overwrite, RUN_FILES)  # before the loading and evaluations, which take a while
     try:
         _make_ensemble(args)
     except BaseException:  # an error or Ctrl-C: no empty --out left behind
@@ -376,6 +377,7 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     from convnet.checkpoint import build_ensemble, save_model
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
+    from convnet.train import RUN_RECORDS
 
     ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir)
@@ -384,6 +386,8 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     save_model(ensemble, args.out, overwrite=True, dataset={"name": data.name, "sha256": data.sha256},
                metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members},
                sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
+    for name in RUN_RECORDS:  # a training run's, replaced by --overwrite: they describe another model
+        (Path(args.out) / name).unlink(missing_ok=True)
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")

@@ -357,7 +357,8 @@ class RunResult:
     model: Network
 
 
-RUN_FILES = (WEIGHTS, CARD, "config.json", "metrics.json", "history.csv")  # what a run writes into its folder
+RUN_RECORDS = ("config.json", "metrics.json", "history.csv")  # a run's options, results and history
+RUN_FILES = (WEIGHTS, CARD, *RUN_RECORDS)  # what a run writes into its folder
 
 
 def new_run_dir(model: str, out: str | None) -> Path:
