@@ -167,6 +167,13 @@ def test_help_has_examples():
     (PermissionError(13, "Permission denied", "/data/cache"), 1, "tool: error: /data/cache: Permission denied"),
     (OSError(28, "No space left on device"), 1, "tool: error: No space left on device"),
     (KeyboardInterrupt(), 130, "tool: interrupted"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)"), 1,
+     "tool: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000000 "
+     "bytes): use a smaller --batch-size, model or images."),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB."), 1,
+     "tool: error: out of memory (CUDA out of memory): use a smaller --batch-size, model or images."),
+    (MemoryError(), 1, "tool: error: out of memory (no details): use a smaller --batch-size, model or images."),
 ])
 def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
     def body():
@@ -179,6 +186,12 @@ def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
 def test_report_errors_lets_bugs_through():
     with pytest.raises(ZeroDivisionError):
         report_errors(lambda: 1 // 0, "tool")
+
+    def shapes_disagree():
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        report_errors(shapes_disagree, "tool")
 
 
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tiny_dir, tmp_path):

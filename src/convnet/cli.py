@@ -119,6 +119,17 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:  # PyTorch says "out of memory" with a RuntimeError, on every device
+        said = [s for s in str(e).replace("\n", " ").split(". ") if any(words in s for words in OUT_OF_MEMORY)]
+        if isinstance(e, RuntimeError) and not said:
+            raise  # a bug: its traceback is what helps
+        print(f"{prog}: error: out of memory ({said[0].strip() if said else 'no details'}): use a smaller "
+              "--batch-size, model or images.", file=sys.stderr)
+        return 1
+
+
+# How PyTorch's allocators word a failed allocation: the CPU's, and CUDA's and MPS's.
+OUT_OF_MEMORY = ("can't allocate memory", "out of memory")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
