@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,17 @@ def test_labels_of_another_integer_type_evaluate_as_int64(tiny_arrays):
     as_int32 = Dataset("tiny", **dict(tiny_arrays, test_y=tiny_arrays["test_y"].astype(np.int32)))
     as_int64 = Dataset("tiny", **dict(tiny_arrays, test_y=tiny_arrays["test_y"].astype(np.int64)))
     assert evaluate(model, as_int32).to_dict() == evaluate(model, as_int64).to_dict()
+
+
+
+@pytest.mark.parametrize("swap, words", [
+    ({"model": "runs/x"}, "the model must be one made by create_model or load_model, not 'runs/x'; load it with "
+                          "load_model('runs/x')"),
+    ({"model": nn.Linear(2, 2)}, "not a Linear"),
+    ({"data": None}, "the data must be a Dataset, as load_dataset returns, not None"),
+    ({"data": "mnist"}, "not 'mnist'; load it with load_dataset('mnist')"),
+])
+def test_evaluate_names_what_it_takes(tiny_dir, swap, words):
+    args = {"model": create_model("fast"), "data": load_dataset("mnist", tiny_dir), **swap}
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        evaluate(**args)

@@ -2,6 +2,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import import_module
@@ -15,7 +16,7 @@ from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
 from convnet.errors import ConfigError, DataError
 from convnet.evaluate import logits_of
-from convnet.models import create_model
+from convnet.models import Ensemble, create_model
 from convnet.train import fit, make_optimizer, split_indices, train
 
 
@@ -255,6 +256,16 @@ def test_weights_broken_by_an_epoch_s_last_step_are_divergence_too(tiny_dir, tmp
         train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=3, batch_size=32, val_split=0.0,
                           out=str(tmp_path / "r")), log=lambda m: None)
     assert json.loads((tmp_path / "r" / "model.json").read_text())["metrics"]["epochs"] == 1
+
+
+def test_fit_names_what_it_takes(tiny_dir):
+    data, model = load_dataset("mnist", tiny_dir), create_model("fast")
+    vote = Ensemble([create_model("fast"), create_model("fast")])
+    with pytest.raises(ConfigError, match="the model must be one made by create_model, or a network from load_model, "
+                                          "not an Ensemble"):
+        fit(vote, data, log=None)
+    with pytest.raises(ConfigError, match=re.escape("not 'mnist'; load it with load_dataset('mnist')")):
+        fit(model, "mnist", log=None)
 
 
 def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):

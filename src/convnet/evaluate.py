@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
+from convnet.models import Ensemble, Network
 
 
 @dataclass
@@ -104,6 +106,7 @@ def evaluate(
     model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None
 ) -> EvalResult:
     """Evaluate on a data set split with the model's own normalisation."""
+    check_kinds(model, data)
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
     images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
@@ -115,6 +118,27 @@ def evaluate(
     x = to_tensor(images, model.mean, model.std, dev)
     y = torch.from_numpy(labels).to(dev)
     return evaluate_tensors(model, x, y, list(getattr(model, "classes", data.classes)))
+
+
+def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network, Ensemble)) -> None:
+    """`model` is one of `kinds` and `data` a Dataset: anything else would fail deep inside, with a message about
+    some attribute; a name or path gets the function that loads it."""
+    if not isinstance(model, kinds):
+        hint = f"; load it with load_model({str(model)!r})" if isinstance(model, (str, Path)) else ""
+        made = "create_model or load_model" if Ensemble in kinds else "create_model, or a network from load_model"
+        raise ConfigError(f"the model must be one made by {made}, not {_brief(model)}{hint}.")
+    if not isinstance(data, Dataset):
+        hint = f"; load it with load_dataset({data!r})" if isinstance(data, str) else ""
+        raise ConfigError(f"the data must be a Dataset, as load_dataset returns, not {_brief(data)}{hint}.")
+
+
+def _brief(value: object) -> str:
+    """`value` as a message names it: plain values as written, objects by their type."""
+    plain = value is None or isinstance(value, (str, Path, int, float, bool))
+    if plain:
+        return repr(str(value) if isinstance(value, Path) else value)[:80]
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind}"
 
 
 def check_fits(model: nn.Module, data: Dataset) -> None:

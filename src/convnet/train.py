@@ -30,7 +30,7 @@ from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
-from convnet.evaluate import check_fits, evaluate, evaluate_tensors, logits_of
+from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors, logits_of
 from convnet.interrupt import ctrl_c_held
 from convnet.models import Network, create_model, get_spec
 from convnet.models.deskew import deskew_training_images
@@ -100,6 +100,7 @@ def fit(
     if isinstance(config, dict):
         config, overrides = None, {**config, **overrides}
     config, log = _config(config), _logger(log)
+    check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
     if on_epoch_end is not None and not callable(on_epoch_end):
         raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
     if given := [name for name in ("out", "overwrite") if name in overrides]:
