@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -106,3 +108,16 @@ def test_batchnorm_folding_keeps_the_function(name):
 def test_images_too_small_for_the_layers_are_refused_at_build(name):
     with pytest.raises(ConfigError, match=f"{name} cannot take 1×1 images"):
         create_model(name, input_size=(1, 1))
+
+
+@pytest.mark.parametrize("sizes, words", [
+    ({"num_classes": "10"}, "num_classes must be a whole number of at least 1, not '10'"),
+    ({"num_classes": -1}, "num_classes must be a whole number of at least 1, not -1"),
+    ({"in_channels": True}, "in_channels must be a whole number of at least 1, not True"),
+    ({"input_size": 28}, "input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not 28"),
+    ({"input_size": ("a", "b")}, "not ('a', 'b')"),
+    ({"input_size": (28, 28, 1)}, "not (28, 28, 1)"),
+])
+def test_sizes_of_the_wrong_kind_are_named(sizes, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        create_model("fast", **sizes)

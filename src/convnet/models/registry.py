@@ -96,7 +96,8 @@ CHECKED_AREA = 256 * 256  # input sizes up to this get a test pass in create_mod
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
     spec = get_spec(name)
-    layers = spec.build(num_classes, in_channels, tuple(input_size))
+    input_size = _check_shape(num_classes, in_channels, input_size)
+    layers = spec.build(num_classes, in_channels, input_size)
     model = Network(name, list(layers), num_classes, in_channels, input_size)
     # A pass over a blank image finds layers that shrink small images to nothing. Not for large images, which are too
     # small for no layer and whose pass could take GBs; not on `meta` (a loader comparing a card with its weights
@@ -105,6 +106,21 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_s
     if h * w <= CHECKED_AREA and not any(p.is_meta for p in model.parameters()):
         _check_input_size(model)
     return model
+
+
+def _check_shape(num_classes: object, in_channels: object, input_size: object) -> tuple[int, int]:
+    """The sizes a network is built for, as whole numbers of at least 1 (input_size as (height, width)): anything
+    else would fail inside a layer's constructor, or build a network that cannot run."""
+    def count(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if not count(value):
+            raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    if not (isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(map(count, input_size))):
+        raise ConfigError(f"input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not "
+                          f"{input_size!r}.")
+    return tuple(input_size)  # type: ignore[return-value]
 
 
 def _check_input_size(model: Network) -> None:
