@@ -316,6 +316,14 @@ def test_a_small_number_on_a_big_page_keeps_all_its_digits() -> None:
         assert abs((digit.x0 + digit.x1) / 2 - 1200 - (x0 + x1) / 2) < 5 and abs(digit.y0 - 900 - y0) < 5
 
 
+def test_a_long_tight_strip_of_digits_is_read() -> None:
+    """The paper is fitted on a small copy: shrunk by its longer side, a strip of 30 digits 28 px tall kept 2 px of
+    height, where ink and paper blend, and the strip read as blank."""
+    layout = [("0123457"[i % 7], 20, 4, 9, 3) for i in range(30)]
+    number, boxes, alone = compose(layout, canvas_height=28)
+    assert_segmented(segment_digits(1 - number), boxes, alone)
+
+
 def test_a_straight_line_is_not_a_number() -> None:
     image = np.ones((100, 300), np.float32)
     image[49:51] = 0

@@ -41,7 +41,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     Tiny images get a plane: there a quadratic could rise into a dome under a
     blurred digit.
     """
-    small = downscale(gray, 64)
+    small = downscale(gray, None, 64 * 64)  # by area: a long strip of digits keeps some height
     terms = 6 if min(small.shape) >= 32 else 3
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
