@@ -375,3 +375,42 @@ def test_ctrl_c_while_the_weights_are_read_lets_the_read_finish(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         load_model(tmp_path / "run")
     assert finished
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_card_json_cannot_hold_is_refused_before_any_file_changes(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like("fast"), run, metrics={"test_accuracy": 0.85})
+    before = _files(run)
+    with pytest.raises(ConfigError, match=r"card's 'metrics.test_accuracy' cannot be written as JSON .*Tensor.*"
+                                          r"e.g. float\(x\)"):
+        save_model(_trained_like("lesson"), run, overwrite=True, metrics={"test_accuracy": torch.tensor(0.9)})
+    assert _files(run) == before
+    with pytest.raises(ConfigError, match="'sources.1' cannot be written"):
+        save_model(_trained_like(), tmp_path / "new", sources=["a", {"b"}])
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_card_write_keeps_the_old_weights(tmp_path, monkeypatch):
+    import errno
+
+    import convnet.checkpoint as checkpoint
+
+    run = tmp_path / "run"
+    save_model(_trained_like("fast"), run)
+    before = _files(run)
+    real = checkpoint.atomic_write
+
+    def disk_full_at_the_card(path, write):
+        if Path(path).name == "model.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", disk_full_at_the_card)
+    with pytest.raises(OSError, match="No space left") as e:
+        save_model(_trained_like("lesson"), run, overwrite=True)
+    assert e.value.filename == str(run / "model.json")
+    assert _files(run) == before and load_model(run).arch == "fast"

@@ -10,9 +10,10 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -66,18 +67,54 @@ def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool
 
     A folder that already holds a model is refused unless `overwrite`: a trained model is never replaced by mistake.
     """
-    folder = claim_folder(folder, overwrite, option="folder name", overwrite_option="overwrite=True")
+    card = _card_json(make_card(model, **card_extra))  # first: a card JSON cannot hold changes no file
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    card = make_card(model, **card_extra)
-    _write(folder / WEIGHTS, save(state, metadata={"format": CARD_FORMAT}))
-    _write(folder / CARD, json.dumps(card, indent=2).encode())
+    weights = save(state, metadata={"format": CARD_FORMAT})
+    folder = claim_folder(folder, overwrite, option="folder name", overwrite_option="overwrite=True")
+
+    def weights_then_card(f: BinaryIO) -> None:
+        """The new weights wait, whole, in their temporary file until the card is written: new weights never sit
+        beside an old card, whatever fails on the way."""
+        f.write(weights)
+        f.flush()
+        os.fsync(f.fileno())  # a full disk shows here, before the card is replaced
+        _write(folder / CARD, lambda g: g.write(card))
+
+    with deferred():  # nor does Ctrl-C part them
+        _write(folder / WEIGHTS, weights_then_card)
     return folder / WEIGHTS
 
 
-def _write(path: Path, data: bytes) -> None:
+def _card_json(card: dict) -> bytes:
+    """The card as JSON; a value JSON cannot hold (a tensor, a set) is a ConfigError that names its field."""
     try:
-        atomic_write(path, lambda f: f.write(data))
-    except OSError as e:  # name the file being written, not atomic_write's hidden temporary one
+        return json.dumps(card, indent=2).encode()
+    except (TypeError, ValueError) as e:
+        field, error = _unwritable(card, e)
+        raise ConfigError(f"the model card's {field!r} cannot be written as JSON ({error}); pass plain numbers, "
+                          "strings, lists and dicts, e.g. float(x) for a tensor.") from None
+
+
+def _unwritable(value, error: Exception, field: str = "") -> tuple[str, Exception]:
+    """The deepest field of `value` (which fails with `error`) that JSON cannot hold, as "metrics.test_accuracy"."""
+    if field and isinstance(error, ValueError):  # a value that holds itself: each level inside fails alike
+        return field, error
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        try:
+            json.dumps(item)
+        except (TypeError, ValueError) as e:
+            return _unwritable(item, e, f"{field}.{key}" if field else str(key))
+    return field, error  # this value itself, e.g. a dict with a tuple for a key
+
+
+def _write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        if e.filename is not None and not Path(e.filename).name.startswith(f".{path.name}."):
+            raise  # names its own file: the card, written while the weights wait
+        # name the file being written, not atomic_write's hidden temporary one
         raise OSError(e.errno, e.strerror, str(path)) from e
 
 
