@@ -414,3 +414,20 @@ def test_a_failed_card_write_keeps_the_old_weights(tmp_path, monkeypatch):
         save_model(_trained_like("lesson"), run, overwrite=True)
     assert e.value.filename == str(run / "model.json")
     assert _files(run) == before and load_model(run).arch == "fast"
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"format": "v2"}, "format: the model card's own field,"),
+    ({"classes": list("abcdefghij"), "temperature": 0.01}, "classes, temperature: the model card's own fields"),
+    ({"members": []}, "members:"),
+])
+def test_extra_card_fields_cannot_replace_the_cards_own(tmp_path, extra, words):
+    with pytest.raises(ConfigError, match=f"{words}.* set it on the model"):
+        save_model(_trained_like(), tmp_path / "run", **extra)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_reserved_card_fields_are_the_cards_own():
+    from convnet.checkpoint import CARD_FIELDS, make_card
+
+    assert set(make_card(_trained_like())) | {"members"} == set(CARD_FIELDS)

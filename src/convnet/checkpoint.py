@@ -31,6 +31,8 @@ from convnet.models import Ensemble, Network, create_model
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
 SHIPPED = Path(__file__).parent / "weights"
+CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
+               "temperature", "members", "versions", "created")
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
@@ -40,7 +42,14 @@ def versions() -> dict[str, str]:
 
 
 def make_card(model: Network | Ensemble, **extra) -> dict:
-    """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from."""
+    """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from.
+
+    `extra` adds fields (metrics, dataset, …); it cannot replace the card's own, which must describe the model.
+    """
+    if taken := [key for key in extra if key in CARD_FIELDS]:
+        raise ConfigError(f"{', '.join(taken)}: the model card's own field{'s' * (len(taken) > 1)}, taken from the "
+                          "model; set it on the model (model.classes, model.temperature, …) or give the extra field "
+                          "another name.")
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,
