@@ -431,3 +431,15 @@ def test_the_reserved_card_fields_are_the_cards_own():
     from convnet.checkpoint import CARD_FIELDS, make_card
 
     assert set(make_card(_trained_like())) | {"members"} == set(CARD_FIELDS)
+
+
+def test_two_trainings_alike_are_the_same_ensemble_member(tmp_path, monkeypatch):
+    import time
+
+    from convnet.checkpoint import build_ensemble
+
+    save_model(_trained_like(), tmp_path / "a", metrics={"test_accuracy": 0.5}, seed=1)
+    monkeypatch.setattr(time, "strftime", lambda *_: "2001-02-03T04:05:06+0000")  # made at another time
+    save_model(_trained_like(), tmp_path / "b", metrics={"test_accuracy": 0.5}, seed=1, sources=["elsewhere"])
+    with pytest.raises(ModelError, match="are the same model"):
+        build_ensemble([tmp_path / "a", tmp_path / "b"])

@@ -376,8 +376,11 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
 
 
 def _fingerprint(model: Network) -> str:
-    """SHA-256 of a loaded model's card and tensors: equal for the same model saved in two places."""
-    h = hashlib.sha256(json.dumps(model.card, sort_keys=True).encode())
+    """SHA-256 of what makes a model's answers: its architecture, classes, input, calibration and tensors. Equal for
+    the same model saved in two places or trained twice alike; where and when it was made is no part of it."""
+    behaviour = [model.arch, model.classes, model.in_channels, list(model.input_size), model.mean, model.std,
+                 model.temperature]
+    h = hashlib.sha256(json.dumps(behaviour).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
