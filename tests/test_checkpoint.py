@@ -443,3 +443,30 @@ def test_two_trainings_alike_are_the_same_ensemble_member(tmp_path, monkeypatch)
     save_model(_trained_like(), tmp_path / "b", metrics={"test_accuracy": 0.5}, seed=1, sources=["elsewhere"])
     with pytest.raises(ModelError, match="are the same model"):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
+
+
+def _save_as(model, run: Path, dtype: torch.dtype) -> None:
+    from safetensors.torch import save_file
+
+    save_model(model, run)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_file(state, str(run / "model.safetensors"))
+
+
+@pytest.mark.parametrize("dtype, words", [
+    (torch.int32, "I32"), (torch.bool, "BOOL"), (torch.float8_e4m3fn, "F8_E4M3"), (torch.complex64, "C64"),
+])
+def test_weights_of_another_data_type_are_refused(tmp_path, dtype, words):
+    _save_as(_trained_like(), tmp_path / "run", dtype)
+    with pytest.raises(ModelError, match=f"run/model.safetensors: 0.weight holds {words} values where a model's "
+                                         "weights are F32 or F16 or BF16 or F64; the weights are corrupt"):
+        load_model(tmp_path / "run")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weights_in_half_or_double_precision_load(tmp_path, dtype):
+    model = _trained_like()
+    _save_as(model, tmp_path / "run", dtype)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():  # the same model, give or take rounding
+        assert torch.allclose(load_model(tmp_path / "run")(x), model(x), atol=0.1)

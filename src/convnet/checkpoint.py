@@ -33,6 +33,7 @@ WEIGHTS, CARD = "model.safetensors", "model.json"
 SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
                "temperature", "members", "versions", "created")
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; convnet saves F32, the others load as F32 too
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
@@ -323,21 +324,25 @@ def _card_errors(card_path: Path) -> Iterator[None]:
         raise ModelError(f"{card_path}: {e}") from None
 
 
-def _header(weights: Path) -> dict[str, list[int]]:
-    """Name → shape of each tensor in a safetensors file, from its header: no tensor is read."""
+def _header(weights: Path) -> dict[str, tuple[list[int], str]]:
+    """Name → shape and data type ("F32", "I64", …) of each tensor in a safetensors file, from its header: no tensor
+    is read."""
     # safetensors reports any failure to open as "No such file"; open() raises the real reason (permission denied…).
     open(weights, "rb").close()
     try:
         with safe_open(str(weights), framework="pt") as f:
-            return {name: f.get_slice(name).get_shape() for name in f.keys()}
+            slices = {name: f.get_slice(name) for name in f.keys()}
+            return {name: (s.get_shape(), s.get_dtype()) for name, s in slices.items()}
     except (SafetensorError, OSError) as e:
         raise ModelError(f"{weights}: not a safetensors file, or corrupt ({e}).") from None
 
 
-def _fit_header(model: nn.Module, header: dict[str, list[int]], weights: Path, card: dict, prefix: str = "") -> None:
-    """The tensors in the file whose names start with `prefix` are exactly the model's, shape for shape."""
+def _fit_header(model: nn.Module, header: dict[str, tuple[list[int], str]], weights: Path, card: dict,
+                prefix: str = "") -> None:
+    """The tensors in the file whose names start with `prefix` are exactly the model's, shape for shape, and
+    floating point where the model's are."""
     want = {prefix + name: list(t.shape) for name, t in model.state_dict().items()}
-    have = {name: shape for name, shape in header.items() if name.startswith(prefix)}
+    have = {name: shape for name, (shape, _) in header.items() if name.startswith(prefix)}
     problems = [f"{name} is missing" for name in sorted(want.keys() - have.keys())]
     problems += [f"{name} is not part of it" for name in sorted(have.keys() - want.keys())]
     problems += [f"{name} is {have[name]} in the file, {want[name]} in the network"
@@ -346,6 +351,13 @@ def _fit_header(model: nn.Module, header: dict[str, list[int]], weights: Path, c
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise ModelError(f"{weights}: weights do not fit the {card['architecture']!r} architecture its card describes "
                          f"({'; '.join(problems[:3])}{more}).")
+    # Loading would cast them without a word: integers or booleans into a constant model, complex numbers with a
+    # warning, float8's few values into coarse weights. Integer buffers (BatchNorm's batch count) may stay integers.
+    for name, t in model.state_dict().items():
+        dtype = header[prefix + name][1]
+        if t.is_floating_point() and dtype not in FLOAT_DTYPES:
+            raise ModelError(f"{weights}: {prefix + name} holds {dtype} values where a model's weights are "
+                             f"{' or '.join(FLOAT_DTYPES)}; the weights are corrupt, or not a convnet model's.")
 
 
 def _check_values(model: nn.Module, weights: Path) -> None:
