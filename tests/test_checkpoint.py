@@ -131,6 +131,16 @@ def test_ensemble_members_must_match(tmp_path):
     ({"preprocessing": {"mean": 0.1, "std": 1e-300}}, "std in \\[1e-4, 10\\]"),
     ({"preprocessing": {"mean": 1e300, "std": 0.3}}, "mean"),
     ({"preprocessing": {"mean": 10**400, "std": 0.3}}, "too large"),
+    # JSON's true and "0.1" are no numbers, though float() takes them.
+    ({"preprocessing": {"mean": True, "std": 0.3}}, "mean must be a number, not True"),
+    ({"preprocessing": {"mean": "0.1", "std": 0.3}}, "mean must be a number, not '0.1'"),
+    ({"preprocessing": {"mean": 0.1, "std": None}}, "std must be a number, not None"),
+    ({"temperature": True}, "temperature must be a number"),
+    # Answers are told apart, and `convnet predict` prints them one a line, by their class names.
+    ({"classes": list(range(10))}, "class names must be strings, not int"),
+    ({"classes": ["a"] * 10}, "class name 'a' is given more than once"),
+    *(({"classes": [bad, *"bcdefghij"]}, "is blank or holds a line break or control character")
+      for bad in ("", " ", "a\nb", "a\tb", "a\x85b", "a\u2028b", "\ud800")),
 ])
 def test_nonsense_card_values_are_refused(tmp_path, change, words):
     run = tmp_path / "run"
@@ -470,3 +480,17 @@ def test_weights_in_half_or_double_precision_load(tmp_path, dtype):
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():  # the same model, give or take rounding
         assert torch.allclose(load_model(tmp_path / "run")(x), model(x), atol=0.1)
+
+
+@pytest.mark.parametrize("classes, words", [
+    (["a"] * 10, "class name 'a' is given more than once"),
+    ([*"abcdefghi", "j\nk"], r"class name 'j\nk' is blank or holds a line break"),
+    (list(range(10)), "class names must be strings, not int"),
+    (list("abc"), "classes must be a list of num_classes (10) names"),
+])
+def test_class_names_load_model_would_refuse_are_not_saved(tmp_path, classes, words):
+    model = _trained_like()
+    model.classes = classes
+    with pytest.raises(ConfigError, match=f"model.classes: {re.escape(words)}.*; set it to 10 different names"):
+        save_model(model, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
                "temperature", "members", "versions", "created")
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; convnet saves F32, the others load as F32 too
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # controls, line breaks, lone surrogates
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
@@ -51,6 +54,11 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
         raise ConfigError(f"{', '.join(taken)}: the model card's own field{'s' * (len(taken) > 1)}, taken from the "
                           "model; set it on the model (model.classes, model.temperature, …) or give the extra field "
                           "another name.")
+    try:  # what load_model would refuse
+        check_classes(list(model.classes), model.num_classes)
+    except ValueError as e:
+        raise ConfigError(f"model.classes: {e}; set it to {model.num_classes} different names, e.g. "
+                          f"{[str(i) for i in range(min(model.num_classes, 3))]} and so on.") from None
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,
@@ -256,13 +264,13 @@ def _build(spec: dict, card: dict) -> Network:
         raise ValueError("an ensemble's members cannot be ensembles themselves")
     num_classes, in_channels, input_size = spec["num_classes"], spec["in_channels"], spec["input_size"]
     classes, prep = card["classes"], card["preprocessing"]
-    mean, std, temperature = float(prep["mean"]), float(prep["std"]), float(spec.get("temperature", 1.0))
+    mean, std = _number(prep["mean"], "mean"), _number(prep["std"], "std")
+    temperature = _number(spec.get("temperature", 1.0), "temperature")
     if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
         raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
     if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, 8192) for s in input_size):
         raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")
-    if not isinstance(classes, list) or len(classes) != num_classes:
-        raise ValueError(f"classes must be a list of num_classes ({num_classes}) names")
+    check_classes(classes, num_classes)
     # Training writes a mean in [0, 1] and a std in [1e-4, 1] (pixels are scaled to [0, 1], both rounded to 4 places)
     # and fits temperatures in [0.05, 20]. The bounds are generous around that, and keep normalised pixels and
     # logits / temperature far from float32's overflow, where answers turn into NaN.
@@ -270,9 +278,31 @@ def _build(spec: dict, card: dict) -> Network:
         raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, with |mean| <= 10, "
                          "std in [1e-4, 10] and temperature in [1e-3, 1e3]")
     model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
-    model.classes = [str(c) for c in classes]
+    model.classes = list(classes)
     model.mean, model.std, model.temperature = mean, std, temperature
     return model
+
+
+def check_classes(classes: list, num_classes: int) -> None:
+    """Answers are told apart, and printed one a line, by their class names: a ValueError unless these are
+    `num_classes` different, non-blank strings without line breaks or control characters."""
+    if not isinstance(classes, list) or len(classes) != num_classes:
+        raise ValueError(f"classes must be a list of num_classes ({num_classes}) names")
+    for name in classes:
+        if not isinstance(name, str):
+            raise ValueError(f"class names must be strings, not {type(name).__name__} ({name!r:.40})")
+        if not name.strip() or UNPRINTABLE.search(name):
+            raise ValueError(f"class name {name[:40]!r} is blank or holds a line break or control character")
+    if len(set(classes)) != len(classes):
+        twice = next(name for name, count in Counter(classes).items() if count > 1)
+        raise ValueError(f"class name {twice[:40]!r} is given more than once")
+
+
+def _number(value, name: str) -> float:
+    """A card's number as a float: JSON's true, "0.1" or null are none (float() would take the first two)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, not {value!r:.40}")
+    return float(value)
 
 
 def _whole(value, low: int, high: int) -> bool:
