@@ -340,6 +340,10 @@ def test_a_dataset_takes_integer_labels_of_any_width_as_int64(tiny_arrays):
     ({"train_x": torch.zeros(600, 28, 28, dtype=torch.uint8)},
      r"not Tensor: pass np.asarray\(…\) or a tensor's .numpy\(\)"),
     ({"classes": []}, "classes must be a non-empty list"),
+    # Caught before training, not when the model is saved: answers are printed one a line by their class names.
+    ({"classes": ["a", *"bcdefghi", "a"]}, "class name 'a' is given more than once"),
+    ({"classes": [*"abcdefghi", "j\nk"]}, "class name 'j.*k' is blank or holds a line break"),
+    ({"classes": [*"abcdefghi", ""]}, "class name '' is blank"),
 ])
 def test_a_dataset_refuses_arrays_it_cannot_hold(tiny_arrays, change, words):
     with pytest.raises(DataError, match=f"data set 'tiny': .*{words}"):

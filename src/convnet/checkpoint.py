@@ -9,9 +9,7 @@ import hashlib
 import json
 import os
 import platform
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from convnet import __version__
+from convnet.data import class_names_problem
 from convnet.data.cache import atomic_write
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError
@@ -36,7 +35,6 @@ SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
                "temperature", "members", "versions", "created")
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; convnet saves F32, the others load as F32 too
-UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # controls, line breaks, lone surrogates
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
@@ -284,18 +282,11 @@ def _build(spec: dict, card: dict) -> Network:
 
 
 def check_classes(classes: list, num_classes: int) -> None:
-    """Answers are told apart, and printed one a line, by their class names: a ValueError unless these are
-    `num_classes` different, non-blank strings without line breaks or control characters."""
+    """A ValueError unless `classes` is a list of `num_classes` usable class names (see `class_names_problem`)."""
     if not isinstance(classes, list) or len(classes) != num_classes:
         raise ValueError(f"classes must be a list of num_classes ({num_classes}) names")
-    for name in classes:
-        if not isinstance(name, str):
-            raise ValueError(f"class names must be strings, not {type(name).__name__} ({name!r:.40})")
-        if not name.strip() or UNPRINTABLE.search(name):
-            raise ValueError(f"class name {name[:40]!r} is blank or holds a line break or control character")
-    if len(set(classes)) != len(classes):
-        twice = next(name for name, count in Counter(classes).items() if count > 1)
-        raise ValueError(f"class name {twice[:40]!r} is given more than once")
+    if problem := class_names_problem(classes):
+        raise ValueError(problem)
 
 
 def _number(value, name: str) -> float:

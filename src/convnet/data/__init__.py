@@ -6,8 +6,10 @@ reads the four standard IDX files from a folder instead.
 from __future__ import annotations
 
 import json
+import re
 import time
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from convnet.errors import DataError
 
 DATASETS = {"mnist": mnist}
 DIGITS = [str(d) for d in range(10)]
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # controls, line breaks, lone surrogates
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Dataset:
         names = self.classes
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, str) for c in names):
             raise DataError(f"data set {self.name!r}: classes must be a non-empty list of class names.")
-        if problem := _split_problem(vars(self), len(self.classes), allow_empty=True):
+        if problem := class_names_problem(names) or _split_problem(vars(self), len(names), allow_empty=True):
             raise DataError(f"data set {self.name!r}: {problem}.")
         # The loss takes int64 targets; contiguous and native-endian so that torch.from_numpy takes them as they are
         self.train_y, self.test_y = (np.ascontiguousarray(y, dtype=np.int64) for y in (self.train_y, self.test_y))
@@ -65,6 +68,19 @@ class Dataset:
         x = self.train_x.astype(np.float64) / 255.0
         std = round(float(x.std()), 4)
         return round(float(x.mean()), 4), std or 1.0  # images all of one shade: nothing to scale, and no 0 to divide by
+
+
+def class_names_problem(names: list[str]) -> str | None:
+    """What makes these unusable as class names, if anything: answers are told apart, and printed one a line, by
+    their names, so each is a different, non-blank string without line breaks or control characters."""
+    for name in names:
+        if not isinstance(name, str):
+            return f"class names must be strings, not {type(name).__name__} ({name!r:.40})"
+        if not name.strip() or UNPRINTABLE.search(name):
+            return f"class name {name[:40]!r} is blank or holds a line break or control character"
+    if len(set(names)) != len(names):
+        return f"class name {next(name for name, n in Counter(names).items() if n > 1)[:40]!r} is given more than once"
+    return None
 
 
 def to_tensor(images: np.ndarray, mean: float, std: float, device: torch.device | str = "cpu") -> torch.Tensor:
