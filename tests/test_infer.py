@@ -131,6 +131,31 @@ def test_globs_open_the_folders_they_match_and_list_each_image_once(tmp_path):
     assert len(everything) == len(set(everything)) and set(expected) <= set(everything)
 
 
+def test_globs_do_not_follow_links_to_folders_and_list_each_image_once(tmp_path):
+    (tmp_path / "gl" / "sub").mkdir(parents=True)
+    (tmp_path / "gl" / "sub" / "a.png").write_bytes(b"x")
+    (tmp_path / "gl" / "self").symlink_to(".")  # glob's `**` went gl/self/self/…/sub/a.png, 40 links deep
+    expected = [(str(tmp_path / "gl" / "sub" / "a.png"), None)]
+    for pattern in ("gl/**/*.png", "gl/**"):
+        assert list(expand_paths([str(tmp_path / pattern)])) == expected
+    assert len(list(expand_paths([str(tmp_path / "gl" / "*")]))) == 1  # gl/self/sub/a.png is gl/sub/a.png
+    (tmp_path / "gl" / "sub" / "up").symlink_to("..")  # two links in a loop: glob's `**` did not end
+    assert list(expand_paths([str(tmp_path / "gl" / "**" / "*.png")])) == expected
+
+
+def test_globs_stream_folder_by_folder(tmp_path, monkeypatch):
+    for name in ("t/b.png", "t/a/c.png", "t/d.png", "t/e/f.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p for p, _ in expand_paths([str(tmp_path / "t" / "**" / "*.png")])]
+    assert found == [str(tmp_path / "t" / n) for n in ("b.png", "d.png", "a/c.png", "e/f.png")]  # as a folder walk
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(path) or real(path))
+    next(expand_paths([str(tmp_path / "t" / "**" / "*.png")]))
+    assert len(listed) == 1  # the first answer comes before the subfolders are listed
+
+
 def test_a_symlink_loop_named_directly_says_so(recognizer, tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     [result] = recognizer.predict_files(expand_paths([str(tmp_path / "loop")]))

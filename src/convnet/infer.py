@@ -7,9 +7,12 @@ an answer below `min_confidence` becomes `label=None, reason="low confidence"` i
 from __future__ import annotations
 
 import copy
+import fnmatch
 import glob
+import itertools
 import numbers
 import os
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -279,13 +282,72 @@ def _folder_images(folder: Path) -> Iterator[tuple[str, str | None]]:
 
 
 def _glob_images(pattern: str) -> Iterator[tuple[str, str | None]]:
-    """The files a pattern matches, and the images in the folders it matches (each once: `**` matches both)."""
-    seen: set[str] = set()
-    for match in sorted(glob.iglob(pattern, recursive=True)):
+    """The files a pattern matches, and the images in the folders it matches, each file once however many names
+    reach it (`**` matches a folder and what is in it; a link to a folder shows its files again)."""
+    seen: set[tuple[str, str]] = set()
+    real: dict[str, str] = {}  # folder → its real path: one lookup per folder, not per file
+    for match in _glob(pattern):
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
         for path, error in _folder_images(Path(match)) if os.path.isdir(match) else [(match, None)]:
-            if path not in seen:
-                seen.add(path)
+            folder, name = os.path.split(path)
+            key = real.get(folder) or real.setdefault(folder, os.path.realpath(folder)), name
+            if key not in seen:
+                seen.add(key)
                 yield path, error
     if not seen:
         yield pattern, f"{pattern}: no files match"
+
+
+def _glob(pattern: str) -> Iterator[str]:
+    """What glob.iglob(pattern, recursive=True) matches, found lazily, each folder's matches sorted and before those
+    of its subfolders. Unlike glob, `**` neither matches nor enters links to folders, as the folder walk does not
+    follow them: over a loop of links glob's `**` never ends."""
+    drive, rest = os.path.splitdrive(pattern)
+    *folders, last = re.split(r"[\\/]" if os.altsep else "/", rest)
+    base = drive + os.sep if folders and not folders[0] else drive  # "/x" splits into "" and "x"
+    parts = [part for part in folders if part] + [last]  # "a//*" is "a/*", to glob too
+    return (match for match in _match(base, parts) if match)  # `**` at the start also matches "" itself
+
+
+def _match(base: str, parts: list[str]) -> Iterator[str]:
+    part, rest = parts[0], parts[1:]
+    if part == "**":  # the folder itself, and what is below it
+        here = [os.path.join(base, "")] if os.path.isdir(base or os.curdir) else []
+        matches: Iterable[str] = itertools.chain(here, _under(base, dirs_only=bool(rest)))
+    elif glob.has_magic(part):
+        matches = (os.path.join(base, e.name) for e in _entries(base) if fnmatch.fnmatch(e.name, part)
+                   and (part.startswith(".") or not e.name.startswith(".")) and (not rest or _is_dir(e)))
+    else:  # a name as it is: checked only at the end, as glob does; "" (a pattern ending in "/") asks for a folder
+        path = os.path.join(base, part)
+        matches = [path] if rest or (os.path.lexists(path) if part else os.path.isdir(path)) else []
+    for path in matches:
+        yield from _match(path, rest) if rest else [path]
+
+
+def _under(folder: str, dirs_only: bool) -> Iterator[str]:
+    """What `**` matches below a folder, depth first: hidden names and links to folders are left out."""
+    for entry in _entries(folder):
+        if entry.name.startswith("."):
+            continue
+        path = os.path.join(folder, entry.name)
+        if _is_dir(entry, follow=False):
+            yield path
+            yield from _under(path, dirs_only)
+        elif not dirs_only and not _is_dir(entry):
+            yield path
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    """A folder's entries sorted by name; none if it cannot be listed, as glob has it."""
+    try:
+        with os.scandir(folder or os.curdir) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the pattern
+        return []
+
+
+def _is_dir(entry: os.DirEntry, follow: bool = True) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:
+        return False
