@@ -225,6 +225,21 @@ def test_predict_cli_survives_a_file_name_the_terminal_cannot_print(tmp_path):
     assert len(lines) == 2 and "bad\\udcff\\udcfe.png: " + label_of(DIGITS[0]) in lines[0]
 
 
+def test_a_folder_named_like_the_shipped_model_does_not_replace_it(tmp_path, monkeypatch, capsys):
+    from convnet.cli import main
+    from convnet.errors import ModelError
+
+    (tmp_path / "default").mkdir()  # `convnet predict` gave "default: missing model.safetensors" here
+    monkeypatch.chdir(tmp_path)
+    assert Recognizer.load().predict(str(DIGITS[0])).label == label_of(DIGITS[0])
+    for model in ([], ["--model", "default"]):
+        assert main(["predict", str(DIGITS[0]), *model]) == 0
+        assert capsys.readouterr().out.split()[1] == label_of(DIGITS[0])
+    for ref in ("./default", Path("default")):  # the folder, named as a path
+        with pytest.raises(ModelError, match="missing model.safetensors"):
+            Recognizer.load(ref)
+
+
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "convnet", *map(str, args)], capture_output=True, text=True,
                           timeout=300)

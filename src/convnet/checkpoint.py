@@ -1,7 +1,8 @@
 """Model files: weights as safetensors plus a JSON card. Loading one never executes code from it.
 
 A model can be named three ways everywhere convnet takes one: a run folder, a model file (`.safetensors` or its
-`.json` card), or the name of a model shipped inside the package (`convnet/weights/<name>/`).
+`.json` card), or the name of a model shipped inside the package (`convnet/weights/<name>/`). A shipped model's name
+means that model even where a folder of that name is in the current folder: `./default` names the folder.
 """
 from __future__ import annotations
 
@@ -216,12 +217,14 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
     if not str(ref):  # Path("") is the current folder
         raise ModelError("the model's name is empty; name a run folder, a model file or a shipped model.")
     path = Path(ref)
+    # A name as text is the shipped model, beside a folder of that name too: a folder in the current one is not
+    # silently used instead (write ./default for it). A Path is a path first.
+    if str(ref) in shipped_models() and (isinstance(ref, str) or not path.exists()):
+        path = SHIPPED / str(ref)
     if path.is_dir():
         weights, card = path / WEIGHTS, path / CARD
     elif path.suffix in (".safetensors", ".json") and path.exists():
         weights, card = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    elif (SHIPPED / str(ref) / WEIGHTS).exists():
-        weights, card = SHIPPED / str(ref) / WEIGHTS, SHIPPED / str(ref) / CARD
     else:
         shipped = ", ".join(shipped_models()) or "none"
         raise ModelError(

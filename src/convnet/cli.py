@@ -203,12 +203,14 @@ def build_parser() -> Parser:
                        help="torch.compile the model (with CUDA graphs on a GPU)")
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
-    ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name")
+    ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name "
+                    "(a shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
     _add_data_options(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_model_options(ev)
     ens = sub.add_parser("ensemble", help="combine trained models into one that averages their probabilities")
-    ens.add_argument("models", nargs="+", metavar="MODEL", help="run folders, model files or shipped model names")
+    ens.add_argument("models", nargs="+", metavar="MODEL", help="run folders, model files or shipped model names "
+                     "(./NAME for a folder named like a shipped model)")
     ens.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors + model.json")
     ens.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
     _add_data_options(ens)
@@ -216,7 +218,8 @@ def build_parser() -> Parser:
 
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
-    pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
+    pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model; a "
+                      "shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
@@ -226,7 +229,8 @@ def build_parser() -> Parser:
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
     read.add_argument("image", help="image file of the number")
-    read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model)")
+    read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model; a "
+                      "shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
                       "(default 0.5; values above 1 are per cent, 1 itself is 100 %%)")
