@@ -210,6 +210,16 @@ def test_unwritable_cache_fails_before_any_download(tmp_path, monkeypatch):
         data.fetch("mnist", log=lambda m: None)
 
 
+def test_a_cache_setting_with_an_unknown_home_is_a_clear_error(monkeypatch, capsys):
+    from convnet.cli import main
+
+    monkeypatch.setenv("CONVNET_HOME", "~no-such-user-of-convnet/cache")  # expanduser raised a bare RuntimeError
+    assert main(["data", "info"]) == 1
+    assert capsys.readouterr().err.strip() == ("convnet: error: CONVNET_HOME=~no-such-user-of-convnet/cache: the home "
+                                               "folder of its ~ cannot be found; set CONVNET_HOME to a folder's full "
+                                               "path.")
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_fetch_refuses_a_folder_in_place_of_a_cache_file_before_any_download(monkeypatch, suffix):
     def must_not_run():

@@ -8,10 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from convnet.errors import DataError
+
 
 def convnet_home() -> Path:
     """The cache root: `$CONVNET_HOME`, else `~/.cache/convnet`."""
-    return Path(os.environ.get("CONVNET_HOME") or Path.home() / ".cache" / "convnet").expanduser()
+    setting = os.environ.get("CONVNET_HOME")
+    try:
+        return Path(setting or "~/.cache/convnet").expanduser()
+    except RuntimeError:  # "~user" for no such user, or no home folder at all: Python's message names neither
+        where = f"CONVNET_HOME={setting}: the home folder of its ~" if setting else "your home folder, for the cache,"
+        raise DataError(f"{where} cannot be found; set CONVNET_HOME to a folder's full path.") from None
 
 
 def sha256_bytes(data: bytes) -> str:
