@@ -333,6 +333,37 @@ def test_after_a_caught_ctrl_c_the_package_imports_afresh_and_ctrl_c_is_python_s
     assert "Traceback" in done.stderr and "convnet: interrupted" not in done.stderr
 
 
+_HELD_IN_THE_FIRST_EPOCH = """
+import sys, time
+from convnet.cli import main
+
+def held(*args, **kwargs):  # the first epoch's held-out score: the signal surely comes before the epoch ends
+    print("first epoch ending", file=sys.stderr, flush=True)
+    time.sleep(120)
+
+sys.modules["convnet.train"].evaluate_tensors = held  # the module: convnet.train is also its train()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_in_the_first_epoch_stops_as_ctrl_c_does_and_leaves_no_folder(tiny_dir, tmp_path):
+    import signal
+
+    out = tmp_path / "new" / "run"
+    train = subprocess.Popen([sys.executable, "-c", _HELD_IN_THE_FIRST_EPOCH, "train", "--model", "fast", "--data-dir",
+                              str(tiny_dir), "--epochs", "1", "--device", "cpu", "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        said = next((line for line in iter(train.stderr.readline, "") if "first epoch ending" in line), None)
+        train.send_signal(signal.SIGTERM)  # as `timeout` sends it; before, the process died with an empty --out
+        stdout, stderr = train.communicate(timeout=60)
+    finally:
+        train.kill()
+    assert said and train.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "interrupted during the first epoch: nothing was saved" in stdout
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_model_given_where_an_image_goes_gets_the_fix(tmp_path, capsys):
     """`evaluate` takes the model first; `predict runs/x digit.png` is the natural slip, and the error says the fix."""
     image = tmp_path / "blank.png"

@@ -1,7 +1,7 @@
 """The `convnet` command: each subcommand is a thin call into the Python API of the same name."""
 from __future__ import annotations
 
-from convnet.interrupt import imports_held
+from convnet.interrupt import imports_held, sigterm_as_ctrl_c
 
 with imports_held("convnet"):  # as the package's own: the `convnet` command imports this module after it
     import argparse
@@ -478,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
         return COMMANDS[args.command](args)
 
-    return report_errors(run, "convnet")
+    with sigterm_as_ctrl_c():
+        return report_errors(run, "convnet")
 
 
 if __name__ == "__main__":

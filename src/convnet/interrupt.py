@@ -16,18 +16,32 @@ def ctrl_c_held() -> Iterator[list[bool]]:
     """Hold Ctrl-C back inside, e.g. while a run's files are written, so that they never disagree with each other.
 
     Yields a list that gets an entry if Ctrl-C was pressed meanwhile: the caller decides what that means once the
-    work is whole. Only the main thread may set a signal handler, and one set by someone else is left alone.
+    work is whole. SIGTERM is held too where `sigterm_as_ctrl_c` made it a Ctrl-C. Only the main thread may set a
+    signal handler, and one set by someone else is left alone.
     """
     pressed: list[bool] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield pressed
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(True))
+    main = threading.current_thread() is threading.main_thread()
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if main and signal.getsignal(s) is signal.default_int_handler]
+    previous = {s: signal.signal(s, lambda signum, frame: pressed.append(True)) for s in held}
     try:
         yield pressed
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (from `kill`, `timeout` or a batch system) stops a command inside as Ctrl-C does: cleanly, with what
+    it made whole or taken back, rather than at once with a half-made folder left behind."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
