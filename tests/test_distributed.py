@@ -47,7 +47,7 @@ def test_cli_under_torchrun(tiny_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [(["--lr", "1e30"], "convnet: error: training diverged in epoch 1"),
-                                         (["--bogus", "1"], "convnet: error: unrecognized arguments")])
+                                         (["--bogus", "1"], "convnet train: error: unrecognized arguments")])
 def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path, args, words):
     done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2", *args,
                     "--out", tmp_path / "run", "--device", "cpu", cwd=tmp_path)
