@@ -437,10 +437,36 @@ def test_extra_card_fields_cannot_replace_the_cards_own(tmp_path, extra, words):
     assert not (tmp_path / "run").exists()
 
 
-def test_the_reserved_card_fields_are_the_cards_own():
-    from convnet.checkpoint import CARD_FIELDS, make_card
+def test_the_reserved_card_fields_are_the_cards_own(tmp_path):
+    from convnet.checkpoint import CARD_FIELDS
 
-    assert set(make_card(_trained_like())) | {"members"} == set(CARD_FIELDS)
+    save_model(_trained_like(), tmp_path / "run")
+    assert set(json.loads((tmp_path / "run" / "model.json").read_text())) | {"members"} == set(CARD_FIELDS)
+
+
+def test_weights_from_another_save_are_refused(tmp_path):
+    # Same architecture, so names and shapes fit: only the card's SHA-256 of its weights tells the pair apart.
+    save_model(_trained_like(), tmp_path / "a")
+    other = _trained_like()
+    with torch.no_grad():
+        next(other.parameters()).add_(1)
+    save_model(other, tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
+    with pytest.raises(ModelError, match="not the weights .*model.json was written with"):
+        load_model(tmp_path / "a")
+    card = json.loads((tmp_path / "b" / "model.json").read_text())
+    del card["weights_sha256"]  # a card from before the hash: loads as it did
+    (tmp_path / "a" / "model.json").write_text(json.dumps(card))
+    assert load_model(tmp_path / "a").card == card
+
+
+@pytest.mark.parametrize("name, value", [("mean", True), ("std", 0.0), ("temperature", float("nan"))])
+def test_scaling_load_model_would_refuse_is_not_saved(tmp_path, name, value):
+    model = _trained_like()
+    setattr(model, name, value)
+    with pytest.raises(ConfigError, match="model.mean, model.std or model.temperature"):
+        save_model(model, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_two_trainings_alike_are_the_same_ensemble_member(tmp_path, monkeypatch):
@@ -461,6 +487,9 @@ def _save_as(model, run: Path, dtype: torch.dtype) -> None:
     save_model(model, run)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     save_file(state, str(run / "model.safetensors"))
+    card = json.loads((run / "model.json").read_text())
+    del card["weights_sha256"]  # a pair put together elsewhere, with no hash to check
+    (run / "model.json").write_text(json.dumps(card))
 
 
 @pytest.mark.parametrize("dtype, words", [

@@ -24,7 +24,7 @@ from torch import nn
 
 from convnet import __version__
 from convnet.data import class_names_problem
-from convnet.data.cache import atomic_write
+from convnet.data.cache import atomic_write, sha256_bytes
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError
 from convnet.interrupt import deferred
@@ -34,7 +34,7 @@ CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
 SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
-               "temperature", "members", "versions", "created")
+               "temperature", "members", "versions", "created", "weights_sha256")
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; convnet saves F32, the others load as F32 too
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
@@ -58,6 +58,10 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
     except ValueError as e:
         raise ConfigError(f"model.classes: {e}; set it to {model.num_classes} different names, e.g. "
                           f"{[str(i) for i in range(min(model.num_classes, 3))]} and so on.") from None
+    try:
+        check_scaling(model.mean, model.std, model.temperature)
+    except ValueError as e:
+        raise ConfigError(f"model.mean, model.std or model.temperature: {e}.") from None
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,
@@ -80,18 +84,21 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
 
 
 def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool = False, **card_extra) -> Path:
-    """Write `model.safetensors` and `model.json` into `folder` (atomically); returns the weights path.
+    """Write `model.safetensors` and `model.json` into `folder` (each atomically); returns the weights path.
 
     A folder that already holds a model is refused unless `overwrite`: a trained model is never replaced by mistake.
+    The card records the weights' SHA-256, so that `load_model` refuses a pair that a save cut short (or a copy)
+    left mismatched.
     """
-    card = _card_json(make_card(model, **card_extra))  # first: a card JSON cannot hold changes no file
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = save(state, metadata={"format": CARD_FORMAT})
+    # Before any file changes: a card JSON cannot hold is an error that leaves the folder as it was.
+    card = _card_json({**make_card(model, **card_extra), "weights_sha256": sha256_bytes(weights)})
     folder = claim_folder(folder, overwrite, option="folder name", overwrite_option="overwrite=True")
 
     def weights_then_card(f: BinaryIO) -> None:
-        """The new weights wait, whole, in their temporary file until the card is written: new weights never sit
-        beside an old card, whatever fails on the way."""
+        """The new weights wait, whole, in their temporary file until the card is written: only a failure in the
+        last step, the rename of the weights, can part them (and the card's SHA-256 then tells)."""
         f.write(weights)
         f.flush()
         os.fsync(f.fileno())  # a full disk shows here, before the card is replaced
@@ -272,16 +279,25 @@ def _build(spec: dict, card: dict) -> Network:
     if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, 8192) for s in input_size):
         raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")
     check_classes(classes, num_classes)
-    # Training writes a mean in [0, 1] and a std in [1e-4, 1] (pixels are scaled to [0, 1], both rounded to 4 places)
-    # and fits temperatures in [0.05, 20]. The bounds are generous around that, and keep normalised pixels and
-    # logits / temperature far from float32's overflow, where answers turn into NaN.
-    if not (abs(mean) <= 10 and 1e-4 <= std <= 10 and 1e-3 <= temperature <= 1e3):  # NaN fails each comparison
-        raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, with |mean| <= 10, "
-                         "std in [1e-4, 10] and temperature in [1e-3, 1e3]")
+    check_scaling(mean, std, temperature)
     model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
     model.classes = list(classes)
     model.mean, model.std, model.temperature = mean, std, temperature
     return model
+
+
+def check_scaling(mean: float, std: float, temperature: float) -> None:
+    """A ValueError unless the input normalisation and the softmax temperature are numbers that make sense.
+
+    Training writes a mean in [0, 1] and a std in [1e-4, 1] (pixels are scaled to [0, 1], both rounded to 4 places)
+    and fits temperatures in [0.05, 20]. The bounds are generous around that, and keep normalised pixels and
+    logits / temperature far from float32's overflow, where answers turn into NaN.
+    """
+    for name, value in (("mean", mean), ("std", std), ("temperature", temperature)):
+        _number(value, name)
+    if not (abs(mean) <= 10 and 1e-4 <= std <= 10 and 1e-3 <= temperature <= 1e3):  # NaN fails each comparison
+        raise ValueError(f"mean {mean}, std {std} and temperature {temperature} must be finite, with |mean| <= 10, "
+                         "std in [1e-4, 10] and temperature in [1e-3, 1e3]")
 
 
 def check_classes(classes: list, num_classes: int) -> None:
@@ -327,6 +343,7 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
     with _card_errors(card_path):
         model = Ensemble(members) if ensemble else members[0]
     _fit_header(model, header, weights, card)  # an ensemble's file may hold more than its members
+    _check_pair(weights, card, card_path)
     try:
         with deferred():  # Ctrl-C inside safetensors would come out as a ValueError
             model.load_state_dict(load_file(str(weights)))
@@ -382,6 +399,20 @@ def _fit_header(model: nn.Module, header: dict[str, tuple[list[int], str]], weig
         if t.is_floating_point() and dtype not in FLOAT_DTYPES:
             raise ModelError(f"{weights}: {prefix + name} holds {dtype} values where a model's weights are "
                              f"{' or '.join(FLOAT_DTYPES)}; the weights are corrupt, or not a convnet model's.")
+
+
+def _check_pair(weights: Path, card: dict, card_path: Path) -> None:
+    """The weights are the ones the card was written with, when the card says which (older cards do not): a save cut
+    short, or files copied from two models, would otherwise pair a card with other weights."""
+    if "weights_sha256" not in card:
+        return
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != card["weights_sha256"]:
+        raise ModelError(f"{weights}: not the weights {card_path} was written with (their SHA-256 differs): the pair "
+                         "was broken, by a save cut short or files copied from two models; save the model again.")
 
 
 def _check_values(model: nn.Module, weights: Path) -> None:
