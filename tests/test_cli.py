@@ -128,6 +128,8 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["trian"], 2, "did you mean 'train'"),
         (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
         (["models", "--model", "fast"], 2, "'--model' belongs to other commands"),
+        (["data", "--force", "fetch"], 2, "convnet data fetch: error: unrecognized arguments: --force ('--force' "
+                                          "goes after the command's name)"),
         (["data", "fetch", "--forse"], 2, "convnet data fetch: error: unrecognized arguments: --forse (did you mean "
                                           "'--force'?)"),
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
@@ -170,10 +172,15 @@ def test_help_has_examples():
     (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                   "tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)"), 1,
      "tool: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000000 "
-     "bytes): use a smaller --batch-size, model or images."),
+     "bytes): free some memory, or ask for less (a smaller batch, model or images)."),
     (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB."), 1,
-     "tool: error: out of memory (CUDA out of memory): use a smaller --batch-size, model or images."),
-    (MemoryError(), 1, "tool: error: out of memory (no details): use a smaller --batch-size, model or images."),
+     "tool: error: out of memory (CUDA out of memory): free some memory, or ask for less (a smaller batch, model "
+     "or images)."),
+    (MemoryError(), 1, "tool: error: out of memory (no details): free some memory, or ask for less (a smaller "
+                       "batch, model or images)."),
+    (MemoryError("Unable to allocate 745. GiB for an array with shape (100000, 1000000) and data type float64"), 1,
+     "tool: error: out of memory (Unable to allocate 745): free some memory, or ask for less (a smaller batch, "
+     "model or images)."),
 ])
 def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
     def body():

@@ -73,6 +73,8 @@ def _suggestion(message: str, own_options: list[str]) -> str:
     elif "unrecognized arguments:" in message:
         bad = message.split("unrecognized arguments:")[1].split()[0].split("=")[0]
         choices = own_options
+        if bad in own_options:  # typed before the command's name, where the command cannot see it yet
+            return f" ({bad!r} goes after the command's name)"
         if bad in Parser.known_words:  # a real option, of another command: suggesting a near one would confuse
             return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
     else:
@@ -120,11 +122,13 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:  # PyTorch says "out of memory" with a RuntimeError, on every device
-        said = [s for s in str(e).replace("\n", " ").split(". ") if any(words in s for words in OUT_OF_MEMORY)]
+        sentences = [s.strip() for s in str(e).replace("\n", " ").split(". ") if s.strip()]
+        said = [s for s in sentences if any(words in s.lower() for words in OUT_OF_MEMORY)]
         if isinstance(e, RuntimeError) and not said:
             raise  # a bug: its traceback is what helps
-        print(f"{prog}: error: out of memory ({said[0].strip() if said else 'no details'}): use a smaller "
-              "--batch-size, model or images.", file=sys.stderr)
+        reason = (said or sentences or ["no details"])[0]  # numpy's MemoryError says "Unable to allocate 745. GiB …"
+        print(f"{prog}: error: out of memory ({reason}): free some memory, or ask for less (a smaller batch, model "
+              "or images).", file=sys.stderr)
         return 1
 
 
