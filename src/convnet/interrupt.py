@@ -22,12 +22,26 @@ def ctrl_c_held() -> Iterator[list[bool]]:
     pressed: list[bool] = []
     main = threading.current_thread() is threading.main_thread()
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if main and signal.getsignal(s) is signal.default_int_handler]
-    previous = {s: signal.signal(s, lambda signum, frame: pressed.append(True)) for s in held}
+    previous = _swap({s: lambda signum, frame: pressed.append(True) for s in held})
     try:
         yield pressed
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        _swap(previous)
+
+
+def _swap(handlers: dict) -> dict:
+    """Set several signal handlers as one step; returns the ones they replace.
+
+    A signal that came between two of the changes would run a handler half swapped in, or raise KeyboardInterrupt
+    with one handler never set back: the signals wait (where the platform can make them) until all are in place.
+    """
+    block = getattr(signal, "pthread_sigmask", None)  # not on Windows
+    waiting = block(signal.SIG_BLOCK, set(handlers)) if block and handlers else None
+    try:
+        return {s: signal.signal(s, handler) for s, handler in handlers.items()}
+    finally:
+        if waiting is not None:
+            block(signal.SIG_SETMASK, waiting)
 
 
 @contextmanager
