@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -121,3 +122,9 @@ def test_images_too_small_for_the_layers_are_refused_at_build(name):
 def test_sizes_of_the_wrong_kind_are_named(sizes, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         create_model("fast", **sizes)
+
+
+def test_numpy_sizes_become_plain_ints():
+    model = create_model("fast", num_classes=np.int64(10), input_size=np.array([28, 28]))
+    assert type(model.num_classes) is int and model.input_size == (28, 28)
+    assert all(type(side) is int for side in model.input_size)

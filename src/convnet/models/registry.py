@@ -5,9 +5,11 @@ Callers only use `create_model(name)`; adding an architecture touches one file (
 from __future__ import annotations
 
 import difflib
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,7 +98,7 @@ CHECKED_AREA = 256 * 256  # input sizes up to this get a test pass in create_mod
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
     spec = get_spec(name)
-    input_size = _check_shape(num_classes, in_channels, input_size)
+    num_classes, in_channels, input_size = _check_shape(num_classes, in_channels, input_size)
     layers = spec.build(num_classes, in_channels, input_size)
     model = Network(name, list(layers), num_classes, in_channels, input_size)
     # A pass over a blank image finds layers that shrink small images to nothing. Not for large images, which are too
@@ -108,19 +110,28 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_s
     return model
 
 
-def _check_shape(num_classes: object, in_channels: object, input_size: object) -> tuple[int, int]:
-    """The sizes a network is built for, as whole numbers of at least 1 (input_size as (height, width)): anything
-    else would fail inside a layer's constructor, or build a network that cannot run."""
-    def count(value: object) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
+def _check_shape(num_classes: object, in_channels: object, input_size: object) -> tuple[int, int, tuple[int, int]]:
+    """The sizes a network is built for as plain ints of at least 1 (numpy's too), with input_size as (height,
+    width): anything else would fail inside a layer's constructor, or build a network that cannot run."""
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not count(value):
+        if _count(value) is None:
             raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
-    if not (isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(map(count, input_size))):
+    sides = [_count(v) for v in input_size] if isinstance(input_size, (tuple, list, np.ndarray)) else []
+    if len(sides) != 2 or None in sides:
         raise ConfigError(f"input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not "
                           f"{input_size!r}.")
-    return tuple(input_size)  # type: ignore[return-value]
+    return _count(num_classes), _count(in_channels), (sides[0], sides[1])  # type: ignore[return-value]
+
+
+def _count(value: object) -> int | None:
+    """`value` as a plain int if it is a whole number of at least 1 (a Python or numpy integer, not a bool)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        whole = operator.index(value)
+    except TypeError:
+        return None
+    return whole if whole >= 1 else None
 
 
 def _check_input_size(model: Network) -> None:
