@@ -141,6 +141,8 @@ def test_globs_do_not_follow_links_to_folders_and_list_each_image_once(tmp_path)
     assert len(list(expand_paths([str(tmp_path / "gl" / "*")]))) == 1  # gl/self/sub/a.png is gl/sub/a.png
     (tmp_path / "gl" / "sub" / "up").symlink_to("..")  # two links in a loop: glob's `**` did not end
     assert list(expand_paths([str(tmp_path / "gl" / "**" / "*.png")])) == expected
+    (tmp_path / "gl" / "b.png").symlink_to("sub/a.png")  # a link to a file: the same image under another name
+    assert list(expand_paths([str(tmp_path / "gl" / "**" / "*.png")])) == [(str(tmp_path / "gl" / "b.png"), None)]
 
 
 def test_globs_stream_folder_by_folder(tmp_path, monkeypatch):

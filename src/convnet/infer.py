@@ -284,16 +284,13 @@ def _folder_images(folder: Path) -> Iterator[tuple[str, str | None]]:
 
 def _glob_images(pattern: str) -> Iterator[tuple[str, str | None]]:
     """The files a pattern matches, and the images in the folders it matches, each file once however many names
-    reach it (`**` matches a folder and what is in it; a link to a folder shows its files again)."""
-    seen: set[tuple[str, str]] = set()
-    real: dict[str, str] = {}  # folder → its real path: one lookup per folder, not per file
+    reach it (`**` matches a folder and what is in it; links can lead to a file again)."""
+    seen: set[str] = set()
     for match in _glob(pattern):
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
         for path, error in _folder_images(Path(match)) if os.path.isdir(match) else [(match, None)]:
-            folder, name = os.path.split(path)
-            key = real.get(folder) or real.setdefault(folder, os.path.realpath(folder)), name
-            if key not in seen:
-                seen.add(key)
+            if (real := os.path.realpath(path)) not in seen:
+                seen.add(real)
                 yield path, error
     if not seen:
         yield pattern, f"{pattern}: no files match"
