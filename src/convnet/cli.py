@@ -1,7 +1,7 @@
 """The `convnet` command: each subcommand is a thin call into the Python API of the same name."""
 from __future__ import annotations
 
-from convnet.interrupt import imports_held, sigterm_as_ctrl_c
+from convnet.interrupt import deferred, imports_held, sigterm_as_ctrl_c
 
 with imports_held("convnet"):  # as the package's own: the `convnet` command imports this module after it
     import argparse
@@ -402,11 +402,13 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     data = load_dataset(args.dataset, args.data_dir)
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)
-    save_model(ensemble, args.out, overwrite=True, dataset={"name": data.name, "sha256": data.sha256},
-               metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members},
-               sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
-    for name in RUN_RECORDS:  # a training run's, replaced by --overwrite: they describe another model
-        (Path(args.out) / name).unlink(missing_ok=True)
+    with deferred():  # no Ctrl-C between the new model and the old run's records, which describe another one
+        save_model(ensemble, args.out, overwrite=True, dataset={"name": data.name, "sha256": data.sha256},
+                   metrics={"test_accuracy": result.accuracy, "test_loss": result.loss,
+                            "member_test_accuracy": members},
+                   sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
+        for name in RUN_RECORDS:  # a training run's, replaced by --overwrite
+            (Path(args.out) / name).unlink(missing_ok=True)
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")

@@ -103,7 +103,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
 
 
 def evaluate(
-    model: nn.Module, data: Dataset, split: str = "test", device: str | torch.device | None = None
+    model: Network | Ensemble, data: Dataset, split: str = "test", device: str | torch.device | None = None
 ) -> EvalResult:
     """Evaluate on a data set split with the model's own normalisation."""
     check_kinds(model, data)
@@ -117,7 +117,7 @@ def evaluate(
     model.to(dev)
     x = to_tensor(images, model.mean, model.std, dev)
     y = torch.from_numpy(labels).to(dev)
-    return evaluate_tensors(model, x, y, list(getattr(model, "classes", data.classes)))
+    return evaluate_tensors(model, x, y, list(model.classes))
 
 
 def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network, Ensemble)) -> None:
@@ -141,16 +141,14 @@ def _brief(value: object) -> str:
     return f"{'an' if kind[0] in 'AEIOU' else 'a'} {kind}"
 
 
-def check_fits(model: nn.Module, data: Dataset) -> None:
+def check_fits(model: Network | Ensemble, data: Dataset) -> None:
     """A model reads images of the one size and answers the classes it was built for: a mismatch would otherwise run
     and score like chance (or fail deep inside a layer), so it is refused up front."""
-    size = getattr(model, "input_size", None)
-    if size is not None and (model.in_channels, *size) != data.input_shape:
-        raise ConfigError(f"the model takes {_shape((model.in_channels, *size))} images, but {data.name} has "
-                          f"{_shape(data.input_shape)} images.")
-    classes = getattr(model, "num_classes", None)
-    if classes is not None and classes != len(data.classes):
-        raise ConfigError(f"the model answers {classes} classes, but {data.name} has {len(data.classes)}.")
+    if (model.in_channels, *model.input_size) != data.input_shape:
+        raise ConfigError(f"the model takes {_shape((model.in_channels, *model.input_size))} images, but {data.name} "
+                          f"has {_shape(data.input_shape)} images.")
+    if model.num_classes != len(data.classes):
+        raise ConfigError(f"the model answers {model.num_classes} classes, but {data.name} has {len(data.classes)}.")
 
 
 def _shape(shape: tuple[int, ...]) -> str:

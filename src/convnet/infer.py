@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from convnet.checkpoint import SHIPPED, load_model
+from convnet.checkpoint import load_model
 from convnet.device import resolve_device
 from convnet.errors import ConfigError
 from convnet.models import Network
@@ -101,9 +101,8 @@ class Recognizer:
 
     @classmethod
     def load(cls, path_or_name: str | Path | None = None, device: str = "cpu", **options) -> Recognizer:
-        """A run folder, model file or shipped model name; None = the model shipped with convnet, by its path: no
-        name to look up, which a folder in the current one could answer."""
-        return cls(load_model(path_or_name or SHIPPED / DEFAULT_MODEL, device), device, **options)
+        """A run folder, model file or shipped model name; None = the model shipped with convnet."""
+        return cls(load_model(path_or_name or DEFAULT_MODEL, device), device, **options)
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
