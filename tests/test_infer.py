@@ -2,6 +2,7 @@
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -307,11 +308,20 @@ def test_read_cli(tmp_path):
     number = sorted((EXAMPLES / "numbers").glob("*.*"))[0]
     done = cli("read", number, "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["number"] == number.name.split("-")[0]
+    answer = json.loads(done.stdout)
+    assert answer["number"] == number.name.split("-")[0] and answer["path"] == str(number)
+    assert all(p == round(p, 6) for digit in answer["digits"] for _, p in digit["top_k"])  # as predict's
+    unsure = cli("read", number, "--min-confidence", "1")  # which digits fell short, and their best guesses
+    expected = "  ".join(f"{d}?:" for d in number.name.split("-")[0])
+    assert unsure.stdout.startswith("?   (low confidence: ") and re.sub(r"\d+\.\d%", "", unsure.stdout) == \
+        f"?   (low confidence: {expected})\n"
     blank = tmp_path / "blank.png"
     Image.new("L", (200, 80), 255).save(blank)
     done = cli("read", blank)
-    assert done.returncode == 0 and "no ink found" in done.stdout
+    assert done.returncode == 0 and done.stdout == "?   (no ink found)\n"
+    done = cli("read", blank, "--json")  # no digits: no confidence, as predict says it
+    assert json.loads(done.stdout) | {"path": None} == {"path": None, "number": None, "digits": [],
+                                                        "confidence": None, "reason": "no ink found", "error": None}
     done = cli("read", tmp_path / "missing.png")
     assert done.returncode == 1 and "Traceback" not in done.stderr
 
@@ -328,6 +338,7 @@ def test_non_finite_probabilities_give_an_error_never_a_label():
         json.dumps(result.to_dict(), allow_nan=False)
     reading = broken.read(str(number))
     assert reading.number is None and "non-finite" in reading.error and reading.digits == []
+    assert reading.confidence is None
     json.dumps(reading.to_dict(), allow_nan=False)
 
 

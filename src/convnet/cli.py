@@ -456,12 +456,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_read(args: argparse.Namespace) -> int:
     reading = _recognizer(args).read(args.image)
     if args.json:
-        print(json.dumps(reading.to_dict()))
+        print(json.dumps({"path": args.image, **reading.to_dict()}))  # keyed as predict's lines
     elif reading.error:
         print(f"convnet: error: {reading.error}{_model_hint(args.image)}", file=sys.stderr)
     else:
-        digits = "  ".join(f"{d.label if d.label is not None else '?'}:{d.confidence:.1%}" for d in reading.digits)
-        print(f"{reading.number if reading.number is not None else '?'}   ({reading.reason or digits})")
+        # An unsure digit shows its best guess with a "?": which one failed, and how far it was from the threshold.
+        digits = "  ".join(f"{d.label or d.top_k[0][0] + '?'}:{d.confidence:.1%}" for d in reading.digits)
+        said = ": ".join(part for part in (reading.reason, digits) if part)
+        print(f"{reading.number if reading.number is not None else '?'}   ({said})")
     return 1 if reading.error else 0
 
 

@@ -70,12 +70,15 @@ class Reading:
 
     number: str | None
     digits: list[Digit]
-    confidence: float  # product of the digits' confidences
+    confidence: float | None  # product of the digits' confidences; None without digits, as a Prediction's
     reason: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for digit in d["digits"]:  # rounded as a Prediction's
+            digit["top_k"] = [[label, round(p, 6)] for label, p in digit["top_k"]]
+        return d
 
 
 class Recognizer:
@@ -178,12 +181,12 @@ class Recognizer:
         try:
             boxes = segment_digits(load_gray(image), score=lambda images: self.probabilities(images).max(1))
         except NoInkError as e:
-            return Reading(None, [], 0.0, reason=str(e))
+            return Reading(None, [], None, reason=str(e))
         except ImageError as e:
-            return Reading(None, [], 0.0, error=str(e))
+            return Reading(None, [], None, error=str(e))
         probs = self.probabilities(np.stack([b.image for b in boxes]))
         if not np.isfinite(probs).all():
-            return Reading(None, [], 0.0, error=NON_FINITE)
+            return Reading(None, [], None, error=NON_FINITE)
         digits = []
         for box, p in zip(boxes, probs):
             answer = self._answer(p)
