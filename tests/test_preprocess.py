@@ -344,6 +344,11 @@ def test_path_bytes_and_image_agree(tmp_path, seven: np.ndarray) -> None:
     assert np.array_equal(out, preprocess(str(path)))
     assert np.array_equal(out, preprocess(path.read_bytes()))
     assert np.array_equal(out, preprocess(image))
+    assert np.array_equal(out, preprocess(io.BytesIO(path.read_bytes())))
+    with open(path, "rb") as f:
+        assert np.array_equal(out, preprocess(f))
+    with open(path, encoding="latin-1") as f, pytest.raises(ImageError, match=r"gave str, not bytes.*\('rb'\)"):
+        preprocess(f)
 
 
 def _blank_png(width: int, height: int) -> bytes:

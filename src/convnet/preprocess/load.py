@@ -1,4 +1,4 @@
-"""Reading an image (a path, encoded bytes, a PIL image, an array or a tensor) as float gray in [0, 1].
+"""Reading an image (a path, bytes, an open file, a PIL image, an array or a tensor) as float gray in [0, 1].
 
 Every failure, PIL's own included, comes out as `ImageError` with a message for the user. Big images are
 area-downscaled right after decoding, JPEGs decode at reduced size directly: a phone photo costs little.
@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,7 +24,7 @@ WORK_PIXELS = 1024 * 1024  # larger inputs are area-downscaled to this many pixe
 UNIT_OVERSHOOT = 1.5  # float images up to this are [0, 1] with resampling overshoot, not 0..255 (see `_to_unit`)
 
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour axis
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 
 def load_gray(
@@ -32,9 +32,10 @@ def load_gray(
 ) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
-    `source` may be a path, encoded bytes, a PIL image, a numpy array or a
-    torch tensor (H x W, H x W x C or C x H x W, on any device).  EXIF
-    orientation is applied and transparency is composited over white paper.
+    `source` may be a path, encoded bytes, an open binary file (read whole),
+    a PIL image, a numpy array or a torch tensor (H x W, H x W x C or
+    C x H x W, on any device).  EXIF orientation is applied and
+    transparency is composited over white paper.
     `max_side` (longer side) and `work_pixels` (area) area-downscale big
     images right after decoding (JPEGs decode at reduced size directly),
     which is how `preprocess` keeps photos cheap.
@@ -53,6 +54,18 @@ def load_gray(
     return downscale(gray, max_side, work_pixels)
 
 
+def _read_all(stream) -> bytes:
+    """What is left in a file-like object, as bytes: read whole, so that a stream that cannot seek works too."""
+    try:
+        data = stream.read()
+    except (OSError, ValueError) as exc:  # ValueError: a closed file
+        raise ImageError(f"cannot read the image from {type(stream).__name__} ({exc})") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise ImageError(f"{type(stream).__name__} gave {type(data).__name__}, not bytes: open the image's file in "
+                         "binary mode ('rb')")
+    return bytes(data)
+
+
 def _tensor_to_array(tensor) -> np.ndarray:
     """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
     try:
@@ -66,7 +79,9 @@ def _tensor_to_array(tensor) -> np.ndarray:
 
 
 def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
-    """Open (header only) a path or bytes, turning every failure into ImageError."""
+    """Open (header only) a path, bytes or an open binary file, turning every failure into ImageError."""
+    if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):  # an open file, BytesIO, an upload
+        source = _read_all(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             raise ImageError("image data is empty")
@@ -88,8 +103,8 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         if size == 0:
             raise ImageError(f"{name}: file is empty")
     else:
-        raise ImageError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes, a PIL "
-                         "image or an array")
+        raise ImageError(f"cannot read an image from {type(source).__name__}: give a path, encoded bytes, an open "
+                         "binary file, a PIL image or an array")
     try:
         with _pil_warnings():
             return Image.open(fp), name
