@@ -136,6 +136,10 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
 OUT_OF_MEMORY = ("can't allocate memory", "out of memory")
 
 
+# A shipped model's name is the shipped model even where the current folder holds a folder of that name.
+MODEL_HELP = "run folder, model file (.safetensors/.json) or shipped model name (./NAME for a folder named like one)"
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
 
@@ -207,8 +211,7 @@ def build_parser() -> Parser:
                        help="torch.compile the model (with CUDA graphs on a GPU)")
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
-    ev.add_argument("model", help="run folder, model file (.safetensors/.json) or shipped model name "
-                    "(a shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
+    ev.add_argument("model", help=MODEL_HELP)
     _add_data_options(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     _add_model_options(ev)
@@ -222,8 +225,7 @@ def build_parser() -> Parser:
 
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
-    pred.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model; a "
-                      "shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
+    pred.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
@@ -233,8 +235,7 @@ def build_parser() -> Parser:
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
     read.add_argument("image", help="image file of the number")
-    read.add_argument("--model", help="run folder, model file or shipped model name (default: the shipped model; a "
-                      "shipped model's name means it even beside a folder of that name: write ./NAME for the folder)")
+    read.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
                       "(default 0.5; values above 1 are per cent, 1 itself is 100 %%)")
