@@ -51,8 +51,13 @@ def test_evaluate_tensors():
     assert r.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
     d = r.to_dict()
     assert d["per_class"]["b"]["precision"] == 0.5 and d["confusion_matrix"][2] == [1, 0, 1]
+    assert d["per_class"]["c"]["support"] == 2 and type(d["per_class"]["c"]["support"]) is int
     report = format_report(r)
     assert "accuracy 60.0000%" in report and "confusion matrix" in report
+    assert "(no temperature fitted: confidences are the network's own)" in report and d["temperature"] == 1.0
+    scaled = Lookup()
+    scaled.temperature = 0.5
+    assert "with the fitted temperature 0.5 (loss too)" in format_report(evaluate_tensors(scaled, x, y, list("abc")))
 
 
 def test_a_model_must_fit_the_data(tiny_dir):

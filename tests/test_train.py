@@ -136,6 +136,26 @@ def test_target_accuracy_stops_early(tiny_dir):
     assert history.epochs[-1]["test_accuracy"] >= 0.5
 
 
+def test_what_the_log_says_about_targets_and_temperatures(tiny_dir, monkeypatch):
+    data, messages = load_dataset("mnist", tiny_dir), []
+    fit(create_model("fast"), data, epochs=2, batch_size=32, lr=1e-9, target_accuracy=0.99, val_split=0.0,
+        label_smoothing=0.0, log=messages.append)
+    assert any(m.startswith("target test accuracy 99.00% not reached in 2 epochs (best ") for m in messages)
+    assert any("no images held out (--val-split 0): the temperature is not fitted" in m for m in messages)
+    assert sum(m.startswith("epoch ") and "  loss " in m for m in messages) == 2  # no label smoothing here
+
+    def interrupted(*args):  # Ctrl-C as the fit's calibration errors are measured: the fit is dropped
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(import_module("convnet.train"), "expected_calibration_error", interrupted)
+    messages.clear()
+    history = fit(create_model("fast"), data, epochs=1, batch_size=32, label_smoothing=0.1, val_split=0.5,
+                  log=messages.append)
+    assert history.interrupted and history.calibration is None
+    assert not any("fitted on the validation split" in m for m in messages)  # never announced, as never kept
+    assert messages[0].startswith("epoch 1/1  smoothed loss ")
+
+
 def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_path):
     def run(lr: float, out: str) -> dict:
         return train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=2, batch_size=32, lr=lr,
@@ -420,10 +440,10 @@ def test_ctrl_c_between_an_epoch_and_its_checkpoint_still_saves_it(tiny_dir, tmp
     trainer = import_module("convnet.train")
     real = trainer._epoch_line  # logged after the epoch is recorded, before its checkpoint is written
 
-    def interrupted_after_epoch_2(row, epochs):
+    def interrupted_after_epoch_2(row, cfg):
         if row["epoch"] == 2:
             raise KeyboardInterrupt
-        return real(row, epochs)
+        return real(row, cfg)
 
     monkeypatch.setattr(trainer, "_epoch_line", interrupted_after_epoch_2)
     result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=3), log=lambda m: None)

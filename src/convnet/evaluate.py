@@ -24,6 +24,7 @@ class EvalResult:
     classes: list[str]
     ece: float = 0.0  # expected calibration error with the model's temperature
     ece_uncalibrated: float = 0.0  # … and with temperature 1
+    temperature: float = 1.0  # the model's softmax temperature, which the loss and `ece` are computed with
 
     @property
     def count(self) -> int:
@@ -41,9 +42,11 @@ class EvalResult:
             "count": self.count,
             "ece": self.ece,
             "ece_uncalibrated": self.ece_uncalibrated,
+            "temperature": self.temperature,
             "classes": self.classes,
             "per_class": {
-                c: {k: round(float(pc[k][i]), 6) for k in ("precision", "recall", "f1", "support")}
+                c: {**{k: round(float(pc[k][i]), 6) for k in ("precision", "recall", "f1")},
+                    "support": int(pc["support"][i])}  # a count of images
                 for i, c in enumerate(self.classes)
             },
             "confusion_matrix": self.confusion.tolist(),
@@ -82,7 +85,8 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch
 
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
     raw = logits_of(model, x)
-    logits = raw / getattr(model, "temperature", 1.0)
+    temperature = float(getattr(model, "temperature", 1.0))
+    logits = raw / temperature
     losses = F.cross_entropy(logits, y, reduction="none")
     # NaN or infinite outputs would score as chance with a NaN loss, which no report or JSON can carry
     broken = int((~torch.isfinite(logits).all(1) | ~torch.isfinite(losses)).sum())
@@ -99,6 +103,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
         ece_uncalibrated=expected_calibration_error(raw.softmax(1), y),
+        temperature=temperature,
     )
 
 
@@ -162,7 +167,9 @@ def format_report(result: EvalResult) -> str:
     pc = result.per_class
     lines = [
         f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}",
-        f"expected calibration error {result.ece:.4f} (temperature-scaled), {result.ece_uncalibrated:.4f} (raw)",
+        f"expected calibration error {result.ece:.4f} with the fitted temperature {result.temperature:.3g} (loss "
+        f"too), {result.ece_uncalibrated:.4f} without" if result.temperature != 1 else
+        f"expected calibration error {result.ece:.4f} (no temperature fitted: confidences are the network's own)",
         "",
     ]
     lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")

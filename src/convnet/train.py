@@ -165,7 +165,7 @@ def fit(
                 row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
             history.train_seconds += row["seconds"]
             history.epochs.append(row)
-            log(_epoch_line(row, cfg.epochs))
+            log(_epoch_line(row, cfg))
             if on_epoch_end:
                 on_epoch_end(model, history)
             # Rank 0 alone evaluates, so the ranks agree on stopping; with no target there is nothing to agree on.
@@ -174,6 +174,10 @@ def fit(
                 history.target_reached = True
                 log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
                 break
+            if cfg.target_accuracy is not None and epoch == cfg.epochs:
+                best = max(r.get("test_accuracy", 0) for r in history.epochs)
+                log(f"target test accuracy {cfg.target_accuracy:.2%} not reached in {epoch} epoch"
+                    f"{'s' * (epoch != 1)} (best {best:.2%})")
         except KeyboardInterrupt:
             history.interrupted = True
             done = len(history.epochs)
@@ -196,6 +200,9 @@ def fit(
                 history.ema = _average_record(loop.ema, held_out, y_val, history.epochs[-1], log)
             if held_out is not None:
                 history.calibration = _calibrate(model, held_out, y_val, log)
+            elif w.is_main:
+                log("no images held out (--val-split 0): the temperature is not fitted, and confidences are the "
+                    "network's own, not calibrated")
         except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
             if loop.ema is not None:
                 loop.ema.restore()
@@ -253,10 +260,11 @@ def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: L
             "not show how confident it should be; hold out more images with --val-split")
         return None
     model.temperature = fit_temperature(logits, y_val)
-    log(f"temperature {model.temperature:.3f} fitted on the validation split")
-    return {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
-            "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
-            "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
+    record = {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
+              "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
+              "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
+    log(f"temperature {model.temperature:.3f} fitted on the validation split")  # last: a Ctrl-C before drops it all
+    return record
 
 
 def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device) -> torch.nn.Module:
@@ -341,8 +349,10 @@ class _Loop:
         }
 
 
-def _epoch_line(row: dict, epochs: int) -> str:
-    line = (f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.2%}  "
+def _epoch_line(row: dict, cfg: TrainConfig) -> str:
+    # The training loss is what the steps minimise, label smoothing included: higher than a plain cross-entropy.
+    loss = "smoothed loss" if cfg.label_smoothing else "loss"
+    line = (f"epoch {row['epoch']}/{cfg.epochs}  {loss} {row['train_loss']:.4f}  acc {row['train_accuracy']:.2%}  "
             f"{row['seconds']:.1f}s  {row['images_per_second']:,.0f} img/s")
     if "val_accuracy" in row:
         line += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.2%}"
@@ -413,7 +423,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
-    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split:.0%} held out) "
+    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split * 100:.3g} % held out) "
         f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
         + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
@@ -486,7 +496,8 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         records(history)
         _write_json(run_dir / "metrics.json", metrics)
     if "test_accuracy" in metrics:
-        log(f"test accuracy {metrics['test_accuracy']:.2%}  test loss {metrics['test_loss']:.4f}  "
+        scaled = " (with the fitted temperature)" if history.calibration else ""
+        log(f"test accuracy {metrics['test_accuracy']:.2%}  test loss {metrics['test_loss']:.4f}{scaled}  "
             f"train time {history.train_seconds:.1f}s  → {run_dir}")
     if pressed:  # the run had ended; its files are whole, and stopping is all that was left to do
         log("Ctrl-C came while the run folder was being written: it was finished first")
