@@ -5,6 +5,7 @@ rich is optional here so that the core runs with torch, numpy, pillow and safete
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Iterator
@@ -15,23 +16,33 @@ except ImportError:  # pragma: no cover - exercised only without rich
     Progress = None
 
 
-class _Bar:
-    """Updates a rich task with a status text; a no-op without a terminal."""
+Log = Callable[[str], None]
+PLAIN_EVERY = 60.0  # seconds between progress lines where there is no bar (a log file, a pipe, a notebook)
 
-    def __init__(self, progress, task) -> None:
+
+class _Bar:
+    """Updates a rich task with a status text; without one, logs a plain line now and then, if given a `log`."""
+
+    def __init__(self, progress, task, description: str = "", total: int = 0, log: Log | None = None) -> None:
         self._progress, self._task = progress, task
+        self._description, self._total, self._log = description, total, log
+        self._last = time.perf_counter()
 
     def update(self, completed: int, status: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=completed, status=status)
+        elif self._log is not None and time.perf_counter() - self._last >= PLAIN_EVERY:
+            self._last = time.perf_counter()
+            self._log(f"{self._description}: {completed:,}/{self._total:,} steps  {status}")
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool | None = None) -> Iterator[_Bar]:
-    """A bar for `total` steps; `enabled=None` shows it only when stderr is a terminal."""
+def progress_bar(description: str, total: int, enabled: bool | None = None, log: Log | None = None) -> Iterator[_Bar]:
+    """A bar for `total` steps; `enabled=None` shows it only when stderr is a terminal. Where no bar shows, `log`
+    (if given) gets a line every PLAIN_EVERY seconds: a long epoch in a log file is not silence."""
     show = Progress is not None and (sys.stderr.isatty() if enabled is None else enabled)
     if not show:
-        yield _Bar(None, None)
+        yield _Bar(None, None, description, total, log if enabled is not False else None)
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -42,9 +53,6 @@ def progress_bar(description: str, total: int, enabled: bool | None = None) -> I
     ]
     with Progress(*columns, transient=True) as progress:
         yield _Bar(progress, progress.add_task(description, total=total, status=""))
-
-
-Log = Callable[[str], None]
 
 
 def stderr_log(message: str) -> None:

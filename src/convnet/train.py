@@ -138,6 +138,7 @@ def fit(
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
     loop.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    loop.log = log
     if loop.sched is None and cfg.schedule != "constant":
         log(f"{cfg.epochs * steps} steps in all: too few for a {cfg.schedule} schedule; the learning rate stays "
             f"{cfg.lr:g}")
@@ -291,6 +292,7 @@ class _Loop:
     background: float  # a black pixel after normalisation: what augmentation fills borders with
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: WeightAverage | None = None
+    log: Log | None = None  # where there is no progress bar, a line now and then during an epoch
 
     def batches(self, n: int, epoch: int, device: torch.device) -> torch.Tensor:
         """This rank's (steps, batch) indices: every rank draws the same permutation and takes its own slice."""
@@ -311,7 +313,7 @@ class _Loop:
         start = last_draw = time.perf_counter()
         precision = nullcontext() if bf16 else exact_fp32(dev)  # an epoch called fp32 is not TF32 on a GPU
         with precision, progress_bar(f"epoch {epoch}/{cfg.epochs}", self.steps,
-                                     enabled=None if self.world.is_main else False) as bar:
+                                     enabled=None if self.world.is_main else False, log=self.log) as bar:
             for step, idx in enumerate(self.batches(len(x), epoch, dev)):
                 xb, yb = x[idx], y[idx]
                 if augment:
