@@ -22,26 +22,34 @@ def ctrl_c_held() -> Iterator[list[bool]]:
     pressed: list[bool] = []
     main = threading.current_thread() is threading.main_thread()
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if main and signal.getsignal(s) is signal.default_int_handler]
-    previous = _swap({s: lambda signum, frame: pressed.append(True) for s in held})
+    previous, came = _swap({s: lambda signum, frame: pressed.append(True) for s in held})
+    if came is not None:  # pressed while the handlers went in: held like the rest
+        pressed.append(True)
     try:
         yield pressed
     finally:
-        _swap(previous)
+        _, came = _swap(previous)
+        if came is not None:  # pressed as the handlers came out, once they are all back: Python's Ctrl-C
+            raise came
 
 
-def _swap(handlers: dict) -> dict:
-    """Set several signal handlers as one step; returns the ones they replace.
+def _swap(handlers: dict) -> tuple[dict, KeyboardInterrupt | None]:
+    """Set several signal handlers, all of them even if Ctrl-C (or SIGTERM made one) comes meanwhile; returns the
+    handlers replaced, and that KeyboardInterrupt, if one came, for the caller to act on once all are in place.
 
-    A signal that came between two of the changes would run a handler half swapped in, or raise KeyboardInterrupt
-    with one handler never set back: the signals wait (where the platform can make them) until all are in place.
+    Left to escape, it would leave a handler half swapped in for good: a Ctrl-C or `kill` ignored from then on.
+    (Blocking the signals would not do: the other threads, which PyTorch starts, would still take them.)
     """
-    block = getattr(signal, "pthread_sigmask", None)  # not on Windows
-    waiting = block(signal.SIG_BLOCK, set(handlers)) if block and handlers else None
-    try:
-        return {s: signal.signal(s, handler) for s, handler in handlers.items()}
-    finally:
-        if waiting is not None:
-            block(signal.SIG_SETMASK, waiting)
+    previous = {s: signal.getsignal(s) for s in handlers}  # an interrupt here has changed nothing yet
+    remaining, came = list(handlers.items()), None
+    while remaining:
+        try:
+            while remaining:
+                signal.signal(*remaining[0])  # setting one twice, after an interrupt, does no harm
+                remaining.pop(0)
+        except KeyboardInterrupt as e:
+            came = e
+    return previous, came
 
 
 @contextmanager
