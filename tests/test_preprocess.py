@@ -8,6 +8,7 @@ rendering of the clean drawing: crop, area-scale to 20 px, centre the mass.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -347,8 +348,32 @@ def test_path_bytes_and_image_agree(tmp_path, seven: np.ndarray) -> None:
     assert np.array_equal(out, preprocess(io.BytesIO(path.read_bytes())))
     with open(path, "rb") as f:
         assert np.array_equal(out, preprocess(f))
-    with open(path, encoding="latin-1") as f, pytest.raises(ImageError, match=r"gave str, not bytes.*\('rb'\)"):
+    with open(path) as f, pytest.raises(ImageError, match=r"seven.png is open as text: .* binary mode \('rb'\)"):
         preprocess(f)
+    with open(path, "rb") as f:  # PIL reads a file from its start, and leaves it open for its owner
+        f.read(10)
+        assert np.array_equal(out, preprocess(f)) and not f.closed
+    read, write = os.pipe()  # a stream that cannot seek: read whole
+    os.write(write, path.read_bytes())
+    os.close(write)
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        assert np.array_equal(out, preprocess(pipe))
+
+
+def test_a_stream_too_large_for_an_image_is_refused_unread(monkeypatch) -> None:
+    from convnet.preprocess import load
+
+    class Upload:  # file-like, not seekable: read whole, but never past the limit
+        asked: list[int] = []
+
+        def read(self, size: int = -1) -> bytes:
+            self.asked.append(size)
+            return bytes(size)
+
+    monkeypatch.setattr(load, "MAX_STREAM_BYTES", 1000)
+    with pytest.raises(ImageError, match="the stream holds over 0 MiB: too large for an image"):
+        preprocess(Upload())
+    assert Upload.asked == [1001]
 
 
 def _blank_png(width: int, height: int) -> bytes:

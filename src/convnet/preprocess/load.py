@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from convnet.errors import ImageError
 
 MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
+MAX_STREAM_BYTES = 256 << 20  # a stream that cannot seek is read whole first: no image file is near this size
 WORK_PIXELS = 1024 * 1024  # larger inputs are area-downscaled to this many pixels before any analysis
 UNIT_OVERSHOOT = 1.5  # float images up to this are [0, 1] with resampling overshoot, not 0..255 (see `_to_unit`)
 
@@ -54,15 +55,23 @@ def load_gray(
     return downscale(gray, max_side, work_pixels)
 
 
-def _read_all(stream) -> bytes:
-    """What is left in a file-like object, as bytes: read whole, so that a stream that cannot seek works too."""
+def _stream(stream) -> io.IOBase | bytes:
+    """A file-like object as `_open` takes it: itself if it is binary and can seek, else what is left in it, read
+    whole (a pipe, a socket) up to MAX_STREAM_BYTES."""
+    if isinstance(stream, io.TextIOBase):
+        raise ImageError(f"{getattr(stream, 'name', 'the file')} is open as text: open the image's file in binary "
+                         "mode ('rb')")
     try:
-        data = stream.read()
+        if isinstance(stream, io.IOBase) and stream.seekable():
+            return stream
+        data = stream.read(MAX_STREAM_BYTES + 1)
     except (OSError, ValueError) as exc:  # ValueError: a closed file
         raise ImageError(f"cannot read the image from {type(stream).__name__} ({exc})") from None
     if not isinstance(data, (bytes, bytearray)):
         raise ImageError(f"{type(stream).__name__} gave {type(data).__name__}, not bytes: open the image's file in "
                          "binary mode ('rb')")
+    if len(data) > MAX_STREAM_BYTES:
+        raise ImageError(f"the stream holds over {MAX_STREAM_BYTES >> 20} MiB: too large for an image")
     return bytes(data)
 
 
@@ -81,8 +90,10 @@ def _tensor_to_array(tensor) -> np.ndarray:
 def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
     """Open (header only) a path, bytes or an open binary file, turning every failure into ImageError."""
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):  # an open file, BytesIO, an upload
-        source = _read_all(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = _stream(source)
+    if isinstance(source, io.IOBase):  # a seekable binary stream: PIL reads its header, from the start, as a file's
+        fp, name = source, str(getattr(source, "name", "image data"))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             raise ImageError("image data is empty")
         fp, name = io.BytesIO(source), "image data"
