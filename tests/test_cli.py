@@ -179,8 +179,8 @@ def test_help_has_examples():
     (MemoryError(), 1, "tool: error: out of memory (no details): free some memory, or ask for less (a smaller "
                        "batch, model or images)."),
     (MemoryError("Unable to allocate 745. GiB for an array with shape (100000, 1000000) and data type float64"), 1,
-     "tool: error: out of memory (Unable to allocate 745): free some memory, or ask for less (a smaller batch, "
-     "model or images)."),
+     "tool: error: out of memory (Unable to allocate 745. GiB for an array with shape (100000, 1000000) and data "
+     "type float64): free some memory, or ask for less (a smaller batch, model or images)."),
 ])
 def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
     def body():

@@ -122,11 +122,13 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:  # PyTorch says "out of memory" with a RuntimeError, on every device
-        sentences = [s.strip() for s in str(e).replace("\n", " ").split(". ") if s.strip()]
-        said = [s for s in sentences if any(words in s.lower() for words in OUT_OF_MEMORY)]
-        if isinstance(e, RuntimeError) and not said:
-            raise  # a bug: its traceback is what helps
-        reason = (said or sentences or ["no details"])[0]  # numpy's MemoryError says "Unable to allocate 745. GiB …"
+        if isinstance(e, MemoryError):  # numpy's: "Unable to allocate 745. GiB for an array with shape …"
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else "no details"
+        else:  # PyTorch's, one sentence of a longer story, or not about memory at all
+            said = [s.strip() for s in str(e).replace("\n", " ").split(". ") if any(w in s for w in OUT_OF_MEMORY)]
+            if not said:
+                raise  # a bug: its traceback is what helps
+            reason = said[0]
         print(f"{prog}: error: out of memory ({reason}): free some memory, or ask for less (a smaller batch, model "
               "or images).", file=sys.stderr)
         return 1
