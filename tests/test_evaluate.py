@@ -10,7 +10,7 @@ from torch import nn
 from convnet.data import Dataset, load_dataset
 from convnet.errors import ConfigError, DataError, ModelError
 from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
-from convnet.models import create_model
+from convnet.models import Ensemble, create_model
 from convnet.train import fit
 
 
@@ -58,6 +58,12 @@ def test_evaluate_tensors():
     scaled = Lookup()
     scaled.temperature = 0.5
     assert "with the fitted temperature 0.5 (loss too)" in format_report(evaluate_tensors(scaled, x, y, list("abc")))
+    members = [create_model("fast"), create_model("fast")]
+    for m in members:
+        m.temperature = 2.5
+    vote = evaluate_tensors(Ensemble(members).eval(), torch.randn(6, 1, 28, 28), torch.arange(6), list("0123456789"))
+    assert vote.temperature is None and "(each member of the ensemble with its own fitted temperature)" in \
+        format_report(vote)
 
 
 def test_a_model_must_fit_the_data(tiny_dir):

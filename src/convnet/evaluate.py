@@ -24,7 +24,9 @@ class EvalResult:
     classes: list[str]
     ece: float = 0.0  # expected calibration error with the model's temperature
     ece_uncalibrated: float = 0.0  # … and with temperature 1
-    temperature: float = 1.0  # the model's softmax temperature, which the loss and `ece` are computed with
+    # The model's softmax temperature, which the loss and `ece` are computed with; None for an ensemble, whose
+    # members each divide by their own before their probabilities are averaged.
+    temperature: float | None = 1.0
 
     @property
     def count(self) -> int:
@@ -86,7 +88,7 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
     raw = logits_of(model, x)
     temperature = float(getattr(model, "temperature", 1.0))
-    logits = raw / temperature
+    logits = raw / temperature  # an ensemble's is 1: its members' temperatures are inside its outputs
     losses = F.cross_entropy(logits, y, reduction="none")
     # NaN or infinite outputs would score as chance with a NaN loss, which no report or JSON can carry
     broken = int((~torch.isfinite(logits).all(1) | ~torch.isfinite(losses)).sum())
@@ -103,7 +105,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
         ece_uncalibrated=expected_calibration_error(raw.softmax(1), y),
-        temperature=temperature,
+        temperature=None if isinstance(model, Ensemble) else temperature,
     )
 
 
@@ -162,14 +164,23 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, size)) + (f"×{channels}" if channels != 1 else "")
 
 
+def _calibration_line(result: EvalResult) -> str:
+    """The expected calibration error, and the temperature it (and the loss) was computed with."""
+    line = f"expected calibration error {result.ece:.4f}"
+    if result.temperature is None:
+        return f"{line} (each member of the ensemble with its own fitted temperature)"
+    if result.temperature == 1:
+        return f"{line} (no temperature fitted: confidences are the network's own)"
+    return (f"{line} with the fitted temperature {result.temperature:.3g} (loss too), {result.ece_uncalibrated:.4f} "
+            "without")
+
+
 def format_report(result: EvalResult) -> str:
     """Accuracy, loss, the per-class table and the confusion matrix as plain text."""
     pc = result.per_class
     lines = [
         f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}",
-        f"expected calibration error {result.ece:.4f} with the fitted temperature {result.temperature:.3g} (loss "
-        f"too), {result.ece_uncalibrated:.4f} without" if result.temperature != 1 else
-        f"expected calibration error {result.ece:.4f} (no temperature fitted: confidences are the network's own)",
+        _calibration_line(result),
         "",
     ]
     lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
