@@ -455,6 +455,10 @@ def test_weights_from_another_save_are_refused(tmp_path):
     with pytest.raises(ModelError, match="not the weights .*model.json was written with"):
         load_model(tmp_path / "a")
     card = json.loads((tmp_path / "b" / "model.json").read_text())
+    for bad in (None, card["weights_sha256"].upper()):
+        (tmp_path / "a" / "model.json").write_text(json.dumps({**card, "weights_sha256": bad}))
+        with pytest.raises(ModelError, match="weights_sha256 .* is not a SHA-256 in hexadecimal"):
+            load_model(tmp_path / "a")
     del card["weights_sha256"]  # a card from before the hash: loads as it did
     (tmp_path / "a" / "model.json").write_text(json.dumps(card))
     assert load_model(tmp_path / "a").card == card

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from torch import nn
 
 from convnet import __version__
 from convnet.data import class_names_problem
-from convnet.data.cache import atomic_write, sha256_bytes
+from convnet.data.cache import atomic_write, sha256_bytes, sha256_file
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError
 from convnet.interrupt import deferred
@@ -35,7 +36,9 @@ WEIGHTS, CARD = "model.safetensors", "model.json"
 SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
                "temperature", "members", "versions", "created", "weights_sha256")
-FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names; convnet saves F32, the others load as F32 too
+# safetensors' names; convnet saves F32, the others load as F32 too (from a card without weights_sha256, or one
+# written with them)
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
 
 
@@ -403,16 +406,17 @@ def _fit_header(model: nn.Module, header: dict[str, tuple[list[int], str]], weig
 
 def _check_pair(weights: Path, card: dict, card_path: Path) -> None:
     """The weights are the ones the card was written with, when the card says which (older cards do not): a save cut
-    short, or files copied from two models, would otherwise pair a card with other weights."""
+    short, files copied from two models, or weights converted by hand would otherwise pass under a card not theirs."""
     if "weights_sha256" not in card:
         return
-    digest = hashlib.sha256()
-    with open(weights, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != card["weights_sha256"]:
-        raise ModelError(f"{weights}: not the weights {card_path} was written with (their SHA-256 differs): the pair "
-                         "was broken, by a save cut short or files copied from two models; save the model again.")
+    expected = card["weights_sha256"]
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ModelError(f"{card_path}: incomplete or invalid model card (weights_sha256 {expected!r:.80} is not a "
+                         "SHA-256 in hexadecimal).")
+    if sha256_file(weights) != expected:
+        raise ModelError(f"{weights}: not the weights {card_path} was written with (their SHA-256 differs): a save "
+                         "cut short, files copied from two models, or weights changed since; save the model again "
+                         "with save_model.")
 
 
 def _check_values(model: nn.Module, weights: Path) -> None:
