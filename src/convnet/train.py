@@ -115,6 +115,7 @@ def fit(
         log, on_epoch_end = (lambda message: None), None
     check_fits(model, data)
     model.mean, model.std = data.normalization()
+    model.temperature = 1.0  # one fitted before (a model trained further) belongs to other weights
     model.classes = list(data.classes)
     model.to(dev, memory_format=torch.channels_last)
     if dev.type == "cpu":
@@ -202,7 +203,7 @@ def fit(
             if held_out is not None:
                 history.calibration = _calibrate(model, held_out, y_val, log)
             elif w.is_main:
-                log("no images held out (--val-split 0): the temperature is not fitted, and confidences are the "
+                log("no images held out (--val-split): the temperature is not fitted, and confidences are the "
                     "network's own, not calibrated")
         except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
             if loop.ema is not None:
