@@ -464,6 +464,15 @@ def test_weights_from_another_save_are_refused(tmp_path):
     assert load_model(tmp_path / "a").card == card
 
 
+def test_numpy_numbers_are_saved_as_numbers(tmp_path):
+    import numpy as np
+
+    model = _trained_like()
+    model.mean, model.std = np.float32(0.1307), np.float64(0.3081)
+    save_model(model, tmp_path / "run")
+    assert load_model(tmp_path / "run").mean == pytest.approx(0.1307)
+
+
 @pytest.mark.parametrize("name, value", [("mean", True), ("std", 0.0), ("temperature", float("nan"))])
 def test_scaling_load_model_would_refuse_is_not_saved(tmp_path, name, value):
     model = _trained_like()

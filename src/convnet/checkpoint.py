@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import platform
 import re
@@ -74,11 +75,11 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
         "classes": list(model.classes),
         "preprocessing": {
             "scale": "pixel / 255",
-            "mean": model.mean,
-            "std": model.std,
+            "mean": float(model.mean),  # numpy's float32 too, checked above
+            "std": float(model.std),
             "layout": "white ink on black, digit centred by mass in a 20 px box (MNIST style)",
         },
-        "temperature": model.temperature,
+        "temperature": float(model.temperature),
         **({"members": model.member_cards()} if isinstance(model, Ensemble) else {}),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -312,8 +313,9 @@ def check_classes(classes: list, num_classes: int) -> None:
 
 
 def _number(value, name: str) -> float:
-    """A card's number as a float: JSON's true, "0.1" or null are none (float() would take the first two)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A card's number as a float: JSON's true, "0.1" or null are none (float() would take the first two); numpy's
+    numbers are."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, not {value!r:.40}")
     return float(value)
 
