@@ -298,7 +298,7 @@ def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):
 
 
 def test_batch_larger_than_data(tiny_dir):
-    with pytest.raises(ConfigError, match="540 training image.s. left after holding out 10%: fewer than one batch"):
+    with pytest.raises(ConfigError, match="540 training image.s. left after holding out 10 %: fewer than one batch"):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
 
 

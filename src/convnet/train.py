@@ -134,7 +134,7 @@ def fit(
 
     steps = len(x) // (cfg.batch_size * w.size)
     if steps == 0:
-        raise ConfigError(f"{len(x)} training image(s) left after holding out {cfg.val_split:.0%}: fewer than one "
+        raise ConfigError(f"{len(x)} training image(s) left after holding out {_share(cfg.val_split)}: fewer than one "
                           f"batch of {cfg.batch_size} × {w.size} process(es); lower --batch-size or --val-split.")
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
@@ -352,6 +352,11 @@ class _Loop:
         }
 
 
+def _share(fraction: float) -> str:
+    """A share as a percentage with what it was given with: 10 %, 2 %, 0.4 %, not 0 %."""
+    return f"{fraction * 100:.3g} %"
+
+
 def _epoch_line(row: dict, cfg: TrainConfig) -> str:
     # The training loss is what the steps minimise, label smoothing included: higher than a plain cross-entropy.
     loss = "smoothed loss" if cfg.label_smoothing else "loss"
@@ -426,7 +431,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
-    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {cfg.val_split * 100:.3g} % held out) "
+    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {_share(cfg.val_split)} held out) "
         f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
         + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
