@@ -28,11 +28,16 @@ class _Bar:
         self._description, self._total, self._log = description, total, log
         self._last = time.perf_counter()
 
+    @property
+    def active(self) -> bool:
+        """Whether updates go anywhere: the caller can skip the work of making them (a device sync, say)."""
+        return self._progress is not None or self._log is not None
+
     def update(self, completed: int, status: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=completed, status=status)
-        elif self._log is not None and time.perf_counter() - self._last >= PLAIN_EVERY:
-            self._last = time.perf_counter()
+        elif self._log is not None and (now := time.perf_counter()) - self._last >= PLAIN_EVERY:
+            self._last = now
             self._log(f"{self._description}: {completed:,}/{self._total:,} steps  {status}")
 
 
