@@ -353,7 +353,7 @@ class _Loop:
 
 
 def _share(fraction: float) -> str:
-    """A share as a percentage with what it was given with: 10 %, 2 %, 0.4 %, not 0 %."""
+    """A share as a percentage to three significant figures: 10 %, 2 %, 0.4 % (never a share rounded to 0 %)."""
     return f"{fraction * 100:.3g} %"
 
 
