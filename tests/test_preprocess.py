@@ -360,6 +360,28 @@ def test_path_bytes_and_image_agree(tmp_path, seven: np.ndarray) -> None:
         assert np.array_equal(out, preprocess(pipe))
 
 
+def test_streams_are_read_whole(tmp_path) -> None:
+    import tempfile
+    import threading
+
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)).save(path)
+    data, expected = path.read_bytes(), load_gray(path)
+    assert len(data) > 1 << 17  # more than a pipe's buffer, which an unbuffered read returns at most
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, data), os.close(write)))
+    writer.start()
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        assert np.array_equal(load_gray(pipe), expected)
+    writer.join()
+    with tempfile.NamedTemporaryFile(suffix=".png") as f:  # a file-like wrapper, left at the end by the write
+        f.write(data)
+        f.flush()
+        assert np.array_equal(load_gray(f), expected)
+    with pytest.raises(ImageError, match="image data is empty"):
+        load_gray(io.BytesIO())
+
+
 def test_a_stream_too_large_for_an_image_is_refused_unread(monkeypatch) -> None:
     from convnet.preprocess import load
 

@@ -33,7 +33,7 @@ def load_gray(
 ) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
-    `source` may be a path, encoded bytes, an open binary file (read whole),
+    `source` may be a path, encoded bytes, an open binary file (from its start),
     a PIL image, a numpy array or a torch tensor (H x W, H x W x C or
     C x H x W, on any device).  EXIF orientation is applied and
     transparency is composited over white paper.
@@ -55,24 +55,30 @@ def load_gray(
     return downscale(gray, max_side, work_pixels)
 
 
-def _stream(stream) -> io.IOBase | bytes:
-    """A file-like object as `_open` takes it: itself if it is binary and can seek, else what is left in it, read
-    whole (a pipe, a socket) up to MAX_STREAM_BYTES."""
+def _stream(stream) -> BinaryIO | bytes:
+    """A file-like object as `_open` takes it: itself if it can seek (PIL reads it from its start, as a file), else
+    all that is left in it (a pipe, a socket), read to its end but never past MAX_STREAM_BYTES."""
     if isinstance(stream, io.TextIOBase):
         raise ImageError(f"{getattr(stream, 'name', 'the file')} is open as text: open the image's file in binary "
                          "mode ('rb')")
     try:
-        if isinstance(stream, io.IOBase) and stream.seekable():
+        if callable(getattr(stream, "seekable", None)) and stream.seekable():
+            if stream.seek(0, io.SEEK_END) == 0:
+                raise ImageError("image data is empty")
+            stream.seek(0)
             return stream
-        data = stream.read(MAX_STREAM_BYTES + 1)
+        chunks, size = [], 0
+        while size <= MAX_STREAM_BYTES and (chunk := stream.read(MAX_STREAM_BYTES + 1 - size)):
+            if not isinstance(chunk, (bytes, bytearray)):
+                raise ImageError(f"{type(stream).__name__} gave {type(chunk).__name__}, not bytes: open the image's "
+                                 "file in binary mode ('rb')")
+            chunks.append(chunk)
+            size += len(chunk)  # an unbuffered pipe gives at most its buffer per read: read on to the end
     except (OSError, ValueError) as exc:  # ValueError: a closed file
         raise ImageError(f"cannot read the image from {type(stream).__name__} ({exc})") from None
-    if not isinstance(data, (bytes, bytearray)):
-        raise ImageError(f"{type(stream).__name__} gave {type(data).__name__}, not bytes: open the image's file in "
-                         "binary mode ('rb')")
-    if len(data) > MAX_STREAM_BYTES:
+    if size > MAX_STREAM_BYTES:
         raise ImageError(f"the stream holds over {MAX_STREAM_BYTES >> 20} MiB: too large for an image")
-    return bytes(data)
+    return b"".join(chunks)
 
 
 def _tensor_to_array(tensor) -> np.ndarray:
@@ -91,7 +97,7 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
     """Open (header only) a path, bytes or an open binary file, turning every failure into ImageError."""
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):  # an open file, BytesIO, an upload
         source = _stream(source)
-    if isinstance(source, io.IOBase):  # a seekable binary stream: PIL reads its header, from the start, as a file's
+    if hasattr(source, "read"):  # a stream that can seek: PIL reads it from its start, as a file
         fp, name = source, str(getattr(source, "name", "image data"))
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
