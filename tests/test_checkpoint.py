@@ -467,10 +467,16 @@ def test_weights_from_another_save_are_refused(tmp_path):
 def test_numpy_numbers_are_saved_as_numbers(tmp_path):
     import numpy as np
 
+    from convnet.models import Ensemble
+
     model = _trained_like()
-    model.mean, model.std = np.float32(0.1307), np.float64(0.3081)
+    model.mean, model.std, model.temperature = np.float32(0.1307), np.float64(0.3081), np.float32(1.5)
     save_model(model, tmp_path / "run")
     assert load_model(tmp_path / "run").mean == pytest.approx(0.1307)
+    other = _trained_like()
+    other.mean, other.std = model.mean, model.std
+    save_model(Ensemble([model, other]), tmp_path / "vote")  # its members' cards hold their temperatures
+    assert load_model(tmp_path / "vote").members[0].temperature == 1.5
 
 
 @pytest.mark.parametrize("name, value", [("mean", True), ("std", 0.0), ("temperature", float("nan"))])

@@ -173,6 +173,9 @@ def test_help_has_examples():
                   "tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)"), 1,
      "tool: error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000000 "
      "bytes): free some memory, or ask for less (a smaller batch, model or images)."),
+    (RuntimeError("HIP error: Out of memory. Tried to allocate 2 GiB"), 1,
+     "tool: error: out of memory (HIP error: Out of memory): free some memory, or ask for less (a smaller batch, "
+     "model or images)."),
     (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB."), 1,
      "tool: error: out of memory (CUDA out of memory): free some memory, or ask for less (a smaller batch, model "
      "or images)."),

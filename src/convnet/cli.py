@@ -125,7 +125,8 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
         if isinstance(e, MemoryError):  # numpy's: "Unable to allocate 745. GiB for an array with shape …"
             reason = str(e).strip().splitlines()[0] if str(e).strip() else "no details"
         else:  # PyTorch's, one sentence of a longer story, or not about memory at all
-            said = [s.strip() for s in str(e).replace("\n", " ").split(". ") if any(w in s for w in OUT_OF_MEMORY)]
+            said = [s.strip() for s in str(e).replace("\n", " ").split(". ")
+                    if any(w in s.lower() for w in OUT_OF_MEMORY)]  # CUDA's "out of memory", others' "Out of memory"
             if not said:
                 raise  # a bug: its traceback is what helps
             reason = said[0]

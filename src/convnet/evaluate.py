@@ -23,7 +23,7 @@ class EvalResult:
     confusion: np.ndarray  # (true, predicted) counts
     classes: list[str]
     ece: float = 0.0  # expected calibration error with the model's temperature
-    ece_uncalibrated: float = 0.0  # … and with temperature 1
+    ece_uncalibrated: float | None = 0.0  # … and with temperature 1 (None for an ensemble: see `temperature`)
     # The model's softmax temperature, which the loss and `ece` are computed with; None for an ensemble, whose
     # members each divide by their own before their probabilities are averaged.
     temperature: float | None = 1.0
@@ -104,7 +104,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         confusion=cm,
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
-        ece_uncalibrated=expected_calibration_error(raw.softmax(1), y),
+        ece_uncalibrated=None if isinstance(model, Ensemble) else expected_calibration_error(raw.softmax(1), y),
         temperature=None if isinstance(model, Ensemble) else temperature,
     )
 
