@@ -1,34 +1,33 @@
 """Progress during long loops: a bar on a terminal, a line now and then elsewhere."""
-import pytest
-
 from convnet import progress
 
 
-@pytest.mark.parametrize("enabled, lines", [(None, 2), (False, 0)])  # False: another torchrun rank, which is quiet
-def test_without_a_terminal_the_log_gets_a_line_now_and_then(monkeypatch, enabled, lines):
-    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)  # a pipe or a log file
-    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
-    said: list[str] = []
-    with progress.progress_bar("epoch 2/5", 400, enabled=enabled, log=said.append) as bar:
-        bar.update(100, "loss 0.2000")
-        bar.update(300, "loss 0.1000")
-    assert said == ["epoch 2/5: 100/400 steps  loss 0.2000", "epoch 2/5: 300/400 steps  loss 0.1000"][:lines]
-
-
-def test_lines_are_spaced_out(monkeypatch):
+def _without_a_terminal(monkeypatch) -> list[float]:
+    """stderr is a pipe or a log file; returns the clock the bar reads, to be moved by the test."""
     monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
-    clock = iter([0.0, 30.0, 61.0, 90.0, 125.0])  # the bar's start, then one reading per update
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
-    said: list[str] = []
-    with progress.progress_bar("epoch 1/1", 4, log=said.append) as bar:
-        for step in range(4):
-            bar.update(step + 1, "")
-    assert [line.split(": ")[1].split()[0] for line in said] == ["2/4", "4/4"]  # at 61 s and at 125 s
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    return now
 
 
-def test_a_bar_with_nowhere_to_go_says_so(monkeypatch):
-    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
-    with progress.progress_bar("epoch 1/1", 4, enabled=False, log=print) as quiet:
-        assert not quiet.active  # another torchrun rank: the loop skips the syncs that updates cost
+def test_without_a_terminal_the_log_gets_a_line_every_so_often(monkeypatch):
+    now, said = _without_a_terminal(monkeypatch), []
+    with progress.progress_bar("epoch 2/5", 400, log=said.append) as bar:
+        for step, seconds in enumerate([30.0, 61.0, 90.0, 125.0], 1):
+            now[0] = seconds
+            if bar.due():
+                bar.update(100 * step, f"loss {1 / step:.4f}")
+    assert said == ["epoch 2/5: 200/400 steps  loss 0.5000", "epoch 2/5: 400/400 steps  loss 0.2500"]  # 61, 125 s
+
+
+def test_a_quiet_bar_is_never_due(monkeypatch):
+    now = _without_a_terminal(monkeypatch)
+    with progress.progress_bar("epoch 1/1", 4, enabled=False, log=print) as quiet:  # another torchrun rank
+        now[0] += 1000.0
+        assert not quiet.due()
+    with progress.progress_bar("epoch 1/1", 4) as unlogged:  # no log to write to
+        now[0] += 1000.0
+        assert not unlogged.due()
     with progress.progress_bar("epoch 1/1", 4, log=print) as logged:
-        assert logged.active
+        now[0] += 1000.0
+        assert logged.due()

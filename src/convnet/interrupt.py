@@ -38,7 +38,8 @@ def _swap(handlers: dict) -> tuple[dict, KeyboardInterrupt | None]:
     handlers replaced, and that KeyboardInterrupt, if one came, for the caller to act on once all are in place.
 
     Left to escape, it would leave a handler half swapped in for good: a Ctrl-C or `kill` ignored from then on.
-    (Blocking the signals would not do: the other threads, which PyTorch starts, would still take them.)
+    (Blocking the signals would not do: the other threads, which PyTorch starts, would still take them.) Python can
+    raise between any two steps, so a second signal in the microseconds outside the `try` is still not covered.
     """
     previous = {s: signal.getsignal(s) for s in handlers}  # an interrupt here has changed nothing yet
     remaining, came = list(handlers.items()), None

@@ -28,16 +28,19 @@ class _Bar:
         self._description, self._total, self._log = description, total, log
         self._last = time.perf_counter()
 
-    @property
-    def active(self) -> bool:
-        """Whether updates go anywhere: the caller can skip the work of making them (a device sync, say)."""
-        return self._progress is not None or self._log is not None
+    def due(self) -> bool:
+        """Whether an update now would be shown: the caller makes one only then (its values can cost a device
+        sync). The bar redraws at any time; a plain line goes out every PLAIN_EVERY seconds."""
+        if self._progress is not None:
+            return True
+        return self._log is not None and time.perf_counter() - self._last >= PLAIN_EVERY
 
     def update(self, completed: int, status: str) -> None:
+        """Show `status` at `completed` steps: on the bar, or as a plain line (see `due`)."""
         if self._progress is not None:
             self._progress.update(self._task, completed=completed, status=status)
-        elif self._log is not None and (now := time.perf_counter()) - self._last >= PLAIN_EVERY:
-            self._last = now
+        elif self._log is not None:
+            self._last = time.perf_counter()
             self._log(f"{self._description}: {completed:,}/{self._total:,} steps  {status}")
 
 

@@ -334,7 +334,7 @@ class _Loop:
                 loss_sum += loss.detach().float()
                 correct += (out.detach().argmax(1) == yb).sum()
                 now = time.perf_counter()
-                if bar.active and now - last_draw > 0.25:  # reading values back costs a device sync: only to show
+                if now - last_draw > 0.25 and bar.due():  # reading values back costs a device sync: only to show
                     last_draw, seen = now, (step + 1) * cfg.batch_size
                     bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
                                f"{seen * self.world.size / (now - start):,.0f} img/s")
