@@ -1,5 +1,7 @@
 """The errors convnet raises for bad input: each carries a message meant for the user, shown without a traceback."""
 
+import operator
+
 
 class ConvnetError(Exception):
     """Base class: the CLI prints the message and exits non-zero."""
@@ -23,3 +25,15 @@ class ImageError(ConvnetError, ValueError):
 
 class NoInkError(ImageError):
     """The image is readable but holds nothing that looks like a digit."""
+
+
+def whole_count(name: str, value: object) -> int:
+    """`value` as a plain int if it is a whole number of at least 1 (Python's or numpy's, not a bool): a size or a
+    count; else a ConfigError that names `name`."""
+    try:
+        whole = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        whole = None
+    if whole is None or whole < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return whole

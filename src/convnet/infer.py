@@ -24,7 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.checkpoint import load_model
 from convnet.device import resolve_device
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, whole_count
 from convnet.models import Network
 from convnet.preprocess import SIZE, ImageError, NoInkError, Source, load_gray, preprocess
 from convnet.segment import segment_digits
@@ -87,7 +87,7 @@ class Recognizer:
     def __init__(self, model: Network, device: str | torch.device = "cpu", top_k: int = 3,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
         # Checked here, not where used: a bad value would otherwise fail on the first batch, or come back as garbage.
-        top_k, batch_size = _count("top_k", top_k), _count("batch_size", batch_size)
+        top_k, batch_size = whole_count("top_k", top_k), whole_count("batch_size", batch_size)
         # bool is a number to Python, but True is no confidence; NaN fails the range check.
         if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) \
                 or not 0 <= min_confidence <= 1:
@@ -223,13 +223,6 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
-
-
-def _count(name: str, value: object) -> int:
-    """A Recognizer option that counts things: an int of at least 1 (not a bool, not 2.5)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}.")
-    return int(value)
 
 
 def _prepare(source: Source) -> np.ndarray | ImageError:

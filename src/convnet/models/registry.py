@@ -5,7 +5,6 @@ Callers only use `create_model(name)`; adding an architecture touches one file (
 from __future__ import annotations
 
 import difflib
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convnet.errors import ConfigError, ModelError
+from convnet.errors import ConfigError, ModelError, whole_count
 
 
 @dataclass(frozen=True)
@@ -113,25 +112,15 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_s
 def _check_shape(num_classes: object, in_channels: object, input_size: object) -> tuple[int, int, tuple[int, int]]:
     """The sizes a network is built for as plain ints of at least 1 (numpy's too), with input_size as (height,
     width): anything else would fail inside a layer's constructor, or build a network that cannot run."""
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if _count(value) is None:
-            raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
-    sides = [_count(v) for v in input_size] if isinstance(input_size, (tuple, list, np.ndarray)) else []
-    if len(sides) != 2 or None in sides:
-        raise ConfigError(f"input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not "
-                          f"{input_size!r}.")
-    return _count(num_classes), _count(in_channels), (sides[0], sides[1])  # type: ignore[return-value]
-
-
-def _count(value: object) -> int | None:
-    """`value` as a plain int if it is a whole number of at least 1 (a Python or numpy integer, not a bool)."""
-    if isinstance(value, bool):
-        return None
+    classes, channels = whole_count("num_classes", num_classes), whole_count("in_channels", in_channels)
     try:
-        whole = operator.index(value)
-    except TypeError:
-        return None
-    return whole if whole >= 1 else None
+        if not isinstance(input_size, (tuple, list, np.ndarray)) or len(input_size) != 2:
+            raise ConfigError("not a pair")
+        height, width = (whole_count("input_size", side) for side in input_size)
+    except ConfigError:
+        raise ConfigError(f"input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not "
+                          f"{input_size!r}.") from None
+    return classes, channels, (height, width)
 
 
 def _check_input_size(model: Network) -> None:
