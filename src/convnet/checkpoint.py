@@ -276,8 +276,7 @@ def _build(spec: dict, card: dict) -> Network:
         raise ValueError("an ensemble's members cannot be ensembles themselves")
     num_classes, in_channels, input_size = spec["num_classes"], spec["in_channels"], spec["input_size"]
     classes, prep = card["classes"], card["preprocessing"]
-    mean, std = _number(prep["mean"], "mean"), _number(prep["std"], "std")
-    temperature = _number(spec.get("temperature", 1.0), "temperature")
+    mean, std, temperature = prep["mean"], prep["std"], spec.get("temperature", 1.0)
     if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
         raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
     if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, 8192) for s in input_size):
@@ -286,7 +285,7 @@ def _build(spec: dict, card: dict) -> Network:
     check_scaling(mean, std, temperature)
     model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
     model.classes = list(classes)
-    model.mean, model.std, model.temperature = mean, std, temperature
+    model.mean, model.std, model.temperature = float(mean), float(std), float(temperature)
     return model
 
 
@@ -421,11 +420,17 @@ def _check_pair(weights: Path, card: dict, card_path: Path) -> None:
                          "with save_model.")
 
 
+def non_finite(model: nn.Module) -> str | None:
+    """The name of the first weight or statistic of `model` that holds NaN or infinity, if any."""
+    return next((name for name, t in model.state_dict().items()
+                 if t.is_floating_point() and not bool(t.isfinite().all())), None)
+
+
 def _check_values(model: nn.Module, weights: Path) -> None:
     """Weights that can only give NaN answers: non-finite values, or a negative BatchNorm variance (square-rooted)."""
+    if (name := non_finite(model)) is not None:
+        raise ModelError(f"{weights}: {name} holds NaN or infinite values; the weights are corrupt.")
     for name, t in model.state_dict().items():
-        if t.is_floating_point() and not bool(t.isfinite().all()):
-            raise ModelError(f"{weights}: {name} holds NaN or infinite values; the weights are corrupt.")
         if name.endswith("running_var") and bool((t < 0).any()):
             raise ModelError(f"{weights}: {name} holds negative variances; the weights are corrupt.")
 

@@ -24,7 +24,7 @@ from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
 from convnet.calibrate import expected_calibration_error, fit_temperature
-from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, remove_empty, save_model
+from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, non_finite, remove_empty, save_model
 from convnet.config import TrainConfig
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write
@@ -152,7 +152,7 @@ def fit(
             row = loop.epoch(x, y, epoch)
             # The loss was measured before each step: the epoch's last step can still have broken the weights.
             broken = None if math.isfinite(row["train_loss"]) else f"the loss became {row['train_loss']}"
-            if broken is None and not _finite(model):
+            if broken is None and non_finite(model) is not None:
                 broken = "the weights became infinite or NaN"
             if distributed.agree(broken is not None, dev):
                 # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
@@ -212,11 +212,6 @@ def fit(
             log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
                 "epoch's checkpoint is kept")
     return history
-
-
-def _finite(model: Network) -> bool:
-    """Whether every weight and statistic of `model` is a finite number."""
-    return all(bool(t.isfinite().all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
 def _average_record(ema: WeightAverage, logits: torch.Tensor | None, y_val: torch.Tensor, last: dict,
