@@ -104,8 +104,8 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         confusion=cm,
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
-        ece_uncalibrated=None if isinstance(model, Ensemble) else expected_calibration_error(raw.softmax(1), y),
-        temperature=None if isinstance(model, Ensemble) else temperature,
+        **({"ece_uncalibrated": None, "temperature": None} if isinstance(model, Ensemble) else
+           {"ece_uncalibrated": expected_calibration_error(raw.softmax(1), y), "temperature": temperature}),
     )
 
 

@@ -50,10 +50,15 @@ class Prediction:
 
     def to_dict(self, probabilities: bool = True) -> dict:
         d = asdict(self)
-        d["top_k"] = [[label, round(p, 6)] for label, p in self.top_k]
+        d["top_k"] = _rounded(self.top_k)
         if not probabilities:
             d.pop("probabilities")
         return d
+
+
+def _rounded(top_k: list) -> list[list]:
+    """Top answers as JSON gives them: probabilities to 6 places, which is all they are good for."""
+    return [[label, round(p, 6)] for label, p in top_k]
 
 
 @dataclass
@@ -77,7 +82,7 @@ class Reading:
     def to_dict(self) -> dict:
         d = asdict(self)
         for digit in d["digits"]:  # rounded as a Prediction's
-            digit["top_k"] = [[label, round(p, 6)] for label, p in digit["top_k"]]
+            digit["top_k"] = _rounded(digit["top_k"])
         return d
 
 
