@@ -132,6 +132,9 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
                                           "goes after the command's name)"),
         (["data", "fetch", "--forse"], 2, "convnet data fetch: error: unrecognized arguments: --forse (did you mean "
                                           "'--force'?)"),
+        (["--model", "fast", "train"], 2, "invalid choice: 'fast' (choose from 'data', 'models', 'train', 'evaluate', "
+                                          "'ensemble', 'predict', 'read') (--model fast goes after the command's "
+                                          "name)"),
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),

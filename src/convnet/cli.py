@@ -33,6 +33,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that suggests the closest option or command for a typo."""
 
     known_words: set[str] = set()  # every command's options, to tell a typo from another command's option
+    argv: list[str] = []  # the line being parsed, to tell an option's value from a mistyped command
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -41,6 +42,7 @@ class Parser(argparse.ArgumentParser):
         self.set_defaults(_parser=self)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        Parser.argv = list(sys.argv[1:] if args is None else args)
         parsed, extras = self.parse_known_args(args, namespace)
         innermost = vars(parsed).pop("_parser", self)
         if extras:
@@ -69,6 +71,10 @@ def _suggestion(message: str, own_options: list[str]) -> str:
     """' (did you mean …?)' for the first mistyped command or option named in an argparse error, else ''."""
     if "invalid choice:" in message:
         bad = message.split("invalid choice:")[1].split("'")[1]
+        at = Parser.argv.index(bad) if bad in Parser.argv else 0
+        before = Parser.argv[at - 1] if at else ""
+        if before in Parser.known_words:  # `convnet --model fast train`: the option's value was taken for a command
+            return f" ({before} {bad} goes after the command's name)"
         choices = message.split("choose from")[1].replace("'", "").replace(")", "").replace(",", " ").split()
     elif "unrecognized arguments:" in message:
         bad = message.split("unrecognized arguments:")[1].split()[0].split("=")[0]
