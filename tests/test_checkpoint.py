@@ -10,7 +10,7 @@ import torch
 
 from convnet.checkpoint import load_model, resolve, save_model
 from convnet.errors import ConfigError, ModelError
-from convnet.models import create_model
+from convnet.models import Ensemble, create_model
 
 
 def _trained_like(name="fast", seed=1):
@@ -73,7 +73,6 @@ def test_card_problems_are_clear(tmp_path):
 
 def test_ensemble_round_trip_and_vote(tmp_path):
     from convnet.checkpoint import build_ensemble
-    from convnet.models import Ensemble
 
     members = []
     for seed, temperature in ((1, 1.0), (2, 0.5)):
@@ -177,6 +176,27 @@ def test_an_ensemble_is_not_a_member(tmp_path):
         build_ensemble([tmp_path / "vote", tmp_path / "m1"])
     with pytest.raises(ModelError, match="a list of models"):
         build_ensemble(str(tmp_path / "m1"))
+
+
+def test_an_ensemble_made_in_memory_refuses_what_it_could_not_save_or_load(tmp_path):
+    a, b = _trained_like(seed=1), _trained_like(seed=2)
+    vote = Ensemble(m for m in (a, b))  # any iterable of members
+    for members, words in [
+        ([vote, a], "cannot hold another ensemble"),  # saved, it would not load again
+        ([a, a], "listed twice"),  # safetensors refuses tensors that share memory
+        ([str(tmp_path / "m1"), str(tmp_path / "m2")], "trained models, not str .*load it with load_model first"),
+        (a, "a list of trained models, not Network"),
+        (5, "a list of trained models, not int"),
+    ]:
+        with pytest.raises(ModelError, match=words):
+            Ensemble(members)
+    lines = []
+    vote.summary(print_fn=lines.append)
+    table = lines[0].splitlines()
+    assert table[0].startswith("ensemble of 2 models") and len(table) == 4
+    n = sum(p.numel() for p in a.parameters())
+    assert f"1. {a.arch}" in table[1] and f"{n:,} parameters" in table[1]
+    assert table[3] == f"total parameters: {2 * n:,}"
 
 
 def _edit_card(run, change):

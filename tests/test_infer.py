@@ -394,3 +394,30 @@ def test_folders_without_read_permission_are_reported(tmp_path):
             (tmp_path / name).chmod(0o755)
     assert errors[0] is None and "Permission denied" in errors[1] and errors[2] is None
     assert "Permission denied" in errors[3]
+
+
+def test_the_python_entry_points_name_what_they_take(tmp_path):
+    from convnet import create_model, load_model, save_model
+    from convnet.errors import ModelError
+
+    rec = Recognizer.load()
+    assert rec.probabilities(np.zeros((0, 28, 28), np.float32)).shape == (0, 10)
+    for images, words in [
+        (np.zeros((2, 28, 28), np.uint8), "not uint8 images of shape"),  # 0..255 read as 0..1 would be nonsense
+        (np.zeros((28, 28), np.float32), r"shape \(28, 28\)"),
+        (np.zeros((1, 1, 28, 28), np.float32), r"shape \(1, 1, 28, 28\)"),
+        (np.full((1, 28, 28), 255.0), "values from 255 to 255"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            rec.probabilities(images)
+    with pytest.raises(ConfigError, match="not str; Recognizer.load"):
+        Recognizer("runs/x")
+    with pytest.raises(ModelError, match="name is empty"):  # not quietly the shipped model
+        Recognizer.load("")
+    model = create_model("fast")
+    assert Recognizer.load(model, top_k=2).model.arch == "fast"  # a model in memory is taken as it is
+    with pytest.raises(ModelError, match="not int"):
+        load_model(5)
+    with pytest.raises(ModelError, match=r"not str \(the model comes first"):
+        save_model(str(tmp_path / "out"), model)
+    assert not (tmp_path / "out").exists()

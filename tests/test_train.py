@@ -503,6 +503,10 @@ def test_ctrl_c_while_the_files_are_written_waits_for_them(tiny_dir, tmp_path, m
     (None, {"out": "runs/x"}, r"fit\(\) writes no files, so it takes no out: use train"),
     (None, {"overwrite": True}, "takes no overwrite"),
     ({"out": "runs/x"}, {}, "takes no out"),
+    (None, {"data_dir": "/nonexistent"}, "trains on the Dataset it is given, so it takes no data_dir"),
+    (TrainConfig(dataset="cifar"), {}, "takes no dataset"),
+    ({"model": "lesson"}, {}, r"trains the network it is given, a 'fast' one, not model='lesson'"),
+    (TrainConfig(model="lesson"), {}, "not model='lesson'"),
     ("fast", {}, r"TrainConfig\(...\) or a dict of options, not 'fast'"),
     (None, {"log": 5}, "log must be a function"),
     (None, {"on_epoch_end": "save"}, "on_epoch_end must be a function"),
@@ -511,6 +515,25 @@ def test_fit_refuses_bad_arguments_before_training(tiny_dir, tmp_path, config, o
     with pytest.raises(ConfigError, match=words):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), config, **{"log": lambda m: None, **options})
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("config", [TrainConfig(epochs=1), {"epochs": 1}, None])
+def test_fit_takes_the_recipe_of_the_network_it_is_given(config, tiny_dir, monkeypatch):
+    # A TrainConfig names "fast" by default: fit() must not put fast's recipe on the lesson's network.
+    seen = {}
+
+    def stop(model, cfg):  # the options are settled once the optimizer is made: no need to train
+        seen["cfg"] = cfg
+        raise KeyError("stop")
+
+    monkeypatch.setattr(import_module("convnet.train"), "make_optimizer", stop)
+    with pytest.raises(KeyError, match="stop"):
+        fit(create_model("lesson"), load_dataset("mnist", tiny_dir), config, log=None,
+            **({} if config else {"epochs": 1}))
+    lesson = TrainConfig(model="lesson", epochs=1).resolved()
+    got = seen["cfg"]
+    assert (got.model, got.optimizer, got.lr, got.batch_size) == ("lesson", lesson.optimizer, lesson.lr,
+                                                                  lesson.batch_size)
 
 
 def test_fit_takes_a_dict_and_log_none(tiny_dir, capfd):

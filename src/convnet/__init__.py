@@ -20,17 +20,19 @@ with imports_held("convnet"):  # Ctrl-C while PyTorch loads: the imports finish,
 
     flush_denormals()  # before any PyTorch thread exists, so that all of them inherit it (see its docstring)
 
-    from convnet.checkpoint import load_model, save_model
+    from convnet.checkpoint import build_ensemble, load_model, save_model
     from convnet.config import TrainConfig
     from convnet.data import Dataset, load_dataset
     from convnet.evaluate import EvalResult, evaluate
-    from convnet.models import create_model, list_models
+    from convnet.models import Ensemble, create_model, list_models
     from convnet.train import fit, train
 
 __all__ = [
     "Dataset",
+    "Ensemble",
     "EvalResult",
     "TrainConfig",
+    "build_ensemble",
     "create_model",
     "evaluate",
     "fit",

@@ -94,6 +94,10 @@ def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool
     The card records the weights' SHA-256, so that `load_model` refuses a pair that a save cut short (or a copy)
     left mismatched.
     """
+    if not isinstance(model, (Network, Ensemble)):
+        swapped = " (the model comes first, then the folder)" if isinstance(folder, (Network, Ensemble)) else ""
+        raise ModelError(f"save_model saves a model made by create_model, load_model or Ensemble, not "
+                         f"{type(model).__name__}{swapped}.")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = save(state, metadata={"format": CARD_FORMAT})
     # Before any file changes: a card JSON cannot hold is an error that leaves the folder as it was.
@@ -225,6 +229,10 @@ def shipped_models() -> list[str]:
 
 def resolve(ref: Path | str) -> tuple[Path, Path]:
     """(weights, card) paths for a run folder, a model file, or a shipped model's name."""
+    if not isinstance(ref, (str, os.PathLike)):
+        made = "; it is a model already" if isinstance(ref, (Network, Ensemble)) else ""
+        raise ModelError(f"a model is named by a run folder, a model file or a shipped model's name (a str or a "
+                         f"Path), not {type(ref).__name__}{made}.")
     if not str(ref):  # Path("") is the current folder
         raise ModelError("the model's name is empty; name a run folder, a model file or a shipped model.")
     path = Path(ref)

@@ -25,7 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from convnet.checkpoint import load_model
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, whole_count
-from convnet.models import Network
+from convnet.models import Ensemble, Network
 from convnet.preprocess import SIZE, ImageError, NoInkError, Source, load_gray, preprocess
 from convnet.segment import segment_digits
 
@@ -89,7 +89,7 @@ class Reading:
 class Recognizer:
     """A trained model plus everything needed to use it on real images."""
 
-    def __init__(self, model: Network, device: str | torch.device = "cpu", top_k: int = 3,
+    def __init__(self, model: Network | Ensemble, device: str | torch.device = "cpu", top_k: int = 3,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
         # Checked here, not where used: a bad value would otherwise fail on the first batch, or come back as garbage.
         top_k, batch_size = whole_count("top_k", top_k), whole_count("batch_size", batch_size)
@@ -97,6 +97,9 @@ class Recognizer:
         if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) \
                 or not 0 <= min_confidence <= 1:
             raise ConfigError(f"min_confidence must be a number between 0 and 1, got {min_confidence!r}.")
+        if not isinstance(model, (Network, Ensemble)):  # a path or name has its own door: Recognizer.load
+            raise ConfigError(f"Recognizer takes a model made by create_model, load_model or Ensemble, not "
+                              f"{type(model).__name__}; Recognizer.load(path_or_name) loads one.")
         if (model.in_channels, *model.input_size) != (1, SIZE, SIZE):
             h, w = model.input_size
             raise ConfigError(f"recognition prepares each digit as a {SIZE}×{SIZE} gray image, as MNIST's; this model "
@@ -108,13 +111,29 @@ class Recognizer:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path_or_name: str | Path | None = None, device: str = "cpu", **options) -> Recognizer:
-        """A run folder, model file or shipped model name; None = the model shipped with convnet."""
-        return cls(load_model(path_or_name or DEFAULT_MODEL, device), device, **options)
+    def load(cls, path_or_name: str | Path | Network | Ensemble | None = None, device: str = "cpu", **options) -> Recognizer:
+        """A run folder, model file or shipped model name (or a model in memory); None = the model shipped with
+        convnet."""
+        if isinstance(path_or_name, (Network, Ensemble)):
+            return cls(path_or_name, device, **options)
+        return cls(load_model(DEFAULT_MODEL if path_or_name is None else path_or_name, device), device, **options)
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) MNIST-style images in [0, 1] → (N, classes) calibrated probabilities."""
+        """(N, 28, 28) MNIST-style images in [0, 1] → (N, classes) calibrated probabilities.
+
+        The images are taken as `preprocess` gives them (float, white ink on black); `predict` takes them as they
+        come. Anything else is refused: uint8 pixels read as 0..1 would give confident nonsense."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE) or images.dtype.kind != "f":
+            wrong = f"{images.dtype} images of shape {images.shape}"
+        elif images.size and not 0 <= images.min() <= images.max() <= 1:  # NaN fails here too
+            wrong = f"values from {images.min():g} to {images.max():g}"
+        else:
+            wrong = ""
+        if wrong:
+            raise ConfigError(f"probabilities() takes (N, {SIZE}, {SIZE}) float images in [0, 1], as preprocess gives "
+                              f"them, not {wrong}; predict() takes images as they come.")
         m = self.model
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device).unsqueeze(1)
         x = ((x - m.mean) / m.std).contiguous(memory_format=torch.channels_last)

@@ -90,8 +90,9 @@ def fit(
 ) -> History:
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
 
-    `config` may also be a dict of options. `log` takes each message (None: say nothing). `fit` writes no files:
-    `out` and `overwrite` belong to `train`. `on_epoch_end(model, history)` runs after each epoch (the CLI saves a
+    `config` may also be a dict of options. Whatever the options leave out comes from the recipe of `model`'s own
+    architecture (a TrainConfig's `model` is what `train` builds). `log` takes each message (None: say nothing). `fit`
+    writes no files and trains on `data`: `out`, `overwrite`, `dataset` and `data_dir` belong to `train`. `on_epoch_end(model, history)` runs after each epoch (the CLI saves a
     checkpoint there). Ctrl-C stops training and returns the history of the epochs completed, marked `interrupted`
     (the temperature is then not fitted). After a complete run, the softmax temperature is fitted on the held-out
     split (`model.temperature`, `history.calibration`). Under torchrun, every rank calls this with the same
@@ -103,11 +104,15 @@ def fit(
     check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
     if on_epoch_end is not None and not callable(on_epoch_end):
         raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
-    if given := [name for name in ("out", "overwrite") if name in overrides]:
-        raise ConfigError(f"fit() writes no files, so it takes no {' or '.join(given)}: use train(TrainConfig(...)) "
-                          "for a run folder, or save_model(model, folder) after fit().")
-    base = dataclasses.asdict(config) if config else {"model": model.arch}
-    cfg = TrainConfig.from_dict({**base, **overrides}).resolved()
+    named = overrides.get("model", config.model if config else model.arch)
+    if named != model.arch and ("model" in overrides or named != TrainConfig.model):  # not TrainConfig's default
+        raise ConfigError(f"fit() trains the network it is given, a {model.arch!r} one, not model={named!r}: "
+                          "create_model(name) makes another.")
+    options = {**(dataclasses.asdict(config) if config else {}), **overrides}
+    _check_fit_options(options)
+    # The network's own recipe fills what the options leave out: a TrainConfig's `model` (by default "fast") names
+    # what train() builds, and would put another network's recipe on this one.
+    cfg = TrainConfig.from_dict({**options, "model": model.arch}).resolved()
     requested = resolve_device(cfg.device)
     w = distributed.init(requested)
     dev = distributed.device_for(requested, w)
@@ -212,6 +217,18 @@ def fit(
             log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
                 "epoch's checkpoint is kept")
     return history
+
+
+def _check_fit_options(options: dict) -> None:
+    """Options that belong to train(), not to fit(), are refused, not ignored."""
+    default = TrainConfig()
+    given = [n for n in ("out", "overwrite") if n in options and options[n] != getattr(default, n)]
+    if given:
+        raise ConfigError(f"fit() writes no files, so it takes no {' or '.join(given)}: use train(TrainConfig(...)) "
+                          "for a run folder, or save_model(model, folder) after fit().")
+    if given := [n for n in ("dataset", "data_dir") if n in options and options[n] != getattr(default, n)]:
+        raise ConfigError(f"fit() trains on the Dataset it is given, so it takes no {' or '.join(given)}: pass "
+                          "load_dataset(...) as its data, or use train(TrainConfig(...)).")
 
 
 def _average_record(ema: WeightAverage, logits: torch.Tensor | None, y_val: torch.Tensor, last: dict,

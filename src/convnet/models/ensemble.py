@@ -5,6 +5,9 @@ cross-entropy, softmax) and an ensemble can be saved, loaded, evaluated and used
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import nn
 
@@ -15,8 +18,9 @@ from convnet.models.registry import Network
 class Ensemble(nn.Module):
     arch = "ensemble"
 
-    def __init__(self, members: list[Network]):
+    def __init__(self, members: Iterable[Network]):
         super().__init__()
+        members = _members(members)
         if len(members) < 2:
             raise ModelError("an ensemble needs at least two models.")
         first = members[0]
@@ -34,9 +38,36 @@ class Ensemble(nn.Module):
         probs = torch.stack([torch.softmax(m(x).float() / m.temperature, 1) for m in self.members]).mean(0)
         return probs.clamp_min(1e-12).log()
 
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Its members, one line each (architecture, parameters, temperature); each member's own `summary()` shows
+        its layers."""
+        counts = [sum(p.numel() for p in m.parameters()) for m in self.members]
+        lines = [f"ensemble of {len(self.members)} models, averaging their calibrated probabilities"]
+        lines += [f"  {i}. {m.arch:<18} {n:>10,} parameters   temperature {m.temperature:.3f}"
+                  for i, (m, n) in enumerate(zip(self.members, counts), 1)]
+        print_fn("\n".join(lines + [f"total parameters: {sum(counts):,}"]))
+
     def member_cards(self) -> list[dict]:
         return [
             {"architecture": m.arch, "num_classes": m.num_classes, "in_channels": m.in_channels,
              "input_size": list(m.input_size), "temperature": float(m.temperature)}
             for m in self.members
         ]
+
+
+def _members(members: Iterable[Network]) -> list[Network]:
+    """The members as a list of distinct trained networks, or a ModelError that says what was given instead."""
+    if isinstance(members, (str, bytes, nn.Module)) or not isinstance(members, Iterable):
+        raise ModelError(f"an ensemble takes a list of trained models, not {type(members).__name__}.")
+    members = list(members)
+    for m in members:
+        if isinstance(m, Ensemble):
+            # An average of averages would weigh its members unevenly.
+            raise ModelError("an ensemble cannot hold another ensemble: list that ensemble's members instead "
+                             "(ensemble.members).")
+        if not isinstance(m, Network):
+            hint = "; load it with load_model first" if isinstance(m, (str, bytes, os.PathLike)) else ""
+            raise ModelError(f"an ensemble's members are trained models, not {type(m).__name__} ({m!r:.60}){hint}.")
+    if len({id(m) for m in members}) < len(members):  # an average with itself is the model again
+        raise ModelError("the same model is listed twice in the ensemble; list each member once.")
+    return members
