@@ -78,6 +78,8 @@ def test_option_types_are_checked(options, words):
 def test_numbers_and_paths_of_other_types_are_taken(tmp_path):
     import numpy as np
 
+    assert TrainConfig(epochs=np.int64(2), seed=np.uint8(3)).resolved().epochs == 2
+    assert type(TrainConfig(seed=np.int32(3)).resolved().seed) is int  # config.json can hold it
     cfg = TrainConfig(lr=np.float32(0.5), weight_decay=0, out=tmp_path / "r", data_dir=tmp_path,
                       device=torch.device("cpu")).resolved()
     assert (cfg.lr, cfg.weight_decay, cfg.out, cfg.data_dir) == (0.5, 0.0, str(tmp_path / "r"), str(tmp_path))

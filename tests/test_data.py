@@ -330,8 +330,34 @@ def test_a_dataset_takes_integer_labels_of_any_width_as_int64(tiny_arrays):
     assert ds.train_y.dtype == ds.test_y.dtype == np.int64 and np.array_equal(ds.test_y, tiny_arrays["test_y"])
 
 
+def test_arrays_replaced_after_the_dataset_was_made_are_checked_on_use(tiny_arrays):
+    from convnet import create_model, evaluate, fit
+
+    ds, model = _made(tiny_arrays), create_model("fast")
+    ds.test_x = tiny_arrays["test_x"] / 255.0  # would score near chance without a word
+    with pytest.raises(DataError, match="test images must be uint8"):
+        evaluate(model, ds)
+    ds.test_x, ds.train_y = tiny_arrays["test_x"], tiny_arrays["train_y"].astype(np.int32)
+    with pytest.raises(DataError, match="must be 0–9"):
+        ds.train_y[0] = 12
+        fit(model, ds, epochs=1, log=None)
+    ds.train_y[0] = 1
+    evaluate(model, ds)  # int32 labels are taken again, as int64
+    assert ds.train_y.dtype == np.int64
+
+
+def test_a_dataset_of_arrays_made_in_memory_has_a_fingerprint(tiny_arrays):
+    a, b = _made(tiny_arrays), _made(tiny_arrays)
+    assert a.sha256 == b.sha256 and len(a.sha256) == 64
+    b.test_y = b.test_y.copy()
+    b.test_y[0] = (b.test_y[0] + 1) % 10
+    assert b.sha256 != a.sha256
+    assert data.describe(a)["sha256"] == a.sha256
+
+
 @pytest.mark.parametrize("change, words", [
     # float pixels would be divided by 255 a second time; NaN or infinity cannot be uint8
+    ({"test_x": np.zeros((200, 784), np.uint8)}, r"not \(200, 784\); shape flat rows with"),
     ({"test_x": np.zeros((200, 28, 28), np.float32)}, "test images must be uint8 pixels 0–255, not float32; convert"),
     ({"train_x": np.full((600, 28, 28), np.nan)}, "train images must be uint8 pixels 0–255, not float64"),
     ({"test_x": np.zeros((200, 1, 28, 28), np.uint8)},

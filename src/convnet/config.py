@@ -21,7 +21,7 @@ from convnet.models import get_spec
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
-_TYPES = {"str": (str, "a string"), "int": (int, "a whole number"), "float": (numbers.Real, "a number"),
+_TYPES = {"str": (str, "a string"), "int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),
           "bool": (bool, "True or False")}  # TrainConfig's field types: what a value must be
 
 
@@ -91,7 +91,8 @@ class TrainConfig:
             want, words = _TYPES[kind]
             if not isinstance(value, want) or (isinstance(value, bool) and kind != "bool"):
                 raise ConfigError(f"{f.name.replace('_', ' ')} must be {words}, not {value!r}.")
-            setattr(self, f.name, float(value) if kind == "float" else value)  # numpy's float32 is no JSON number
+            plain = {"float": float, "int": int}.get(kind)  # numpy's float32 and int64 are no JSON numbers
+            setattr(self, f.name, plain(value) if plain else value)
 
     def check(self) -> None:
         """The values of a resolved config (types checked by `resolved`) make sense together."""

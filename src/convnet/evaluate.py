@@ -150,7 +150,9 @@ def _brief(value: object) -> str:
 
 def check_fits(model: Network | Ensemble, data: Dataset) -> None:
     """A model reads images of the one size and answers the classes it was built for: a mismatch would otherwise run
-    and score like chance (or fail deep inside a layer), so it is refused up front."""
+    and score like chance (or fail deep inside a layer), so it is refused up front. The data set's arrays are checked
+    again too: they may have been replaced since it was made."""
+    data.validate()
     if (model.in_channels, *model.input_size) != data.input_shape:
         raise ConfigError(f"the model takes {_shape((model.in_channels, *model.input_size))} images, but {data.name} "
                           f"has {_shape(data.input_shape)} images.")

@@ -111,7 +111,8 @@ class Recognizer:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path_or_name: str | Path | Network | Ensemble | None = None, device: str = "cpu", **options) -> Recognizer:
+    def load(cls, path_or_name: str | Path | Network | Ensemble | None = None, device: str = "cpu",
+             **options) -> Recognizer:
         """A run folder, model file or shipped model name (or a model in memory); None = the model shipped with
         convnet."""
         if isinstance(path_or_name, (Network, Ensemble)):

@@ -92,11 +92,12 @@ def fit(
 
     `config` may also be a dict of options. Whatever the options leave out comes from the recipe of `model`'s own
     architecture (a TrainConfig's `model` is what `train` builds). `log` takes each message (None: say nothing). `fit`
-    writes no files and trains on `data`: `out`, `overwrite`, `dataset` and `data_dir` belong to `train`. `on_epoch_end(model, history)` runs after each epoch (the CLI saves a
-    checkpoint there). Ctrl-C stops training and returns the history of the epochs completed, marked `interrupted`
-    (the temperature is then not fitted). After a complete run, the softmax temperature is fitted on the held-out
-    split (`model.temperature`, `history.calibration`). Under torchrun, every rank calls this with the same
-    arguments; each trains on its shard and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
+    writes no files and trains on `data`: `out`, `overwrite`, `dataset` and `data_dir` belong to `train`.
+    `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops training
+    and returns the history of the epochs completed, marked `interrupted` (the temperature is then not fitted).
+    After a complete run, the softmax temperature is fitted on the held-out split (`model.temperature`,
+    `history.calibration`). Under torchrun, every rank calls this with the same arguments; each trains on its shard
+    and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
     """
     if isinstance(config, dict):
         config, overrides = None, {**config, **overrides}

@@ -5,6 +5,7 @@ reads the four standard IDX files from a folder instead.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -42,6 +43,11 @@ class Dataset:
     files_sha256: dict[str, str] = field(default_factory=dict)  # SHA-256 of each part as an IDX file
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise DataError unless the arrays make a data set; labels become int64. Run when it is made, and again by
+        `fit` and `evaluate`, as its arrays may have been replaced since."""
         # Checked where the user's own arrays come in: float pixels would otherwise be divided by 255 a second time
         # without a word, and other labels fail deep inside torch. An empty split is fine until it is used.
         names = self.classes
@@ -54,8 +60,16 @@ class Dataset:
 
     @property
     def sha256(self) -> str:
-        """One fingerprint of the whole data set: the SHA-256 of the four IDX checksums in order."""
-        return sha256_bytes("".join(self.files_sha256[part] for part in mnist.PARTS).encode())
+        """One fingerprint of the whole data set: the SHA-256 of the four IDX checksums in order (for arrays made in
+        memory, of the four arrays' shapes, types and bytes)."""
+        if self.files_sha256:
+            return sha256_bytes("".join(self.files_sha256[part] for part in mnist.PARTS).encode())
+        digest = hashlib.sha256()
+        for part in mnist.PARTS:
+            array = np.ascontiguousarray(getattr(self, part))
+            digest.update(f"{part} {array.dtype.str} {array.shape}\n".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -200,8 +214,9 @@ def _split_problem(arrays: dict[str, np.ndarray], num_classes: int = len(DIGITS)
             return (f"{split} images must be uint8 pixels 0–255, not {x.dtype}; convert images scaled to [0, 1] with "
                     "(x * 255).round().astype(np.uint8)")
         if x.ndim != 3:
-            return (f"{split} images must be one-channel, shaped (N, height, width), not {x.shape}; drop a channel "
-                    "axis with x.reshape(len(x), height, width)")
+            fix = "shape flat rows" if x.ndim == 2 else "drop a channel axis"
+            return (f"{split} images must be one-channel, shaped (N, height, width), not {x.shape}; {fix} with "
+                    "x.reshape(len(x), height, width)")
         if y.ndim != 1 or len(x) != len(y):
             return f"{split} images {x.shape} and labels {y.shape} do not match: one label per image"
         if not len(y) and not allow_empty:
