@@ -295,7 +295,8 @@ def test_images_of_one_shade_do_not_divide_by_zero(tmp_path, tiny_arrays):
 
 
 @pytest.mark.parametrize(
-    "damage", ["not json", "list json", "fifo json", "truncated npz", "wrong dtypes", "fifo npz"]
+    "damage", ["not json", "list json", "fifo json", "truncated npz", "empty npz", "npy npz", "wrong dtypes",
+               "fifo npz"]
 )
 def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, damage):
     _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
@@ -310,6 +311,11 @@ def test_a_damaged_cache_is_a_clear_error_or_harmless(tiny_arrays, monkeypatch, 
         path.with_suffix(".json").write_text("[1, 2]")
     elif damage == "truncated npz":
         path.write_bytes(path.read_bytes()[:100])
+    elif damage == "empty npz":  # what a crash or a full disk leaves
+        path.write_bytes(b"")
+    elif damage == "npy npz":  # np.load gives an array, not an archive
+        with path.open("wb") as f:
+            np.save(f, tiny_arrays["test_y"])
     else:
         np.savez(path, **{**tiny_arrays, "test_y": tiny_arrays["test_y"].astype(np.int64)})
     if "json" in damage:  # only the note of where the cache came from is lost

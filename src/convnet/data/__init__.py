@@ -158,8 +158,10 @@ def _read_cache(name: str, path: Path) -> Dataset:
             raise OSError("not a regular file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {part: z[part] for part in mnist.PARTS}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        problem = "not an archive of the four arrays"
+    except OSError as e:  # a folder there, no permission to read
+        problem = e.strerror or str(e)
+    except (ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):  # empty (a crash, a full disk), or no
+        problem = "not an archive of the four arrays"  # .npz at all: np.load gives a .npy's array, without `with`
     else:  # the checksums below need arrays that IDX can store, as the cache does: uint8
         problem = "arrays that are not uint8" if any(a.dtype != np.uint8 for a in arrays.values()) else None
         problem = problem or _split_problem(arrays)
