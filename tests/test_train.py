@@ -504,7 +504,7 @@ def test_ctrl_c_while_the_files_are_written_waits_for_them(tiny_dir, tmp_path, m
     (None, {"overwrite": True}, "takes no overwrite"),
     ({"out": "runs/x"}, {}, "takes no out"),
     (None, {"data_dir": "/nonexistent"}, "trains on the Dataset it is given, so it takes no data_dir"),
-    (TrainConfig(dataset="cifar"), {}, "takes no dataset"),
+    ({"dataset": "cifar"}, {}, "takes no dataset"),
     ({"model": "lesson"}, {}, r"trains the network it is given, a 'fast' one, not model='lesson'"),
     (TrainConfig(model="lesson"), {}, "not model='lesson'"),
     ("fast", {}, r"TrainConfig\(...\) or a dict of options, not 'fast'"),
@@ -560,3 +560,18 @@ def test_a_model_name_that_is_no_string_is_a_clear_error(name):
 
     with pytest.raises(ModelError, match="a model is named by a string"):
         create_model(name)
+
+
+def test_a_full_disk_at_the_first_save_leaves_the_run_it_would_overwrite_whole(tiny_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(TrainConfig(model="fast", epochs=1, data_dir=str(tiny_dir), out=str(out)), log=None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(import_module("convnet.train"), "save_model", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(TrainConfig(model="fast", epochs=1, seed=1, data_dir=str(tiny_dir), out=str(out), overwrite=True),
+              log=None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -109,8 +109,8 @@ def fit(
     if named != model.arch and ("model" in overrides or named != TrainConfig.model):  # not TrainConfig's default
         raise ConfigError(f"fit() trains the network it is given, a {model.arch!r} one, not model={named!r}: "
                           "create_model(name) makes another.")
+    _check_fit_options(overrides)  # a TrainConfig may hold them: train() passes its own
     options = {**(dataclasses.asdict(config) if config else {}), **overrides}
-    _check_fit_options(options)
     # The network's own recipe fills what the options leave out: a TrainConfig's `model` (by default "fast") names
     # what train() builds, and would put another network's recipe on this one.
     cfg = TrainConfig.from_dict({**options, "model": model.arch}).resolved()
@@ -221,13 +221,11 @@ def fit(
 
 
 def _check_fit_options(options: dict) -> None:
-    """Options that belong to train(), not to fit(), are refused, not ignored."""
-    default = TrainConfig()
-    given = [n for n in ("out", "overwrite") if n in options and options[n] != getattr(default, n)]
-    if given:
+    """Options given to fit() that belong to train() are refused, not ignored."""
+    if given := [n for n in ("out", "overwrite") if n in options]:
         raise ConfigError(f"fit() writes no files, so it takes no {' or '.join(given)}: use train(TrainConfig(...)) "
                           "for a run folder, or save_model(model, folder) after fit().")
-    if given := [n for n in ("dataset", "data_dir") if n in options and options[n] != getattr(default, n)]:
+    if given := [n for n in ("dataset", "data_dir") if n in options]:
         raise ConfigError(f"fit() trains on the Dataset it is given, so it takes no {' or '.join(given)}: pass "
                           "load_dataset(...) as its data, or use train(TrainConfig(...)).")
 
@@ -461,10 +459,11 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunR
         """
         nonlocal saved
         with ctrl_c_held() as pressed:
-            if not saved:  # this run's first files: none of an earlier run's (--overwrite) may stay beside them
-                for name in RUN_FILES:
-                    (run_dir / name).unlink(missing_ok=True)
+            # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
             save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
+            if not saved:  # this run's first files: none of the earlier run's records may stay beside them
+                for name in RUN_RECORDS:
+                    (run_dir / name).unlink(missing_ok=True)
             records(h)
             saved = len(h.epochs)
         return bool(pressed)
