@@ -77,6 +77,14 @@ def test_a_model_must_fit_the_data(tiny_dir):
         fit(create_model("fast", num_classes=5), data, epochs=1, log=lambda m: None)
     with pytest.raises(ConfigError, match="split must be"):
         evaluate(create_model("fast"), data, split="val")
+    fashion = create_model("fast")
+    fashion.classes = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+    with pytest.raises(ConfigError, match="answers the classes T-shirt, Trouser, Pullover, Dress, …, but mnist has "
+                                          "0, 1, 2, 3, …: it was trained on other data"):
+        evaluate(fashion, data)
+    fashion.classes = [str(9 - d) for d in range(10)]  # the same names in another order count others' answers
+    with pytest.raises(ConfigError, match="classes 9, 8, 7, 6"):
+        evaluate(fashion, data)
 
 
 class Broken(nn.Module):
@@ -106,11 +114,11 @@ def test_a_mismatch_message_holds_for_any_image_shape(tiny_dir):
     data = load_dataset("mnist", tiny_dir)
     with pytest.raises(ConfigError, match="takes 28×28×3 images, but mnist has 28×28 images"):
         evaluate(create_model("fast", in_channels=3), data)
-    # A Dataset checks its arrays when made; one changed afterwards still gets a message, not a TypeError from it
+    # A Dataset checks its arrays when made, and again when used: one changed afterwards gets the same message
     data.train_x = data.train_x[:, None]
-    with pytest.raises(ConfigError, match="takes 28×28 images, but mnist has 1×28×28 images"):
+    with pytest.raises(DataError, match=r"one-channel, shaped \(N, height, width\), not \(600, 1, 28, 28\)"):
         evaluate(create_model("fast"), data)
-    with pytest.raises(ConfigError, match="takes 28×28 images, but mnist has 1×28×28 images"):
+    with pytest.raises(DataError, match="one-channel"):
         fit(create_model("fast"), data, epochs=1, log=lambda m: None)
 
 

@@ -120,6 +120,9 @@ def evaluate(
     if not len(images):  # a Dataset may leave a split empty; scoring it would fail inside torch
         raise DataError(f"the {split} split of {data.name} holds no images: nothing to evaluate.")
     check_fits(model, data)
+    if list(model.classes) != list(data.classes):  # scores would count one class's answers as another's
+        raise ConfigError(f"the model answers the classes {_names(model.classes)}, but {data.name} has "
+                          f"{_names(data.classes)}: it was trained on other data.")
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
     x = to_tensor(images, model.mean, model.std, dev)
@@ -158,6 +161,10 @@ def check_fits(model: Network | Ensemble, data: Dataset) -> None:
                           f"has {_shape(data.input_shape)} images.")
     if model.num_classes != len(data.classes):
         raise ConfigError(f"the model answers {model.num_classes} classes, but {data.name} has {len(data.classes)}.")
+
+
+def _names(classes: list[str]) -> str:
+    return ", ".join(classes[:4]) + (", …" if len(classes) > 4 else "")
 
 
 def _shape(shape: tuple[int, ...]) -> str:
