@@ -153,6 +153,16 @@ def test_bad_input_gives_a_clear_error(args, code, words):
     assert words in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_tilde_after_an_equals_sign_is_the_home_folder(tiny_dir, tmp_path, monkeypatch):
+    # The shell leaves `--out=~/x` as it is: a folder literally named `~` would be made in the current one.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    done = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out=~/run")
+    assert done.returncode == 0, done.stderr
+    assert (home / "run" / "model.safetensors").is_file() and not (tmp_path / "~").exists()
+
+
 def test_an_unknown_option_is_reported_by_its_command():
     # The command's own usage line and options help; the top level's (COMMAND ...) would not.
     done = run("train", "--mdoel", "fast")

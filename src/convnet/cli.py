@@ -98,6 +98,12 @@ def fraction(text: str) -> float:
     return share
 
 
+def user_path(text: str) -> str:
+    """argparse type: a path with `~` expanded, which the shell leaves as it is in `--out=~/runs/x`: a folder
+    literally named `~` would be made instead."""
+    return os.path.expanduser(text)
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number of at least 1 (counts, repeats)."""
     value = int(text)  # not a number: argparse's own "invalid positive_int value"
@@ -155,7 +161,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist", help="data set name (default: mnist)")
-    p.add_argument("--data-dir", help="folder with the four standard IDX files (.gz or not) instead of the cache")
+    p.add_argument("--data-dir", type=user_path,
+                   help="folder with the four standard IDX files (.gz or not) instead of the cache")
 
 
 def build_parser() -> Parser:
@@ -177,7 +184,7 @@ def build_parser() -> Parser:
     fetch.add_argument("--force", action="store_true", help="fetch again even when a sound copy is cached")
     info = data_sub.add_parser("info", help="where a data set is, its sizes, class counts and checksums")
     info.add_argument("name", nargs="?", default="mnist", help="data set (default: mnist)")
-    info.add_argument("--data-dir", help="describe IDX files in this folder instead of the cache")
+    info.add_argument("--data-dir", type=user_path, help="describe IDX files in this folder instead of the cache")
     info.add_argument("--json", action="store_true", help="print as JSON")
 
     models = sub.add_parser("models", help="list the architectures, or show one")
@@ -209,7 +216,7 @@ def build_parser() -> Parser:
                        help="share of the training images held out for validation and calibration, e.g. 0.1 or 10 "
                             "(default: the model's recipe)")
     train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99 or 99")
-    train.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
+    train.add_argument("--out", type=user_path, help="run folder (default: runs/<model>-<timestamp>)")
     train.add_argument("--overwrite", action="store_true", default=None,
                        help="replace the run already in --out (otherwise that is an error)")
     _add_model_options(train)
@@ -227,14 +234,15 @@ def build_parser() -> Parser:
     ens = sub.add_parser("ensemble", help="combine trained models into one that averages their probabilities")
     ens.add_argument("models", nargs="+", metavar="MODEL", help="run folders, model files or shipped model names "
                      "(./NAME for a folder named like a shipped model)")
-    ens.add_argument("--out", required=True, help="folder for the ensemble's model.safetensors + model.json")
+    ens.add_argument("--out", type=user_path, required=True,
+                     help="folder for the ensemble's model.safetensors + model.json")
     ens.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
     _add_data_options(ens)
     _add_model_options(ens)
 
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
-    pred.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
+    pred.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
@@ -244,7 +252,7 @@ def build_parser() -> Parser:
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
     read.add_argument("image", help="image file of the number")
-    read.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
+    read.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
                       "(default 0.5; values above 1 are per cent, 1 itself is 100 %%)")
