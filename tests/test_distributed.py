@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,37 @@ def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path, args, wor
     assert done.stderr.count(words) == 1, done.stderr[-3000:]
     # torchrun itself reports a failed worker with its own traceback; the workers must not add theirs.
     assert "[rank" not in done.stderr and "convnet/train.py" not in done.stderr
+
+
+def test_an_error_only_rank_0_meets_stops_every_rank_at_once(tiny_dir, tmp_path):
+    # Only rank 0 claims the run folder: the others used to wait for it in the process group until torchrun, 30 s
+    # later, killed them.
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "model.safetensors").write_bytes(b"mine")
+    started = time.monotonic()
+    done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "1",
+                    "--out", taken, "--device", "cpu", cwd=tmp_path)
+    assert done.returncode != 0 and time.monotonic() - started < 25, done.stderr[-3000:]
+    assert done.stderr.count("already holds model.safetensors") == 1 and "forcefully" not in done.stderr
+    assert (taken / "model.safetensors").read_bytes() == b"mine"
+
+
+def test_rank_0_alone_fetches_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNET_HOME", str(tmp_path / "home"))
+    worker = tmp_path / "fetching.py"
+    worker.write_text(
+        "import sys\n"
+        "from convnet import data, distributed\n"
+        "from convnet.train import train\n"
+        "def fetch(name, log=print, force=False):\n"
+        "    print('fetching on rank', distributed.world().rank, flush=True)\n"
+        "    raise data.DataError('no source answered')\n"
+        "data.fetch = fetch\n"
+        "train({'model': 'fast', 'epochs': 1, 'device': 'cpu', 'out': sys.argv[1]}, log=None)\n")
+    done = torchrun(worker, tmp_path / "run", cwd=tmp_path)
+    assert done.returncode != 0 and done.stdout.count("fetching on rank") == 1, done.stdout + done.stderr[-2000:]
+    assert "fetching on rank 0" in done.stdout and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("env, expected", [({}, (0, 1, 0)), ({"RANK": "1"}, (0, 1, 0)),

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from convnet.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,28 @@ def init(device: torch.device) -> World:
             torch.cuda.set_device(w.local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return w
+
+
+def first_on_main(step: Callable[[], T], device: torch.device) -> T | None:
+    """Run `step` on rank 0 alone, before the other ranks go on (they may read what it fetched): its result there,
+    None on the others; without torchrun, simply its result.
+
+    A failure in it stops every rank at once: rank 0 raises its error, the others a ConfigError that rank 0's message
+    explains. Otherwise they would wait for rank 0 in the process group until torchrun killed them.
+    """
+    w = world()
+    if not w.active:
+        return step()
+    init(device)
+    result, failed = None, None
+    if w.is_main:
+        try:
+            result = step()
+        except Exception as e:  # noqa: BLE001 - every rank must hear of it; it is raised again just below
+            failed = e
+    if agree(failed is not None, device_for(device, w)):
+        raise failed if failed is not None else ConfigError("the first process could not start the run.")
+    return result
 
 
 def device_for(device: torch.device, w: World) -> torch.device:

@@ -418,12 +418,13 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
     if config is None:  # not "the defaults": a run of the default model by accident would take a while
         raise ConfigError("train() needs its options: e.g. train(TrainConfig(model='fast', epochs=1)).")
     cfg, log = _config(config).resolved(), _logger(log)
-    resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
-    model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
-    if distributed.world().is_main:
-        result = _main_run(cfg, data, model, log)
+    device = resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
+    # Under torchrun, rank 0 fetches the data (once for all) and claims the run folder before the others start, so
+    # that what it cannot do stops them at once.
+    main = distributed.first_on_main(lambda: _set_up(cfg, claim=True), device)
+    data, model, run_dir, made = main or _set_up(cfg, claim=False)
+    if run_dir is not None:
+        result = _main_run(cfg, data, model, log, run_dir, made)
     else:
         history = fit(model, data, cfg, log=log)
         result = RunResult(None, {"epochs": len(history.epochs), "train_seconds": history.train_seconds,
@@ -435,10 +436,21 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
     return result
 
 
-def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log) -> RunResult:
+def _set_up(cfg: TrainConfig, claim: bool) -> tuple[Dataset, Network, Path | None, list[Path]]:
+    """The data, the model, and (with `claim`, for the process that writes) the run folder with the folders made for
+    it; the folder last, so that a data set or model that fails leaves none behind."""
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
+    model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
+    if not claim:
+        return data, model, None, []
     run_dir = new_run_dir(cfg.model, cfg.out)
     made = folders_to_make(run_dir)
-    run_dir = claim_folder(run_dir, cfg.overwrite, RUN_FILES)
+    return data, model, claim_folder(run_dir, cfg.overwrite, RUN_FILES), made
+
+
+def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir: Path,
+              made: list[Path]) -> RunResult:
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
