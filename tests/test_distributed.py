@@ -121,3 +121,9 @@ def test_a_stray_rank_does_not_silence_a_plain_run(tiny_dir, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "convnet", "predict"], capture_output=True, text=True,
                            timeout=300, env={**env, "RANK": "1"})
     assert usage.returncode == 2 and "the following arguments are required: PATH" in usage.stderr
+
+
+@pytest.mark.parametrize("args, words", [(["train", "--help"], "usage: convnet train"), (["--version"], "convnet ")])
+def test_help_and_version_print_once_under_torchrun(tmp_path, args, words):
+    done = torchrun("-m", "convnet", *args, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.count(words) == 1, done.stdout

@@ -50,21 +50,29 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        from convnet import distributed
-
-        try:
-            main = distributed.world().is_main
-        except ConvnetError:  # torchrun's variables are broken: the command line's mistake still comes first
-            main = True
-        if not main:  # under torchrun every process parses the same line; one says so
+        if not _main_process():  # under torchrun every process parses the same line; one says so
             self.exit(2)
         hint = _suggestion(message, [o for o in self._option_string_actions if o.startswith("--") and o != "--help"])
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
+    def _print_message(self, message: str, file=None) -> None:
+        if _main_process():  # --help and --version: once, not once per torchrun process
+            super()._print_message(message, file)
+
     def add_argument(self, *args, **kwargs):
         Parser.known_words.update(a for a in args if a.startswith("-"))
         return super().add_argument(*args, **kwargs)
+
+
+def _main_process() -> bool:
+    """Whether this process speaks for the command: the only one, or torchrun's rank 0."""
+    from convnet import distributed
+
+    try:
+        return distributed.world().is_main
+    except ConvnetError:  # torchrun's variables are broken: the command line's mistake still comes first
+        return True
 
 
 def _suggestion(message: str, own_options: list[str]) -> str:
