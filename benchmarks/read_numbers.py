@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="also write the images here (NUMBER-INDEX.png)")
     parser.add_argument("--underline", type=fraction, default=0.0, help="share of the numbers with a rule under them")
     args = parser.parse_args()
+    if args.seed < 0:  # numpy's generators take none
+        parser.error(f"--seed must be 0 or more, not {args.seed}")
     rng = np.random.default_rng(args.seed)
     rules = np.random.default_rng([args.seed, 1])  # its own draws: the numbers are the same with or without rules
     recognizer = Recognizer.load(args.model, min_confidence=0.0)  # a bad --model fails before the data loads
@@ -98,7 +100,8 @@ def main() -> None:
             print(f"  {i}: {truth} read as {got}", file=sys.stderr)
     print(f"whole numbers read exactly: {right}/{args.count} = {right / args.count:.1%}")
     for n, (ok, total) in by_length.items():
-        print(f"  {n} digits: {ok}/{total} = {ok / max(total, 1):.1%}")
+        if total:  # a small --count may draw no number of this length
+            print(f"  {n} digits: {ok}/{total} = {ok / total:.1%}")
 
 
 if __name__ == "__main__":

@@ -193,6 +193,8 @@ def main() -> None:
     except ValueError as error:
         parser.error(str(error))
     alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
+    if args.keep and args.keep.exists() and not args.keep.is_dir():
+        parser.error(f"--keep: {args.keep} is not a folder")
     if args.keep:  # a run folder in the way would stop the benchmark after hours of training: refuse it now
         folders = [folder for group in (alone, members) for *_, folder in plan(group, args.first_seed, args.keep)]
         if taken := [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]:

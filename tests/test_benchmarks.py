@@ -32,6 +32,7 @@ def test_help(name, tmp_path):
     ("speed.py", ["--repeats", "-2"], "--repeats: must be at least 1"),
     ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
     ("read_numbers.py", ["--underline", "-1"], "--underline: must be between 0 and 1"),
+    ("read_numbers.py", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
     ("recognition.py", ["nondigits", "--min-confidence", "300"], "--min-confidence: must be between 0 and 1"),
     ("recognition.py", ["realworld"], "needs the folder"),
     ("make_realworld_digits.py", ["out", "--uci-share", "-1"], "--uci-share: must be between 0 and 1"),
@@ -62,6 +63,12 @@ def test_a_kept_run_in_the_way_is_refused_before_any_work(tmp_path):
                   home=tmp_path / "home")  # no data: had the check come later, it would fail on the missing cache
     assert done.returncode == 2 and "fast-seed4 already hold a run" in done.stderr and "fast-seed3," not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_keep_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = script("speed.py", "--keep", tmp_path / "notes.txt", "--ensemble", "fast", home=tmp_path / "home")
+    assert done.returncode == 2 and "notes.txt is not a folder" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
