@@ -103,6 +103,15 @@ def test_read_idx_folder(tmp_path, tiny_arrays, gz):
     assert ds.files_sha256 == mnist.checksums(tiny_arrays)
 
 
+def test_a_gz_beside_its_plain_file_must_hold_the_same_data(tmp_path, tiny_arrays):
+    folder = write_idx_folder(tmp_path / "d", tiny_arrays)
+    write_idx_folder(folder, tiny_arrays, gz=False)  # as `gunzip -k` leaves them: the same data twice is fine
+    assert np.array_equal(data.load_dataset("mnist", folder).train_y, tiny_arrays["train_y"])
+    write_idx_folder(folder, {**tiny_arrays, "train_y": np.zeros(600, np.uint8)}, gz=False)
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz and train-labels-idx1-ubyte hold different data"):
+        data.load_dataset("mnist", folder)
+
+
 def test_idx_folder_missing_file(tmp_path, tiny_arrays):
     folder = write_idx_folder(tmp_path / "d", tiny_arrays)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()

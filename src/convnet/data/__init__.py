@@ -198,6 +198,10 @@ def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
         if not found:
             raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(mnist.FILES.values())}).")
         arrays[part] = read_idx(found[0])
+        # Both (`gunzip -k` keeps the .gz): the same data is fine; two different sets would be a silent choice.
+        if len(found) == 2 and not np.array_equal(arrays[part], read_idx(found[1])):
+            raise DataError(f"{folder}: {found[0].name} and {found[1].name} hold different data; remove the one "
+                            "that is not meant.")
     if problem := _split_problem(arrays):
         raise DataError(f"{folder}: {problem}.")
     return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
