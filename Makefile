@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Stamp files re-run the install only when the project's metadata changes.
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(PIP) --editable .
 	touch $@
 
@@ -26,8 +26,7 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
-train: install
-	$(BIN)/convnet data fetch mnist
+train: install  # `convnet train` checks its options, then fetches MNIST when it is not cached yet
 	$(BIN)/convnet train --model $(MODEL)
 
 test: dev
