@@ -83,7 +83,7 @@ def first_on_main(step: Callable[[], T], device: torch.device) -> T | None:
     if w.is_main:
         try:
             result = step()
-        except Exception as e:  # noqa: BLE001 - every rank must hear of it; it is raised again just below
+        except Exception as e:  # every rank must hear of it; it is raised again just below
             failed = e
     if agree(failed is not None, device_for(device, w)):
         raise failed if failed is not None else ConfigError("the first process could not start the run.")
