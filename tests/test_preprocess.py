@@ -316,6 +316,8 @@ def _variants(gray: np.ndarray) -> dict[str, object]:
         "CMYK": image.convert("CMYK"),
         "uint8": u8,
         "uint16": u8.astype(np.uint16) * 257,
+        "uint16 0..255": u8.astype(np.uint16),
+        "I;16 0..255": Image.fromarray(u8.astype(np.uint16)),
         "float01": gray.astype(np.float64),
         "float255": gray.astype(np.float32) * 255,
         "bool": gray > 0.5,

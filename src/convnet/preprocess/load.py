@@ -206,11 +206,12 @@ def array_to_gray(array: np.ndarray) -> np.ndarray:
 
 
 def _to_unit(array: np.ndarray) -> np.ndarray:
-    """Scale to float32 [0, 1]: by the dtype's range for 8/16-bit, by value otherwise."""
+    """Scale to float32 [0, 1]: by the dtype's range for 8-bit, by value otherwise.
+
+    16-bit and wider integers are read by value: uint16 arrays often hold 0..255 (a 0..65535 image that low would be
+    black throughout, nothing to read either way)."""
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535
     if array.dtype.kind not in "biuf":  # bool, integers, floats
         raise ImageError(f"an array of {array.dtype} values is not an image")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
