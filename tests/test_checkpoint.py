@@ -289,7 +289,6 @@ def test_unreadable_weights_say_permission_denied(tmp_path, monkeypatch):
 
         monkeypatch.setattr(builtins, "open", fake_open)
         monkeypatch.setattr(checkpoint, "safe_open", denied, raising=False)
-        monkeypatch.setattr(checkpoint, "load_file", denied)
     with pytest.raises(PermissionError) as e:  # the CLI prints "convnet: error: FILE: Permission denied"
         load_model(tmp_path / "run")
     assert e.value.filename == str(weights)
@@ -393,15 +392,15 @@ def test_ctrl_c_while_the_weights_are_read_lets_the_read_finish(tmp_path, monkey
     from convnet import checkpoint
 
     save_model(_trained_like(), tmp_path / "run")
-    real, finished = checkpoint.load_file, []
+    real, finished = checkpoint.load, []
 
-    def interrupted_read(path):
+    def interrupted_read(data):
         os.kill(os.getpid(), signal.SIGINT)
-        weights = real(path)
+        weights = real(data)
         finished.append(True)
         return weights
 
-    monkeypatch.setattr(checkpoint, "load_file", interrupted_read)
+    monkeypatch.setattr(checkpoint, "load", interrupted_read)
     with pytest.raises(KeyboardInterrupt):
         load_model(tmp_path / "run")
     assert finished

@@ -21,12 +21,12 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
 from convnet import __version__
 from convnet.data import class_names_problem
-from convnet.data.cache import atomic_write, sha256_bytes, sha256_file
+from convnet.data.cache import atomic_write, sha256_bytes
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError
 from convnet.interrupt import deferred
@@ -355,10 +355,14 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
     with _card_errors(card_path):
         model = Ensemble(members) if ensemble else members[0]
     _fit_header(model, header, weights, card)  # an ensemble's file may hold more than its members
-    _check_pair(weights, card, card_path)
+    try:
+        data = weights.read_bytes()  # once: the bytes checked against the card are the bytes loaded
+    except OSError as e:
+        raise ModelError(f"{weights}: cannot be read ({e.strerror}).") from None
+    _check_pair(data, weights, card, card_path)
     try:
         with deferred():  # Ctrl-C inside safetensors would come out as a ValueError
-            model.load_state_dict(load_file(str(weights)))
+            model.load_state_dict(load(data))
     except (SafetensorError, RuntimeError) as e:
         raise ModelError(f"{weights}: corrupt weights ({e}).") from None
     _check_values(model, weights)
@@ -413,7 +417,7 @@ def _fit_header(model: nn.Module, header: dict[str, tuple[list[int], str]], weig
                              f"{' or '.join(FLOAT_DTYPES)}; the weights are corrupt, or not a convnet model's.")
 
 
-def _check_pair(weights: Path, card: dict, card_path: Path) -> None:
+def _check_pair(data: bytes, weights: Path, card: dict, card_path: Path) -> None:
     """The weights are the ones the card was written with, when the card says which (older cards do not): a save cut
     short, files copied from two models, or weights converted by hand would otherwise pass under a card not theirs."""
     if "weights_sha256" not in card:
@@ -422,7 +426,7 @@ def _check_pair(weights: Path, card: dict, card_path: Path) -> None:
     if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise ModelError(f"{card_path}: incomplete or invalid model card (weights_sha256 {expected!r:.80} is not a "
                          "SHA-256 in hexadecimal).")
-    if sha256_file(weights) != expected:
+    if sha256_bytes(data) != expected:
         raise ModelError(f"{weights}: not the weights {card_path} was written with (their SHA-256 differs): a save "
                          "cut short, files copied from two models, or weights changed since; save the model again "
                          "with save_model.")

@@ -25,14 +25,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temporary file in the same folder, then rename: readers see the old file or the whole new one.
 
