@@ -1,3 +1,4 @@
+import errno
 import gzip
 import io
 import os
@@ -217,6 +218,38 @@ def test_unwritable_cache_fails_before_any_download(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist, "sources", lambda: [("a", must_not_run)])
     with pytest.raises(DataError, match="cannot create the cache folder .*CONVNET_HOME"):
         data.fetch("mnist", log=lambda m: None)
+
+
+def test_read_only_cache_folder_fails_before_any_download(monkeypatch):
+    def must_not_run():
+        raise AssertionError("a source was tried although the cache cannot be written")
+
+    folder = data.cache_path("mnist").parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: fail the way a read-only mount does
+        def read_only(*_args, **_kwargs):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(data.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(mnist, "sources", lambda: [("a", must_not_run)])
+    try:
+        with pytest.raises(DataError, match="cannot write to the cache folder .*CONVNET_HOME to a writable folder"):
+            data.fetch("mnist", log=lambda m: None)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_cache_without_read_permission_says_so(tiny_arrays, monkeypatch):
+    data._write_cache(data.cache_path("mnist"), tiny_arrays, "test")
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(data.np, "load", denied)  # root reads a file of mode 0 anyway
+    with pytest.raises(DataError, match=r"unreadable cache \(Permission denied\); make it readable, or run "
+                                        "`convnet data fetch mnist`"):
+        data.load_dataset("mnist")
 
 
 def test_a_cache_setting_with_an_unknown_home_is_a_clear_error(monkeypatch, capsys):

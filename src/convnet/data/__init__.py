@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -133,6 +134,11 @@ def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
     except OSError as e:
         raise DataError(f"cannot create the cache folder {path.parent} ({e.strerror}); set CONVNET_HOME to a "
                         "writable folder.") from None
+    try:  # a folder that exists may still be read-only (its mode, a read-only mount): a trial file tells
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise DataError(f"cannot write to the cache folder {path.parent} ({e.strerror}); set CONVNET_HOME to a "
+                        "writable folder.") from None
     failures = []
     for label, get in DATASETS[name].sources():
         log(f"fetching {name} from {label} …")
@@ -158,7 +164,10 @@ def _read_cache(name: str, path: Path) -> Dataset:
             raise OSError("not a regular file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {part: z[part] for part in mnist.PARTS}
-    except OSError as e:  # a folder there, no permission to read
+    except PermissionError as e:  # fetching would replace a file that may be shared on purpose: say so first
+        raise DataError(f"{path}: unreadable cache ({e.strerror}); make it readable, or run `convnet data fetch "
+                        f"{name}` to replace it.") from None
+    except OSError as e:  # a folder there
         problem = e.strerror or str(e)
     except (ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):  # empty (a crash, a full disk), or no
         problem = "not an archive of the four arrays"  # .npz at all: np.load gives a .npy's array, without `with`
