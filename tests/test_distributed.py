@@ -72,6 +72,21 @@ def test_an_error_only_rank_0_meets_stops_every_rank_at_once(tiny_dir, tmp_path)
     assert (taken / "model.safetensors").read_bytes() == b"mine"
 
 
+def test_a_killed_process_leaves_one_clear_line_and_the_last_epoch(tiny_dir, tmp_path):
+    run = tmp_path / "run"
+    # torchrun stops the other processes once it sees one die: late enough here for rank 0 to see the loss first.
+    done = torchrun("--monitor-interval", 10, Path(__file__).with_name("ddp_killed_worker.py"), "--model", "fast",
+                    "--data-dir", tiny_dir, "--epochs", "3", "--batch-size", "16", "--out", run, "--device", "cpu",
+                    cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("convnet: rank 0 stopped: another process of this run is gone") == 1, done.stderr[-3000:]
+    assert "interrupted" not in done.stderr and "Connection" not in done.stderr.split("ChildFailedError")[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == len(metrics["history"]) == 1 and metrics["interrupted"]
+    assert metrics["error"] == "another process of this run is gone"
+    assert json.loads((run / "model.json").read_text())["metrics"]["epochs"] == 1
+
+
 def test_rank_0_alone_fetches_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVNET_HOME", str(tmp_path / "home"))
     worker = tmp_path / "fetching.py"
@@ -127,3 +142,13 @@ def test_a_stray_rank_does_not_silence_a_plain_run(tiny_dir, tmp_path):
 def test_help_and_version_print_once_under_torchrun(tmp_path, args, words):
     done = torchrun("-m", "convnet", *args, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.count(words) == 1, done.stdout
+
+
+@pytest.mark.parametrize("error, gone", [
+    (RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:47509"), True),
+    (RuntimeError("[gloo/transport/tcp/pair.cc:598] Connection reset by peer"), True),
+    (RuntimeError("shape mismatch"), False),
+    (OSError("Connection reset by peer"), False),  # a file system's or a download's, not a collective's
+])
+def test_a_collective_that_lost_its_peer_is_told_apart(error, gone):
+    assert distributed.peer_gone(error) is gone

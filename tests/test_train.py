@@ -575,3 +575,23 @@ def test_a_full_disk_at_the_first_save_leaves_the_run_it_would_overwrite_whole(t
         train(TrainConfig(model="fast", epochs=1, seed=1, data_dir=str(tiny_dir), out=str(out), overwrite=True),
               log=None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp_path, monkeypatch):
+    train_module = import_module("convnet.train")
+    real_save, said = train_module.save_model, []
+
+    def disk_full_at_epoch_2(model, folder, **card):
+        if card["metrics"]["epochs"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(model, folder, **card)
+
+    monkeypatch.setattr(train_module, "save_model", disk_full_at_epoch_2)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        train(TrainConfig(model="fast", epochs=3, data_dir=str(tiny_dir), out=str(out)), log=said.append)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == len(metrics["history"]) == 1 and metrics["interrupted"]
+    assert metrics["error"] == "OSError: [Errno 28] No space left on device"
+    assert json.loads((out / "model.json").read_text())["metrics"]["epochs"] == 1
+    assert said[-1] == f"stopped after epoch 1: {out} keeps its checkpoint"

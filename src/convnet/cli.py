@@ -365,8 +365,11 @@ def _train_rank(args: argparse.Namespace, w) -> int:
     except KeyboardInterrupt:  # another rank's, caught outside the training loop
         return 130
     except Exception as e:
-        print(f"convnet: rank {w.rank} stopped: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
-              file=sys.stderr)
+        from convnet import distributed
+
+        why = (f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}" if not distributed.peer_gone(e) else
+               "another process of this run is gone (killed or crashed; torchrun's report says which)")
+        print(f"convnet: rank {w.rank} stopped: {why}", file=sys.stderr)
         return 1
 
 

@@ -120,6 +120,16 @@ def average_buffers(model: torch.nn.Module) -> None:
             buffer.div_(dist.get_world_size())
 
 
+# How gloo and NCCL word a collective whose other end went away: a process killed, crashed or stopped by torchrun.
+PEER_GONE = ("connection closed by peer", "connection reset by peer", "remote worker crash", "broken pipe",
+             "communicator was aborted")
+
+
+def peer_gone(error: BaseException) -> bool:
+    """Whether `error` is a collective that failed because another process of the run is gone."""
+    return isinstance(error, RuntimeError) and any(words in str(error).lower() for words in PEER_GONE)
+
+
 def finish() -> None:
     """Wait for every rank, then leave the process group (no-op without torchrun)."""
     if dist.is_initialized():

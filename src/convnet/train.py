@@ -449,6 +449,33 @@ def _set_up(cfg: TrainConfig, claim: bool) -> tuple[Dataset, Network, Path | Non
     return data, model, claim_folder(run_dir, cfg.overwrite, RUN_FILES), made
 
 
+def _metrics(cfg: TrainConfig, data: Dataset, history: History, world_size: int) -> dict:
+    """What metrics.json says of a run (the test figures are added once it is tested)."""
+    return {
+        "model": cfg.model,
+        "dataset": data.name,
+        "epochs": len(history.epochs),
+        "train_seconds": round(history.train_seconds, 3),
+        "interrupted": history.interrupted,
+        "world_size": world_size,
+        **({"target_reached": history.target_reached} if cfg.target_accuracy is not None else {}),
+        **({"ema": history.ema} if history.ema else {}),
+        "history": history.epochs,
+    }
+
+
+def _record_failure(run_dir: Path, metrics: dict, error: BaseException, log: Log) -> None:
+    """metrics.json of a run that an error stopped after some epochs: which epochs its checkpoint holds, and why."""
+    why = ("another process of this run is gone" if distributed.peer_gone(error) else
+           f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}")
+    try:
+        with ctrl_c_held():  # torchrun stops the other processes once one fails: the error is the news, not that
+            _write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
+    except OSError:  # the disk that refused the checkpoint may refuse this too: the error itself is what matters
+        pass
+    log(f"stopped after epoch {metrics['epochs']}: {run_dir} keeps its checkpoint")
+
+
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir: Path,
               made: list[Path]) -> RunResult:
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
@@ -463,13 +490,14 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         atomic_write(run_dir / "history.csv", lambda f: f.write(h.to_csv().encode()))
 
     saved = 0  # the epochs whose checkpoint is whole in the folder
+    kept = History()  # their history
 
     def save_epoch(m: Network, h: History) -> bool:
         """Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
 
         Returns whether Ctrl-C was pressed meanwhile: it waits, so that model, card and history are of one epoch.
         """
-        nonlocal saved
+        nonlocal saved, kept
         with ctrl_c_held() as pressed:
             # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
             save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
@@ -477,7 +505,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
                 for name in RUN_RECORDS:
                     (run_dir / name).unlink(missing_ok=True)
             records(h)
-            saved = len(h.epochs)
+            saved, kept = len(h.epochs), dataclasses.replace(h, epochs=list(h.epochs))
         return bool(pressed)
 
     def checkpoint(m: Network, h: History) -> None:
@@ -486,8 +514,10 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
 
     try:
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
-    except BaseException:
+    except BaseException as e:
         remove_empty(made)
+        if saved:  # a full disk, a diverged loss, a lost process: the folder's last epoch is whole, and says why
+            _record_failure(run_dir, _metrics(cfg, data, kept, world_size), e, log)
         raise
     with ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
         if history.interrupted and history.epochs and saved < len(history.epochs):
@@ -497,17 +527,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             card["calibration"] = history.calibration
         if history.ema:
             card["ema"] = history.ema
-        metrics = {
-            "model": cfg.model,
-            "dataset": data.name,
-            "epochs": len(history.epochs),
-            "train_seconds": round(history.train_seconds, 3),
-            "interrupted": history.interrupted,
-            "world_size": world_size,
-            **({"target_reached": history.target_reached} if cfg.target_accuracy is not None else {}),
-            **({"ema": history.ema} if history.ema else {}),
-            "history": history.epochs,
-        }
+        metrics = _metrics(cfg, data, history, world_size)
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
         remove_empty(made)
         return RunResult(run_dir, metrics, model)
