@@ -4,7 +4,7 @@
     python benchmarks/recognition.py nondigits         # how often non-digits fall below the default threshold
     python benchmarks/recognition.py throughput        # files/s of predict over a folder of 10,000 PNGs
 
-Options: --model M, --min-confidence P (default: the CLI's default), --count N.
+Options: --model M, --min-confidence P (default: the CLI's default), --count N (nondigits, throughput).
 """
 from __future__ import annotations
 
@@ -120,10 +120,14 @@ def main() -> None:
     parser.add_argument("--min-confidence", type=fraction, default=DEFAULT_MIN_CONFIDENCE)
     parser.add_argument("--count", type=positive_int, default=None)
     args = parser.parse_args()
+    if args.what == "realworld" and not args.folder:
+        parser.error("realworld needs the folder written by benchmarks/make_realworld_digits.py")
+    if args.what == "realworld" and args.count:
+        parser.error("--count is for nondigits and throughput: realworld reads the whole folder")
+    if args.what != "realworld" and args.folder:
+        parser.error(f"{args.what} makes its own images: a folder is for realworld")
     rec = Recognizer.load(args.model, min_confidence=args.min_confidence)
     if args.what == "realworld":
-        if not args.folder:
-            parser.error("realworld needs the folder written by benchmarks/make_realworld_digits.py")
         realworld(rec, args.folder)
     elif args.what == "nondigits":
         nondigits(rec, args.count or 600)

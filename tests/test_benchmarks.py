@@ -35,6 +35,8 @@ def test_help(name, tmp_path):
     ("read_numbers.py", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
     ("recognition.py", ["nondigits", "--min-confidence", "300"], "--min-confidence: must be between 0 and 1"),
     ("recognition.py", ["realworld"], "needs the folder"),
+    ("recognition.py", ["realworld", "somewhere", "--count", "5"], "--count is for nondigits and throughput"),
+    ("recognition.py", ["throughput", "somewhere"], "throughput makes its own images"),
     ("make_realworld_digits.py", ["out", "--uci-share", "-1"], "--uci-share: must be between 0 and 1"),
 ])
 def test_bad_arguments_are_usage_errors(name, args, words, tmp_path):
