@@ -59,8 +59,9 @@ def main() -> None:
         once(data, {k: v for k, v in options.items() if k != "target_accuracy"}, device, args.compile, seed=100)
         runs = [once(data, options, device, args.compile, seed) for seed in range(1 if args.quick else args.repeats)]
         reached = sum(acc >= options["target_accuracy"] for _, acc in runs)
-        print(f"| {target} % | {options['model']} | {statistics.median(t for t, _ in runs):.3f} | "
-              f"{statistics.median(a for _, a in runs):.2%} | {reached}/{len(runs)} |", flush=True)
+        seconds, accuracy = statistics.median(t for t, _ in runs), statistics.median(a for _, a in runs)
+        print(f"| {options['target_accuracy']:.1%} | {options['model']} | {seconds:.3f} | {accuracy:.2%} | "
+              f"{reached}/{len(runs)} |", flush=True)
 
 
 if __name__ == "__main__":
