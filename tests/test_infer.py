@@ -100,7 +100,7 @@ def test_bad_files_each_get_a_clear_error(recognizer, tmp_path):
     errors = {name: r.error for name, r in zip(files, results)}
     assert "empty" in errors["empty"].lower()
     assert "no images found" in errors["no images"]
-    assert "animated" in errors["animated"].lower()
+    assert "several frames (an animation" in errors["animated"]
     assert "pixels" in errors["huge"].lower() or "too large" in errors["huge"].lower()
 
 
@@ -112,10 +112,15 @@ def test_paths_stream_lazily(recognizer):
 
 def test_expand_paths_folders_and_globs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/1.png", "a/b/2.JPG", "a/skip.txt"):
+    (tmp_path / "a" / ".hidden").mkdir()
+    for name in ("a/1.png", "a/b/2.JPG", "a/skip.txt", "a/._1.png", "a/.hidden/3.png", "a/b/4.avif"):
         (tmp_path / name).write_bytes(b"x")
-    found = [p for p, error in expand_paths([str(tmp_path / "a")])]
-    assert found == [str(tmp_path / "a" / "1.png"), str(tmp_path / "a" / "b" / "2.JPG")]
+    skipped: list[str] = []
+    found = [p for p, error in expand_paths([str(tmp_path / "a")], skipped)]
+    assert found == [str(tmp_path / "a" / "1.png"), str(tmp_path / "a" / "b" / "2.JPG"),
+                     str(tmp_path / "a" / "b" / "4.avif")]
+    assert skipped == [str(tmp_path / "a" / "._1.png"), str(tmp_path / "a" / "skip.txt")]
+    assert [p for p, _ in expand_paths([str(tmp_path / "a" / "._1.png")])] == [str(tmp_path / "a" / "._1.png")]
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "*.png")])] == [str(tmp_path / "a" / "1.png")]
     assert list(expand_paths([str(tmp_path / "nope*.png")]))[0][1].endswith("no files match")
     assert list(expand_paths([str(tmp_path / "missing.png")]))[0][1].endswith("no such file or folder")
@@ -246,6 +251,27 @@ def test_a_folder_named_like_the_shipped_model_does_not_replace_it(tmp_path, mon
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "convnet", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="standard input has no path on this system")
+def test_a_dash_and_named_pipes_read_standard_input():
+    image = DIGITS[0].read_bytes()
+    for args in (["predict", "-"], ["predict", "/dev/stdin"], ["read", "-"]):
+        done = subprocess.run([sys.executable, "-m", "convnet", *args], input=image, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode().split()[:2 if args[0] == "predict" else 1][-1] == label_of(DIGITS[0])
+    empty = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], input=b"", capture_output=True,
+                           timeout=120)
+    assert empty.returncode == 1 and b"file is empty" in empty.stdout
+
+
+def test_a_named_pipe_with_no_writer_reads_as_empty_without_waiting(tmp_path):
+    from convnet.errors import ImageError
+
+    fifo = tmp_path / "stray.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="file is empty"):
+        load_gray(fifo)
 
 
 def test_predict_cli_json_lines(tmp_path):

@@ -339,6 +339,19 @@ def test_every_mode_and_array_reads_the_same(kind: str) -> None:
         assert np.abs(load_gray(saved) - gray).max() < 1e-6
 
 
+def test_white_ink_on_a_transparent_canvas_stays_visible() -> None:
+    # Drawing apps export white strokes on nothing: over white paper they vanished ("no ink found").
+    paper = 1 - draw_digit("2", 60, 9)
+    ink = Image.fromarray(to_u8(1 - paper))
+    white = Image.new("L", ink.size, 255)
+    gray = load_gray(Image.merge("RGBA", (white, white, white, ink)))
+    assert np.abs(gray - (1 - paper)).mean() < 0.02, "white ink on black paper"
+    # A page of its own (dark ink on opaque white) with transparent margins keeps white paper all round.
+    page = np.dstack([to_u8(paper)] * 3 + [np.full(paper.shape, 255, np.uint8)])
+    page[:, :5, 3] = 0
+    assert np.abs(load_gray(page) - paper).mean() < 0.02
+
+
 def test_path_bytes_and_image_agree(tmp_path, seven: np.ndarray) -> None:
     image = Image.fromarray(to_u8(1 - seven))
     path = tmp_path / "seven.png"
@@ -424,7 +437,7 @@ BAD_FILES = {
     "truncated": (lambda: encode(Image.fromarray(to_u8(np.random.default_rng(0).random((64, 64)))))[:300], "truncated"),
     "huge-bomb": (lambda: _blank_png(20_000, 20_000), "too large"),  # past PIL's own bomb limit
     "huge": (lambda: _blank_png(8_000, 6_000), "too large"),  # past ours only
-    "animated": (_animated_gif, "animated images are not supported"),
+    "animated": (_animated_gif, r"images of several frames \(an animation, a multi-page TIFF\) are not supported"),
 }
 
 

@@ -112,6 +112,11 @@ def user_path(text: str) -> str:
     return os.path.expanduser(text)
 
 
+def image_path(text: str) -> str:
+    """An image argument: `-` is standard input (a pipe or a redirected file), unless a file is named so."""
+    return "/dev/stdin" if text == "-" and not os.path.exists(text) else text
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number of at least 1 (counts, repeats)."""
     value = int(text)  # not a number: argparse's own "invalid positive_int value"
@@ -249,7 +254,8 @@ def build_parser() -> Parser:
     _add_model_options(ens)
 
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
-    pred.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
+    pred.add_argument("paths", nargs="+", metavar="PATH", type=image_path,
+                      help="image files, folders (recursive), glob patterns, or - for standard input")
     pred.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
@@ -259,7 +265,7 @@ def build_parser() -> Parser:
     _add_model_options(pred)
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
-    read.add_argument("image", help="image file of the number")
+    read.add_argument("image", type=image_path, help="image file of the number, or - for standard input")
     read.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
@@ -466,7 +472,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     recognizer = _recognizer(args, top_k=args.top_k)
     failed = 0
-    for p in recognizer.predict_files(expand_paths(args.paths)):
+    skipped: list[str] = []
+    for p in recognizer.predict_files(expand_paths(args.paths, skipped)):
         failed += p.error is not None
         if args.json:
             d = p.to_dict(probabilities=False)
@@ -477,6 +484,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"
             print(f"{p.path}: {answer}   {top}")
+    if skipped:  # a folder's other files: said, not read (name one to read it)
+        print(f"convnet: {len(skipped)} file(s) in the folders left out, as hidden or not named as images "
+              f"(first: {skipped[0]}); name a file to read it", file=sys.stderr)
     if failed:
         print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0

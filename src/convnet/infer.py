@@ -33,7 +33,7 @@ DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
-                  ".ppm", ".pnm", ".ico"}
+                  ".ppm", ".pnm", ".ico", ".avif", ".jp2", ".j2k", ".jpf", ".jpx"}
 
 
 @dataclass
@@ -257,8 +257,11 @@ def _prepare(source: Source) -> np.ndarray | ImageError:
         return e
 
 
-def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
-    """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily."""
+def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
+    """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily.
+
+    In folders, files not named as images and hidden ones (`.x`, such as macOS's `._photo.png`) are left out, and
+    added to `skipped` when it is given; a file named on its own is always read."""
     for pattern in patterns:
         path = Path(pattern)
         if not pattern:
@@ -271,7 +274,7 @@ def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
             is_dir, exists, refused = False, False, f"{pattern}: {e.strerror or e}"
         if is_dir:
             found = False
-            for item in _folder_images(path):
+            for item in _folder_images(path, skipped):
                 found = True
                 yield item
             if not found:
@@ -279,12 +282,12 @@ def expand_paths(patterns: Iterable[str]) -> Iterator[tuple[str, str | None]]:
         elif exists:
             yield str(path), None
         elif glob.has_magic(pattern):
-            yield from _glob_images(pattern)
+            yield from _glob_images(pattern, skipped)
         else:
             yield pattern, refused or f"{pattern}: no such file or folder"
 
 
-def _folder_images(folder: Path) -> Iterator[tuple[str, str | None]]:
+def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[str, str | None]]:
     """(path, None) for each image under a folder, and (folder, error) for each folder that cannot be listed, which
     os.walk alone would skip in silence."""
     refused: list[tuple[str, str]] = []
@@ -295,20 +298,22 @@ def _folder_images(folder: Path) -> Iterator[tuple[str, str | None]]:
     for root, dirs, files in os.walk(folder, onerror=refuse):
         yield from refused  # the subfolders refused since the last step, in walking order
         refused.clear()
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
                 yield os.path.join(root, name), None
+            elif skipped is not None:
+                skipped.append(os.path.join(root, name))
     yield from refused
 
 
-def _glob_images(pattern: str) -> Iterator[tuple[str, str | None]]:
+def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str, str | None]]:
     """The files a pattern matches, and the images in the folders it matches, each file once however many names
     reach it (`**` matches a folder and what is in it; links can lead to a file again)."""
     seen: set[str] = set()
     for match in _glob(pattern):
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
-        for path, error in _folder_images(Path(match)) if os.path.isdir(match) else [(match, None)]:
+        for path, error in _folder_images(Path(match), skipped) if os.path.isdir(match) else [(match, None)]:
             if (real := os.path.realpath(path)) not in seen:
                 seen.add(real)
                 yield path, error

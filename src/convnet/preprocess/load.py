@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Union, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,7 +37,7 @@ def load_gray(
     `source` may be a path, encoded bytes, an open binary file (from its start),
     a PIL image, a numpy array or a torch tensor (H x W, H x W x C or
     C x H x W, on any device).  EXIF orientation is applied and
-    transparency is composited over white paper.
+    transparency is composited over paper (see `_over_paper`).
     `max_side` (longer side) and `work_pixels` (area) area-downscale big
     images right after decoding (JPEGs decode at reduced size directly),
     which is how `preprocess` keeps photos cheap.
@@ -81,6 +82,18 @@ def _stream(stream) -> BinaryIO | bytes:
     return b"".join(chunks)
 
 
+def _read_pipe(path: Path, name: str) -> bytes:
+    """All a named pipe holds. Opened without waiting for a writer (a stray pipe in a folder would hang the walk),
+    then read waiting for data: one with no writer reads as empty."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as pipe:
+        return cast(bytes, _stream(pipe))  # a pipe cannot seek: _stream reads it whole
+
+
 def _tensor_to_array(tensor) -> np.ndarray:
     """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
     try:
@@ -108,15 +121,18 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         if not name:
             raise ImageError("empty path")
         try:
-            size = fp.stat().st_size
+            mode, size = (info := fp.stat()).st_mode, info.st_size
         except FileNotFoundError:
             raise ImageError(f"{name}: no such file") from None
         except OSError as exc:
             raise ImageError(f"{name}: cannot read file ({exc.strerror})") from exc
         except ValueError as exc:  # e.g. an embedded NUL byte
             raise ImageError(f"{name!r}: not a valid path ({exc})") from None
-        if fp.is_dir():
+        if stat.S_ISDIR(mode):
             raise ImageError(f"{name}: is a directory, not an image file")
+        if stat.S_ISFIFO(mode):  # /dev/stdin, <(…): a pipe's size says nothing, its contents are read to the end
+            fp = io.BytesIO(_read_pipe(fp, name))
+            size = len(fp.getvalue())
         if size == 0:
             raise ImageError(f"{name}: file is empty")
     else:
@@ -162,7 +178,8 @@ def _decode(
         with _pil_warnings():
             # Cameras write MPO: the photo first, then previews; that is not an animation.
             if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
-                raise ImageError("animated images are not supported")
+                raise ImageError("images of several frames (an animation, a multi-page TIFF) are not supported: "
+                                 "save the frame to read as an image of its own")
             if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
                 factor = _shrink_factor(height, width, draft_side, draft_pixels)
                 image.draft("L", (int(width / factor), int(height / factor)))
@@ -179,10 +196,8 @@ def _pil_to_gray(image: Image.Image) -> np.ndarray:
     try:
         if image.mode in ALPHA_MODES or "transparency" in image.info:
             la = image.convert("LA")
-            paper = Image.new("L", image.size, 255)
-            paper.paste(la.getchannel("L"), mask=la.getchannel("A"))
-            image = paper
-        elif image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            return _over_paper(_to_unit(np.asarray(la.getchannel("L"))), _to_unit(np.asarray(la.getchannel("A"))))
+        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
             image = image.convert("L")
     except ValueError:
         raise ImageError(f"unsupported image mode {image.mode}") from None
@@ -198,11 +213,21 @@ def array_to_gray(array: np.ndarray) -> np.ndarray:
         alpha = channels[..., -1] if array.shape[2] in (2, 4) else None
         color = channels[..., :3] if array.shape[2] >= 3 else channels[..., :1]
         gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[..., 0]
-        return gray if alpha is None else gray * alpha + (1 - alpha)
+        return gray if alpha is None else _over_paper(gray, alpha)
     if array.ndim != 2:  # a stack of images, most often: which axis holds them is not for us to guess
         raise ImageError(f"shape {array.shape} is not one image (H x W, H x W x C or, for a tensor, C x H x W, with "
                          "C = 1..4): give several images as a list, e.g. predict(list(images))")
     return _to_unit(array)
+
+
+def _over_paper(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite over paper: white, unless the shape is in the transparency alone (what is opaque is of one light
+    shade: white ink on a transparent canvas, as drawing apps export it), which would vanish on white: then black."""
+    weight = float(alpha.sum())
+    mean = float((gray * alpha).sum()) / weight if weight else 0.0
+    spread = np.sqrt(float((alpha * (gray - mean) ** 2).sum()) / weight) if weight else 0.0
+    paper = 0.0 if mean > 0.5 and spread < 0.1 else 1.0
+    return (gray * alpha + paper * (1 - alpha)).astype(np.float32)
 
 
 def _to_unit(array: np.ndarray) -> np.ndarray:
