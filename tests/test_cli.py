@@ -136,6 +136,8 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
                                           "'ensemble', 'predict', 'read') (--model fast goes after the command's "
                                           "name)"),
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
+        (["train", "--optimizer", "adm"], 2, "invalid choice: 'adm' (choose from 'adam', 'adamw', 'sgd') (did you "
+                                             "mean 'adam'?)"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),
         (["evaluate", "nowhere"], 1, "not a run folder"),

@@ -81,7 +81,8 @@ def _suggestion(message: str, own_options: list[str]) -> str:
         bad = message.split("invalid choice:")[1].split("'")[1]
         at = Parser.argv.index(bad) if bad in Parser.argv else 0
         before = Parser.argv[at - 1] if at else ""
-        if before in Parser.known_words:  # `convnet --model fast train`: the option's value was taken for a command
+        # `convnet --model fast train`: the option's value was taken for a command (not a bad value of an option)
+        if before in Parser.known_words and not message.startswith("argument -"):
             return f" ({before} {bad} goes after the command's name)"
         choices = message.split("choose from")[1].replace("'", "").replace(")", "").replace(",", " ").split()
     elif "unrecognized arguments:" in message:
