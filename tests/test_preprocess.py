@@ -153,6 +153,37 @@ def test_a_rule_under_a_digit_is_not_part_of_it(digit: str) -> None:
     assert_mnist_like(to_mnist(1 - ruled), to_mnist(1 - ink), 0.9)
 
 
+@pytest.mark.parametrize("where", ["margin", "left edge", "top edge", "above"])
+def test_one_line_clear_of_the_digit_is_not_part_of_it(where: str) -> None:
+    """A notebook's margin, the dark edge of a scan, a form's line: one line alone was taken into the digit (a 3 with
+    a strip along its scan's edge read as 1, a number beside a margin as one 6)."""
+    ink = np.pad(draw_digit("3", 200, 16), ((60, 60), (200, 60)))
+    lined = ink.copy()
+    band = {"margin": np.s_[:, 60:64], "left edge": np.s_[:, :8], "top edge": np.s_[:8, :], "above": np.s_[30:34, :]}
+    lined[band[where]] = 1
+    assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
+
+
+def test_a_tight_one_beside_a_speck_keeps_its_bar() -> None:
+    ink = np.zeros((300, 40), np.float32)
+    ink[:, 14:26] = 1  # a 1 as tall as its crop: a line by its shape
+    ink[5:8, 2:5] = 1  # and a speck of dust
+    assert np.array_equal(remove_rulings(ink), ink)
+
+
+@pytest.mark.parametrize("tilt", [0, 40])
+def test_a_sheet_on_a_darker_desk_is_read_as_the_page(tilt: int) -> None:
+    """The border is the desk: it was taken for the paper, and the sheet for the ink (every digit read as 0)."""
+    digit = draw_digit("4", 200, 16)
+    photo = Image.new("L", (900, 700), 60)
+    draw = ImageDraw.Draw(photo)
+    draw.polygon([(80 + tilt, 80), (820, 80 + tilt), (820 - tilt, 620), (80, 620 - tilt)], fill=235)
+    page = np.asarray(photo, np.float32) / 255
+    top, left = (700 - digit.shape[0]) // 2, (900 - digit.shape[1]) // 2
+    page[top:top + digit.shape[0], left:left + digit.shape[1]] -= 0.8 * digit
+    assert_mnist_like(to_mnist(page), to_mnist(1 - 0.8 * digit), 0.95)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

@@ -12,6 +12,8 @@ from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
+SHEET_AREA = 0.2  # ink whose box covers this share of the image...
+SHEET_FILL = 0.8  # ...and which fills this share of its box is a sheet of paper on a darker desk, not a digit
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -22,6 +24,20 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     """
     # By area, not by the longer side: that would shrink the digits of a long strip to specks, for no time saved.
     work = downscale(array_to_gray(np.asarray(gray)), None, WORK_PIXELS)
+    ink = _ink(work)
+    if (sheet := _sheet(ink)) is None:
+        return ink
+    # A sheet of paper photographed on a darker desk: the desk was taken for the paper and the sheet for the ink.
+    # The sheet is read again on its own, what lies outside it painted over in its colour.
+    (x0, y0, x1, y1), inside = sheet
+    page = work[y0:y1, x0:x1]
+    found = np.zeros_like(ink)
+    found[y0:y1, x0:x1] = _ink(np.where(inside, page, np.median(page[inside])))
+    return found
+
+
+def _ink(work: np.ndarray) -> np.ndarray:
+    """`find_ink` of an image already at its working size, without looking for a sheet on a desk."""
     paper = _paper(work)
     residual = work - paper
     # The ink is the side whose tail sticks out further past the noise.
@@ -29,6 +45,26 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     if np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum():
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
     return remove_rulings(_suppress_noise(residual))
+
+
+def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The box of the heaviest ink and the mask of it with its holes, when it is a sheet of paper seen as ink: a
+    solid shape over much of the image (no digit fills its box so), with what is written on it as holes."""
+    components = connected_components(ink)
+    if not len(components):
+        return None
+    heaviest = int(np.argmax(components.mass))
+    x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
+    area = (x1 - x0) * (y1 - y0)
+    if area < SHEET_AREA * ink.size or components.mass[heaviest] < SHEET_FILL * area:
+        return None
+    mine = components.labels[y0:y1, x0:x1] == heaviest + 1
+    rest = connected_components((~mine).astype(np.float32))
+    boxes = rest.boxes
+    holes = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < x1 - x0) & (boxes[:, 3] < y1 - y0)
+    if not holes.any():  # a blob, as a marker can make of a digit: read as it is
+        return None
+    return (x0, y0, x1, y1), mine | np.concatenate([[False], holes])[rest.labels]
 
 
 def _paper(gray: np.ndarray) -> np.ndarray:
@@ -49,6 +85,10 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     inliers = np.zeros(small.shape, bool)
     inliers[[0, -1], :] = inliers[:, [0, -1]] = True
     inliers = inliers.ravel()
+    # Less the border's outliers: a dark strip along one edge (a scan's edge, the desk beside the page) would bend
+    # the first fit towards it, and the noise measured about that fit would swallow the ink.
+    border = values[inliers]
+    inliers &= np.abs(values - np.median(border)) <= 3 * _noise(border) + 0.02
     for _ in range(3):
         if inliers.sum() < 12:
             return np.full(gray.shape, np.median(small), np.float32)

@@ -13,6 +13,7 @@ RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
 RULING_THIN = 0.1  # ...is thin (on average at most this share of its length thick: a stroke may join it)...
 RULING_TILT = 0.2  # ...nearly level (its box at most this share of its length deep: under about 11 degrees)...
 RULING_MARGIN = 0.05  # ...and goes on past the digit on both sides by this share of the image
+RULING_DIGIT = 0.1  # a line alone goes only beside a digit at least this share of the line's length
 
 
 def remove_rulings(ink: np.ndarray) -> np.ndarray:
@@ -24,16 +25,24 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     bars of a tightly cropped 7 or Z-like 2 are as long as the image, but they end
     where the rest of the digit does, so they are left alone.
     """
-    rows, row_spans = _rulings(ink)  # horizontal lines
-    cols, col_spans = _rulings(ink.T)  # vertical lines, found as horizontal ones in the transpose
+    rows, row_boxes = _rulings(ink)  # horizontal lines
+    cols, col_boxes = _rulings(ink.T)  # vertical lines, found as horizontal ones in the transpose
     cols = cols.T
-    if len(row_spans) + len(col_spans) < 2:
+    if not len(row_boxes) + len(col_boxes):
         return ink
     x0, y0, x1, y1 = _digit_box(np.where((rows > 0) | (cols > 0), 0, ink))
     height, width = ink.shape
-    row_ok = _past(row_spans, x0, x1, RULING_MARGIN * width)
-    col_ok = _past(col_spans, y0, y1, RULING_MARGIN * height)
-    if row_ok.sum() + col_ok.sum() < 2:
+    row_ok = _past(row_boxes[:, [0, 2]], x0, x1, RULING_MARGIN * width)
+    col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
+    if row_ok.sum() + col_ok.sum() == 1:
+        # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
+        # it keeps clear of a digit of some size (not a speck beside the bar of a tightly cropped 1), as no stroke
+        # of the digit could.
+        line = np.concatenate([row_boxes[row_ok], col_boxes[col_ok]])[0]
+        sized = max(x1 - x0, y1 - y0) >= RULING_DIGIT * (line[2] - line[0])
+        row_ok &= sized & _clear(row_boxes[:, [1, 3]], y0, y1)
+        col_ok &= sized & _clear(col_boxes[:, [1, 3]], x0, x1)
+    if not row_ok.any() and not col_ok.any():
         return ink
     rows, cols = np.concatenate([[False], row_ok])[rows], np.concatenate([[False], col_ok])[cols]
     # Where a stroke crosses a line or lies on it, the ink across the line is thicker than the line: keep it there.
@@ -144,10 +153,11 @@ def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
 
 
 def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their (x0, x1)."""
+    """The horizontal lines that cross the image: their pixels numbered 1..n (0 elsewhere), and their boxes (x0, y0,
+    x1, y1)."""
     width = ink.shape[1]
     mask = ink > 0
-    none = np.zeros(ink.shape, np.intp), np.zeros((0, 2), np.int64)
+    none = np.zeros(ink.shape, np.intp), np.zeros((0, 4), np.int64)
     if np.count_nonzero(mask.any(axis=0)) < RULING_SPAN * width:  # no ink across the image: no line (and no cost)
         return none
     # A pixel of slack up and down for slight tilt and anti-aliased edges.
@@ -167,7 +177,7 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lines = (spans >= RULING_SPAN * width) & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
     number = np.zeros(len(lines) + 1, np.intp)
     number[1:][lines] = np.arange(1, lines.sum() + 1)
-    return np.where(mask, number[components.labels], 0), boxes[lines][:, [0, 2]]
+    return np.where(mask, number[components.labels], 0), boxes[lines]
 
 
 def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
@@ -181,6 +191,11 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
     """Which lines go on at least `margin` past both ends of [start, stop)."""
     return (spans[:, 0] <= start - margin) & (spans[:, 1] >= stop + margin)
+
+
+def _clear(depths: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Which lines lie wholly before or after [start, stop) across their length."""
+    return (depths[:, 1] <= start) | (depths[:, 0] >= stop)
 
 
 def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
