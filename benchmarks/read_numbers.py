@@ -1,9 +1,12 @@
 """How often `convnet read` gets a whole handwritten number right, on numbers composed from MNIST test digits.
 
     python benchmarks/read_numbers.py [--count 1000] [--model default] [--seed 0] [--save DIR] [--underline 0.5]
+                                      [--gap -0.1 0]
 
-Each image holds 2–6 test-set digits (never seen in training) with their own size, baseline, spacing (touching
-and overlapping neighbours included), stroke colour and paper, as a phone photo or scan of a written number would.
+Each image holds 2–6 test-set digits (never seen in training) with their own size, baseline, spacing (by default 2–35
+% of a digit's height between the ink of neighbours, whose faint edges may touch; `--gap LOW HIGH` draws it from
+another range, negative for overlapping digits), stroke colour and paper, as a phone photo or scan of a written number
+would.
 `--underline SHARE` draws a rule under that share of the numbers, half of them touching the digits (the same numbers
 as without it). Prints the share of images whose whole number is read exactly, and the per-digit-count breakdown.
 """
@@ -21,7 +24,8 @@ from convnet.data import load_dataset
 from convnet.infer import Recognizer
 
 
-def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.Generator | None = None) -> Image.Image:
+def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.Generator | None = None,
+            gap: tuple[float, float] = (0.02, 0.35)) -> Image.Image:
     """Paste 28×28 white-on-black digits as dark ink on light paper, with varied size, baseline and spacing; with
     `underline`, a rule under them drawn from that generator's draws."""
     base = int(rng.integers(40, 140))  # typical digit height in px
@@ -35,7 +39,7 @@ def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.G
         top = int(base * rng.uniform(0.1, 0.4))
         parts.append(ink)
         pos.append((x, top))
-        x += ink.shape[1] + int(base * rng.uniform(0.02, 0.35))
+        x = max(0, x + ink.shape[1] + int(base * rng.uniform(*gap)))
     height = int(base * 1.7)
     canvas = np.zeros((height, x + int(rng.integers(10, 40))), np.float32)
     for ink, (px, py) in zip(parts, pos):
@@ -75,7 +79,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", type=Path, help="also write the images here (NUMBER-INDEX.png)")
     parser.add_argument("--underline", type=fraction, default=0.0, help="share of the numbers with a rule under them")
+    parser.add_argument("--gap", type=float, nargs=2, default=(0.02, 0.35), metavar=("LOW", "HIGH"),
+                        help="space between neighbours' ink, as a share of the digit height (negative: overlap)")
     args = parser.parse_args()
+    if not -0.5 <= args.gap[0] <= args.gap[1] <= 2:
+        parser.error(f"--gap needs -0.5 <= LOW <= HIGH <= 2, not {args.gap[0]:g} {args.gap[1]:g}")
     if args.seed < 0:  # numpy's generators take none
         parser.error(f"--seed must be 0 or more, not {args.seed}")
     rng = np.random.default_rng(args.seed)
@@ -87,7 +95,7 @@ def main() -> None:
         n = int(rng.integers(2, 7))
         idx = rng.integers(0, len(data.test_x), n)
         truth = "".join(str(int(v)) for v in data.test_y[idx])
-        image = compose(data.test_x[idx], rng, rules if rules.random() < args.underline else None)
+        image = compose(data.test_x[idx], rng, rules if rules.random() < args.underline else None, args.gap)
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             image.save(args.save / f"{truth}-{i}.png")

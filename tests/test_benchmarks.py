@@ -33,6 +33,7 @@ def test_help(name, tmp_path):
     ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
     ("read_numbers.py", ["--underline", "-1"], "--underline: must be between 0 and 1"),
     ("read_numbers.py", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
+    ("read_numbers.py", ["--gap", "0.3", "0.1"], "--gap needs -0.5 <= LOW <= HIGH <= 2, not 0.3 0.1"),
     ("recognition.py", ["nondigits", "--min-confidence", "300"], "--min-confidence: must be between 0 and 1"),
     ("recognition.py", ["realworld"], "needs the folder"),
     ("recognition.py", ["realworld", "somewhere", "--count", "5"], "--count is for nondigits and throughput"),
