@@ -233,6 +233,15 @@ def test_predict_cli_survives_a_file_name_the_terminal_cannot_print(tmp_path):
     assert len(lines) == 2 and "bad\\udcff\\udcfe.png: " + label_of(DIGITS[0]) in lines[0]
 
 
+def test_predict_cli_prints_one_line_per_file_whatever_its_name(tmp_path):
+    odd = tmp_path / "two\nlines.png"
+    odd.write_bytes(DIGITS[0].read_bytes())
+    done = cli("predict", tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path}/two\\nlines.png: {label_of(DIGITS[0])} ")
+
+
 def test_a_folder_named_like_the_shipped_model_does_not_replace_it(tmp_path, monkeypatch, capsys):
     from convnet.cli import main
     from convnet.errors import ModelError

@@ -9,6 +9,7 @@ with imports_held("convnet"):  # as the package's own: the `convnet` command imp
     import difflib
     import json
     import os
+    import re
     import shlex
     import sys
     from collections.abc import Callable, Sequence
@@ -480,17 +481,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             d = p.to_dict(probabilities=False)
             print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
         elif p.error:  # the message names the path too, for the JSON lines: once is enough here
-            print(f"{p.path}: error: {p.error.removeprefix(f'{p.path}: ')}{_model_hint(p.path)}")
+            print(f"{_one_line(p.path)}: error: {_one_line(p.error.removeprefix(f'{p.path}: '))}"
+                  f"{_model_hint(p.path)}")
         else:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"
-            print(f"{p.path}: {answer}   {top}")
+            print(f"{_one_line(p.path)}: {answer}   {top}")
     if skipped:  # a folder's other files: said, not read (name one to read it)
         print(f"convnet: {len(skipped)} file(s) in the folders left out, as hidden or not named as images "
               f"(first: {skipped[0]}); name a file to read it", file=sys.stderr)
     if failed:
         print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _one_line(text: str) -> str:
+    """A file name as predict prints it, one answer a line: line breaks and other control characters escaped."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def cmd_read(args: argparse.Namespace) -> int:
