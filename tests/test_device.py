@@ -105,3 +105,21 @@ def test_exact_fp32_turns_tf32_off_on_a_gpu_only_while_inside(setting):
     # In a process of its own: cuDNN's precision flags are process-wide, and PyTorch cannot set all of them back.
     done = subprocess.run([sys.executable, "-c", _EXACT_FP32, setting], capture_output=True, text=True)
     assert done.stdout == "ok\n", done.stderr
+
+
+@pytest.mark.parametrize("name", [5, ["cpu"], b"cpu"])
+def test_a_device_that_is_no_string_is_a_clear_error(name):
+    from convnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a device is named by a string"):
+        device.resolve_device(name)
+
+
+def test_a_gpu_index_past_the_last_gpu_is_a_clear_error(monkeypatch):
+    from convnet.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device.resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match="--device cuda:7: there is no such GPU here; PyTorch sees 1"):
+        device.resolve_device("cuda:7")

@@ -15,8 +15,13 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The device `name` stands for (`auto`, `cpu`, `cuda`, `cuda:1`, `mps`, or a torch.device), refused with a
+    ConfigError when it is not there."""
     if isinstance(name, torch.device):
         return name
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"a device is named by a string such as 'cpu' or 'cuda:1', not {type(name).__name__} "
+                          f"({name!r:.40}).")
     name = (name or "auto").lower()
     kind = name.split(":")[0]
     if kind not in DEVICES:
@@ -32,10 +37,14 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps: Apple's MPS is not available here.")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:  # a malformed index, e.g. cpu:x
         raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}, optionally with an index "
                           "such as cuda:1.") from None
+    if kind == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: there is no such GPU here; PyTorch sees {torch.cuda.device_count()} "
+                          "(cuda:0 onwards).")
+    return device
 
 
 def native_bf16(device: torch.device) -> bool:
