@@ -402,3 +402,14 @@ def test_a_model_given_where_an_image_goes_gets_the_fix(tmp_path, capsys):
     assert main(["read", str(folder)]) == 1
     assert f"is a directory, not an image file; that is a model: to recognise images with it, give it as --model " \
         f"{folder}" in capsys.readouterr().err
+
+
+def test_evaluate_checks_the_device_before_the_data(monkeypatch, capsys):
+    import convnet.data
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("the data were fetched for a device that is not there")
+
+    monkeypatch.setattr(convnet.data, "fetch", must_not_run)
+    assert main(["evaluate", "default", "--device", "mps"]) == 1
+    assert "--device mps: Apple's MPS is not available here." in capsys.readouterr().err

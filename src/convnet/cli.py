@@ -319,7 +319,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({
             "name": name,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "macs": count_macs(model, (1, 28, 28)),
+            "macs": count_macs(model),
             "description": get_spec(name).description,
             "recipe": dataclasses.asdict(get_spec(name).recipe),
         })
@@ -402,10 +402,12 @@ def _train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from convnet.checkpoint import load_model
     from convnet.data import load_dataset
+    from convnet.device import resolve_device
     from convnet.evaluate import evaluate, format_report
 
+    device = resolve_device(args.device)  # a device that is not there fails now, before MNIST may be fetched
     model = load_model(args.model)
-    result = evaluate(model, load_dataset(args.dataset, args.data_dir), device=args.device)
+    result = evaluate(model, load_dataset(args.dataset, args.data_dir), device=device)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
     return 0
 
