@@ -52,7 +52,7 @@ def test_lesson_pools_before_relu_without_changing_the_function():
 
 def test_macs_of_the_lesson():
     # conv: 26·26·32 outputs × 9; dense: 5408·100 + 100·10
-    assert count_macs(create_model("lesson"), (1, 28, 28)) == 26 * 26 * 32 * 9 + 5408 * 100 + 100 * 10
+    assert count_macs(create_model("lesson")) == 26 * 26 * 32 * 9 + 5408 * 100 + 100 * 10
 
 
 def test_summary_table(capsys):
@@ -128,3 +128,12 @@ def test_numpy_sizes_become_plain_ints():
     model = create_model("fast", num_classes=np.int64(10), input_size=np.array([28, 28]))
     assert type(model.num_classes) is int and model.input_size == (28, 28)
     assert all(type(side) is int for side in model.input_size)
+
+
+def test_summary_and_macs_follow_the_model_to_its_dtype_and_device():
+    # A blank image of the default float32 on the CPU failed on a model in float64 (or on a GPU, after fit there).
+    model = create_model("lesson").double()
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Total params: 542,230" in lines[0]
+    assert count_macs(model) == count_macs(create_model("lesson"))

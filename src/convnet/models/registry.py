@@ -1,16 +1,18 @@
 """The model registry: each architecture registers a builder with its description and default training recipe.
 
-Callers only use `create_model(name)`; adding an architecture touches one file (timm's pattern).
+Callers build networks with `create_model(name)` and read a recipe with `get_spec(name)`; adding an architecture
+touches one file (timm's pattern).
 """
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from convnet.errors import ConfigError, ModelError, whole_count
 
@@ -123,23 +125,34 @@ def _check_shape(num_classes: object, in_channels: object, input_size: object) -
     return classes, channels, (height, width)
 
 
-def _check_input_size(model: Network) -> None:
-    """One pass over a blank image: layers that shrink small images to nothing fail here, with a clear message."""
+def blank_pass(model: Network, hooks: Iterable[RemovableHandle] = ()) -> None:
+    """One forward pass of a blank image of the model's own input shape, on its device and in its dtype (a model
+    trained on a GPU stays there), in eval mode without gradients; its mode is restored and `hooks` removed after."""
+    parameter = next(model.parameters(), None)
+    like = {} if parameter is None else {"device": parameter.device, "dtype": parameter.dtype}
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, model.in_channels, *model.input_size))
+            model(torch.zeros(1, model.in_channels, *model.input_size, **like))
+    finally:
+        model.train(training)
+        for handle in hooks:
+            handle.remove()
+
+
+def _check_input_size(model: Network) -> None:
+    """One pass over a blank image: layers that shrink small images to nothing fail here, with a clear message."""
+    try:
+        blank_pass(model)
     except (RuntimeError, ValueError) as e:
         h, w = model.input_size
         raise ConfigError(f"{model.arch} cannot take {h}×{w} images: they are too small for its layers "
                           f"({e}).") from None
-    finally:
-        model.train(training)
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Multiply-accumulates for one image, counted on the convolution and linear layers."""
+def count_macs(model: Network) -> int:
+    """Multiply-accumulates for one image of the model's input size, counted on the convolution and linear layers."""
     macs = 0
 
     def hook(module: nn.Module, _inputs, output: torch.Tensor) -> None:
@@ -148,14 +161,5 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
         per_output = weight[0].numel() if isinstance(module, nn.Conv2d) else weight.shape[1]
         macs += output[0].numel() * per_output
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    blank_pass(model, [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
     return macs

@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convnet.models.registry import Network, blank_pass
 
-def layer_rows(model: nn.Module) -> list[tuple[str, str, int]]:
+
+def layer_rows(model: Network) -> list[tuple[str, str, int]]:
     """(Keras-style name and type, output shape, parameters) of each layer, from one forward pass of a zero image."""
     rows: list[tuple[str, str, int]] = []
 
@@ -22,21 +24,15 @@ def layer_rows(model: nn.Module) -> list[tuple[str, str, int]]:
         module._summary_name = kind + (f"_{seen[kind]}" if seen.get(kind) else "")
         seen[kind] = seen.get(kind, 0) + 1
         handles.append(module.register_forward_hook(hook))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, model.in_channels, *model.input_size))
+        blank_pass(model, handles)
     finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
         for module in leaves:
             del module._summary_name
     return rows
 
 
-def summary_table(model: nn.Module) -> str:
+def summary_table(model: Network) -> str:
     rows = layer_rows(model)
     header = ("Layer (type)", "Output Shape", "Param #")
     widths = [max(len(header[i]), *(len(str(r[i])) for r in rows)) + 2 for i in range(3)]
