@@ -3,7 +3,7 @@ import os
 import re
 import resource
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -561,3 +561,11 @@ def test_class_names_load_model_would_refuse_are_not_saved(tmp_path, classes, wo
     with pytest.raises(ConfigError, match=f"model.classes: {re.escape(words)}.*; set it to 10 different names"):
         save_model(model, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("refs", [5, "runs/a", PurePosixPath("runs/a"), b"runs/a"])
+def test_build_ensemble_takes_a_list(refs):
+    from convnet.checkpoint import build_ensemble
+
+    with pytest.raises(ModelError, match="build_ensemble takes a list of models"):
+        build_ensemble(refs)

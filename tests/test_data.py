@@ -282,6 +282,10 @@ def test_missing_cache_without_fetch():
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown data set"):
         data.load_dataset("imagenet")
+    with pytest.raises(DataError, match="a data set is named by a string"):
+        data.load_dataset(["mnist"])
+    with pytest.raises(DataError, match="data_dir is a folder's path, not int"):
+        data.load_dataset("mnist", data_dir=5)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -447,3 +451,21 @@ def test_an_empty_train_split_is_refused_before_any_numpy_warning(tiny_arrays):
         warnings.simplefilter("error")
         with pytest.raises(DataError, match="the train split of tiny holds no images"):
             ds.normalization()
+
+
+@pytest.mark.parametrize("failure", ["corrupt gzip", "dropped connection", "a gzip bomb"])
+def test_a_bad_download_is_a_data_error_so_the_next_source_is_tried(monkeypatch, failure):
+    import http.client
+
+    class Response(io.BytesIO):
+        def read(self, *args):
+            if failure == "dropped connection":
+                raise http.client.IncompleteRead(b"partial", 1000)
+            return super().read(*args)
+
+    body = {"corrupt gzip": b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"not deflate at all",
+            "dropped connection": b"",
+            "a gzip bomb": gzip.compress(encode_idx(np.zeros(3, np.uint8)) + bytes(1 << 20))}[failure]
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", lambda url, timeout: Response(body))
+    with pytest.raises(DataError, match="https://mirror/train-images-idx3-ubyte.gz"):
+        mnist.from_mirror("https://mirror/")

@@ -13,7 +13,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -449,8 +449,10 @@ def _check_values(model: nn.Module, weights: Path) -> None:
 
 def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -> Ensemble:
     """An ensemble of saved models (each a run folder, model file or shipped name)."""
-    if isinstance(refs, (str, Path)):
-        raise ModelError("build_ensemble takes a list of models, not one.")
+    if isinstance(refs, (str, bytes, os.PathLike)) or not isinstance(refs, Iterable):
+        raise ModelError(f"build_ensemble takes a list of models (run folders, model files or names), not "
+                         f"{type(refs).__name__} ({refs!r:.60}).")
+    refs = list(refs)
     members = [load_model(ref, device) for ref in refs]
     first: dict[str, Path | str] = {}
     for ref, member in zip(refs, members):

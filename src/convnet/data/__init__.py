@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import time
@@ -110,6 +111,8 @@ def cache_path(name: str) -> Path:
 
 
 def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise DataError(f"a data set is named by a string such as 'mnist', not {type(name).__name__} ({name!r:.40}).")
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
 
@@ -251,6 +254,8 @@ def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_
     """The data set as verified arrays: from `data_dir` if given, else from the cache (fetched when missing)."""
     _check_name(name)
     if data_dir is not None:
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise DataError(f"data_dir is a folder's path, not {type(data_dir).__name__} ({data_dir!r:.40}).")
         return read_idx_folder(Path(data_dir), name)
     path = cache_path(name)
     if not path.exists():

@@ -75,13 +75,18 @@ def read_raw(path: Path) -> bytes:
         raise DataError(f"{path}: file not found.") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror}).") from None
+    return decompress(raw, str(path))
+
+
+def decompress(raw: bytes, name: str) -> bytes:
+    """IDX data as it is, or gunzipped when it is gzip: no further than its header declares, clear errors if corrupt."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-            return _read_declared(f, str(path))
+            return _read_declared(f, name)
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({e}).") from None
+        raise DataError(f"{name}: corrupt or truncated gzip file ({e}).") from None
 
 
 def _read_declared(f: BinaryIO, name: str) -> bytes:

@@ -6,6 +6,7 @@ uncompressed IDX files, so the same constants verify a download, the offline cop
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import pickle
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet.data.cache import sha256_bytes
-from convnet.data.idx import encode_idx, parse_idx
+from convnet.data.idx import decompress, encode_idx, parse_idx
 from convnet.errors import DataError
 
 PARTS = ("train_x", "train_y", "test_x", "test_y")
@@ -78,8 +79,8 @@ def from_mirror(base: str, timeout: float = 20.0) -> Arrays:
         url = base + name + ".gz"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                raw = gzip.decompress(response.read())
-        except (OSError, EOFError, urllib.error.URLError) as e:
+                raw = decompress(response.read(), url)  # a corrupt download is a DataError: the next source is tried
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as e:  # IncompleteRead: a dropped line
             raise DataError(f"{url}: {e}") from None
         if sha256_bytes(raw) != SHA256[part]:
             raise DataError(f"{url}: SHA-256 mismatch, refusing the download.")
