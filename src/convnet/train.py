@@ -411,9 +411,10 @@ def _write_json(path: Path, value: dict) -> None:
 def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult:
     """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder.
 
-    `config` may also be a dict of options; `log=None` says nothing. Ctrl-C does not raise: the result comes back
-    with `metrics["interrupted"]`, and the run folder holds the last completed epoch's checkpoint and a metrics.json
-    that says so. Under torchrun every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
+    `config` may also be a dict of options; `log=None` says nothing. Ctrl-C once training has begun does not raise
+    (before, while the data are read or fetched, it does): the result comes back with `metrics["interrupted"]`,
+    and the run folder holds the last completed epoch's checkpoint and a metrics.json that says so. Under torchrun
+    every rank trains; rank 0 alone writes the run folder, calibrates and evaluates.
     """
     if config is None:  # not "the defaults": a run of the default model by accident would take a while
         raise ConfigError("train() needs its options: e.g. train(TrainConfig(model='fast', epochs=1)).")

@@ -92,7 +92,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     for _ in range(3):
         if inliers.sum() < 12:
             return np.full(gray.shape, np.median(small), np.float32)
-        chosen = basis[inliers]  # normal equations: a 6x6 solve is much cheaper than lstsq
+        chosen = basis[inliers]  # lstsq on the 6x6 normal equations: much cheaper than on every inlier
         coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[inliers], rcond=None)[0]
         residual = values - basis @ coef
         settled = inliers
