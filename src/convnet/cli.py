@@ -181,6 +181,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
+    from convnet.config import OPTIMIZERS, PRECISIONS, SCHEDULES
+
     parser = Parser(
         prog="convnet",
         description="Train, evaluate and use convolutional neural networks for image recognition.",
@@ -214,10 +216,10 @@ def build_parser() -> Parser:
     train.add_argument("--epochs", type=int, help="default: the model's recipe")
     train.add_argument("--batch-size", type=int, help="default: the model's recipe")
     train.add_argument("--lr", type=float, help="peak learning rate (default: the model's recipe)")
-    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="default: the model's recipe")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="default: the model's recipe")
     train.add_argument("--weight-decay", type=float, help="default: the model's recipe")
     train.add_argument("--label-smoothing", type=float, help="default: the model's recipe")
-    train.add_argument("--schedule", choices=["onecycle", "constant"], help="default: the model's recipe")
+    train.add_argument("--schedule", choices=SCHEDULES, help="default: the model's recipe")
     train.add_argument("--ema", type=float, metavar="DECAY",
                        help="keep a moving average of the weights with this decay, e.g. 0.999, and make it the "
                        "trained model (0: none; default: the model's recipe)")
@@ -235,7 +237,7 @@ def build_parser() -> Parser:
     train.add_argument("--overwrite", action="store_true", default=None,
                        help="replace the run already in --out (otherwise that is an error)")
     _add_model_options(train)
-    train.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+    train.add_argument("--precision", choices=PRECISIONS,
                        help="auto (default): bf16 autocast where it is faster than fp32 (CUDA GPUs from Ampere "
                        "on, CPUs with AMX, AMD CPUs with AVX-512 BF16), fp32 elsewhere")
     train.add_argument("--compile", action="store_true", default=None,
@@ -385,7 +387,7 @@ def _train(args: argparse.Namespace) -> int:
     from convnet.config import TrainConfig
     from convnet.train import train
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
+    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     result = train(TrainConfig.from_dict(options))
     if result.run_dir is None:  # a torchrun rank other than 0: rank 0 reports
         return 130 if result.metrics["interrupted"] else 0
