@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from convnet.calibrate import expected_calibration_error, fit_temperature
 from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, non_finite, remove_empty, save_model
 from convnet.config import TrainConfig
 from convnet.data import Dataset, load_dataset, to_tensor
-from convnet.data.cache import atomic_write
+from convnet.data.cache import atomic_write, atomic_write_json
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
 from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors, logits_of
@@ -73,7 +73,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+                  ) -> torch.optim.lr_scheduler.LRScheduler | None:
     # A one-cycle schedule over a handful of steps means nothing, and PyTorch's divides by zero for some of them.
     if cfg.schedule == "constant" or total_steps < 8:
         return None
@@ -84,8 +85,8 @@ def fit(
     model: Network,
     data: Dataset,
     config: TrainConfig | None = None,
-    log: Log = stderr_log,
-    on_epoch_end=None,
+    log: Log | None = stderr_log,
+    on_epoch_end: Callable[[Network, History], None] | None = None,
     **overrides,
 ) -> History:
     """Train `model` on `data` (Keras' `fit`): options as a `TrainConfig` and/or keywords (epochs=…, lr=…).
@@ -404,10 +405,6 @@ def new_run_dir(model: str, out: str | None) -> Path:
     return path
 
 
-def _write_json(path: Path, value: dict) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
-
-
 def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult:
     """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder.
 
@@ -471,7 +468,7 @@ def _record_failure(run_dir: Path, metrics: dict, error: BaseException, log: Log
            f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}")
     try:
         with ctrl_c_held():  # torchrun stops the other processes once one fails: the error is the news, not that
-            _write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
+            atomic_write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
     except OSError:  # the disk that refused the checkpoint may refuse this too: the error itself is what matters
         pass
     log(f"stopped after epoch {metrics['epochs']}: {run_dir} keeps its checkpoint")
@@ -487,7 +484,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
     def records(h: History) -> None:
-        _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+        atomic_write_json(run_dir / "config.json", dataclasses.asdict(cfg))
         atomic_write(run_dir / "history.csv", lambda f: f.write(h.to_csv().encode()))
 
     saved = 0  # the epochs whose checkpoint is whole in the folder
@@ -547,7 +544,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
                        overwrite=True)
         records(history)
-        _write_json(run_dir / "metrics.json", metrics)
+        atomic_write_json(run_dir / "metrics.json", metrics)
     if "test_accuracy" in metrics:
         scaled = " (with the fitted temperature)" if history.calibration else ""
         log(f"test accuracy {metrics['test_accuracy']:.2%}  test loss {metrics['test_loss']:.4f}{scaled}  "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from convnet.data import mnist
-from convnet.data.cache import atomic_write, convnet_home, sha256_bytes
+from convnet.data.cache import atomic_write, atomic_write_json, convnet_home, sha256_bytes
 from convnet.data.idx import read_idx
 from convnet.errors import DataError
 
@@ -158,7 +158,7 @@ def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
 def _write_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
     meta = {"source": source, "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    atomic_write_json(path.with_suffix(".json"), meta)
 
 
 def _read_cache(name: str, path: Path) -> Dataset:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -23,6 +24,11 @@ def convnet_home() -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_json(path: Path, value: dict) -> None:
+    """`value` as indented JSON, written as `atomic_write` does."""
+    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -39,10 +39,14 @@ class Recipe:
     ema: float = 0.0
 
 
+# (num_classes, in_channels, input_size) → the network's layers, in order
+Builder = Callable[[int, int, tuple[int, int]], list[nn.Module]]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable[[int, int, tuple[int, int]], nn.Module]
+    build: Builder
     description: str
     recipe: Recipe
 
@@ -50,10 +54,10 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str, recipe: Recipe):
+def register_model(name: str, description: str, recipe: Recipe) -> Callable[[Builder], Builder]:
     """Decorator: `@register_model("fast", "…", Recipe(…))` over `def build(num_classes, in_channels, input_size)`."""
 
-    def wrap(build: Callable[[int, int, tuple[int, int]], nn.Module]):
+    def wrap(build: Builder) -> Builder:
         _REGISTRY[name] = ModelSpec(name, build, description, recipe)
         return build
 
