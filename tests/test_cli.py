@@ -69,6 +69,13 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert len(result["confusion_matrix"]) == 10 and "precision" in result["per_class"]["3"]
     table = run("evaluate", out / "model.safetensors", "--data-dir", tiny_dir)
     assert table.returncode == 0 and "confusion matrix" in table.stdout
+    assert "note:" not in ev.stderr + table.stderr  # evaluated on the data it was trained on
+    other = run("evaluate", "default", "--data-dir", tiny_dir)  # trained on MNIST, evaluated on other images
+    assert other.returncode == 0 and "convnet: note: default was trained on other data" in other.stderr
+    records = run("evaluate", out / "metrics.json")  # the run's metrics, taken for a model file
+    assert records.returncode == 1 and f"{out} holds a model: give that folder" in records.stderr
+    hint = run("evaluate", "--model", out)
+    assert hint.returncode == 2 and "(give the model as the first argument: convnet evaluate MODEL)" in hint.stderr
 
     second = tmp_path / "run2"
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--seed", "1",

@@ -17,6 +17,8 @@ from convnet.errors import ConfigError
         ({"lr": -1.0}, "learning rate"),
         ({"lr": float("inf")}, "learning rate must be a positive number"),
         ({"lr": float("nan")}, "learning rate must be a positive number"),
+        ({"lr": 1e39}, "at most float32's largest"),  # SGD overflowed with a traceback
+        ({"weight_decay": 1e39}, "at most float32's largest"),
         ({"weight_decay": -0.1}, "weight decay"),
         ({"val_split": 1.5}, "val split"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
@@ -45,8 +47,8 @@ def test_unknown_option_suggests():
 
 
 @pytest.mark.parametrize("options, words", [
-    ({"seed": 2**64}, "seed must fit in 64 bits"),
-    ({"seed": -(2**63) - 1}, "seed must fit in 64 bits"),
+    ({"seed": 2**32}, "seed must be 0 to 4,294,967,295, not 4294967296"),  # torch keeps 32 bits: it would be seed 0
+    ({"seed": -1}, "seed must be 0 to 4,294,967,295, not -1"),
     ({"seed": 1.5}, "seed must be a whole number"),
     ({"epochs": 1.5}, "epochs must be a whole number"),
     ({"batch_size": "64"}, "batch size must be a whole number"),

@@ -123,3 +123,12 @@ def test_a_gpu_index_past_the_last_gpu_is_a_clear_error(monkeypatch):
     assert device.resolve_device("cuda:0") == torch.device("cuda", 0)
     with pytest.raises(ConfigError, match="--device cuda:7: there is no such GPU here; PyTorch sees 1"):
         device.resolve_device("cuda:7")
+
+
+@pytest.mark.parametrize("name, words", [("", "the device is empty"), ("auto:1", "auto takes no index"),
+                                         ("cpu:3", "cpu takes no index")])
+def test_devices_that_name_nothing_real_are_refused(name, words):
+    from convnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        device.resolve_device(name)

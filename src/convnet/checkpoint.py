@@ -251,7 +251,9 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
         )
     for p in (weights, card):
         if not p.is_file():
-            raise ModelError(f"{ref}: missing {p.name} (a model is a .safetensors file with its .json card).")
+            # metrics.json or config.json of a run: the model is the folder's model.safetensors and model.json
+            beside = f"; {path.parent} holds a model: give that folder" if (path.parent / WEIGHTS).is_file() else ""
+            raise ModelError(f"{ref}: missing {p.name} (a model is a .safetensors file with its .json card){beside}.")
     return weights, card
 
 

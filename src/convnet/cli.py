@@ -54,6 +54,8 @@ class Parser(argparse.ArgumentParser):
         if not _main_process():  # under torchrun every process parses the same line; one says so
             self.exit(2)
         hint = _suggestion(message, [o for o in self._option_string_actions if o.startswith("--") and o != "--help"])
+        if "unrecognized arguments: --model" in message and any(a.dest in ("model", "models") for a in self._actions):
+            hint = f" (give the model as the first argument: {self.prog} MODEL)"  # as evaluate and ensemble take it
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
@@ -409,7 +411,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)  # a device that is not there fails now, before MNIST may be fetched
     model = load_model(args.model)
-    result = evaluate(model, load_dataset(args.dataset, args.data_dir), device=device)
+    data = load_dataset(args.dataset, args.data_dir)
+    card = getattr(model, "card", None)
+    trained_on = card.get("dataset") if isinstance(card, dict) else None
+    if isinstance(trained_on, dict) and trained_on.get("sha256") not in (None, data.sha256):
+        # A folder of other images under the same name (a data set given with --data-dir, then forgotten): the
+        # figures are right for these images, and misleading if they were meant for the others.
+        print(f"convnet: note: {args.model} was trained on other data ({trained_on.get('source') or 'unknown'}) "
+              f"than it is evaluated on here ({data.source or data.name})", file=sys.stderr)
+    result = evaluate(model, data, device=device)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
     return 0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from convnet.errors import ConfigError
 from convnet.models import get_spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 SCHEDULES = ("onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 _TYPES = {"str": (str, "a string"), "int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),
@@ -101,12 +101,13 @@ class TrainConfig:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
             problems.append("batch size must be at least 1")
-        if not -(2**63) <= self.seed < 2**64:  # what torch.manual_seed takes
-            problems.append("seed must fit in 64 bits")
-        if not 0 < self.lr < math.inf:
-            problems.append("learning rate must be a positive number")
-        if not 0 <= self.weight_decay < math.inf:
-            problems.append("weight decay must be zero or a positive number")
+        if not 0 <= self.seed < 2**32:  # torch's generators keep 32 bits of it: 0 and 2**32 would be one seed
+            problems.append(f"seed must be 0 to {2**32 - 1:,}, not {self.seed}")
+        # The optimisers compute in float32: a larger value overflows inside them rather than diverging.
+        if not 0 < self.lr <= FLOAT32_MAX:
+            problems.append("learning rate must be a positive number (at most float32's largest, 3.4e38)")
+        if not 0 <= self.weight_decay <= FLOAT32_MAX:
+            problems.append("weight decay must be zero or a positive number (at most float32's largest, 3.4e38)")
         if not 0 <= self.val_split < 1:
             problems.append("val split must be in [0, 1), e.g. 0.1 to hold out 10 %")
         if not 0 <= self.label_smoothing < 1:

@@ -22,10 +22,14 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"a device is named by a string such as 'cpu' or 'cuda:1', not {type(name).__name__} "
                           f"({name!r:.40}).")
+    if name == "":
+        raise ConfigError(f"the device is empty; leave it out for auto, or choose one of {', '.join(DEVICES)}.")
     name = (name or "auto").lower()
     kind = name.split(":")[0]
     if kind not in DEVICES:
         raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
+    if kind in ("auto", "cpu") and ":" in name:  # torch takes cpu:3 as the CPU: an index there is a mistake
+        raise ConfigError(f"device {name!r}: {kind} takes no index (only cuda does, e.g. cuda:1).")
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

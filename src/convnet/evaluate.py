@@ -13,7 +13,7 @@ from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
-from convnet.models import Ensemble, Network
+from convnet.models import Ensemble, Network, list_models
 
 
 @dataclass
@@ -134,7 +134,9 @@ def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network,
     """`model` is one of `kinds` and `data` a Dataset: anything else would fail deep inside, with a message about
     some attribute; a name or path gets the function that loads it."""
     if not isinstance(model, kinds):
-        hint = f"; load it with load_model({str(model)!r})" if isinstance(model, (str, Path)) else ""
+        loader = "create_model" if Ensemble not in kinds and isinstance(model, str) and model in list_models() else (
+            "load_model")  # fit() takes a fresh network by its architecture's name, evaluate() a trained one
+        hint = f"; make it with {loader}({str(model)!r})" if isinstance(model, (str, Path)) else ""
         made = "create_model or load_model" if Ensemble in kinds else "create_model, or a network from load_model"
         raise ConfigError(f"the model must be one made by {made}, not {_brief(model)}{hint}.")
     if not isinstance(data, Dataset):

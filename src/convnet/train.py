@@ -143,6 +143,9 @@ def fit(
     if steps == 0:
         raise ConfigError(f"{len(x)} training image(s) left after holding out {_share(cfg.val_split)}: fewer than one "
                           f"batch of {cfg.batch_size} × {w.size} process(es); lower --batch-size or --val-split.")
+    if cfg.batch_size == 1 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
+        raise ConfigError(f"--batch-size 1: the {model.arch!r} network normalises its features over each batch "
+                          "(BatchNorm1d), which takes at least 2 images.")
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
     loop.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -497,6 +500,10 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         """
         nonlocal saved, kept
         with ctrl_c_held() as pressed:
+            if not saved and not cfg.overwrite and (found := [n for n in RUN_FILES if (run_dir / n).exists()]):
+                # Claimed empty when this run began: another run with the same --out has written since.
+                raise ConfigError(f"{run_dir} has received {', '.join(found)} from another run since this one began "
+                                  "(two runs with the same --out?): this one stops, and the other's files stay.")
             # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
             save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
             if not saved:  # this run's first files: none of the earlier run's records may stay beside them
