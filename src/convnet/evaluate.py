@@ -179,7 +179,7 @@ def _calibration_line(result: EvalResult) -> str:
     """The expected calibration error, and the temperature it (and the loss) was computed with."""
     line = f"expected calibration error {result.ece:.4f}"
     if result.temperature is None:
-        return f"{line} (each member of the ensemble with its own fitted temperature)"
+        return f"{line} (each member of the ensemble with its own temperature, where one was fitted)"
     if result.temperature == 1:
         return f"{line} (no temperature fitted: confidences are the network's own)"
     return (f"{line} with the fitted temperature {result.temperature:.3g} (loss too), {result.ece_uncalibrated:.4f} "
