@@ -62,8 +62,8 @@ def test_evaluate_tensors():
     for m in members:
         m.temperature = 2.5
     vote = evaluate_tensors(Ensemble(members).eval(), torch.randn(6, 1, 28, 28), torch.arange(6), list("0123456789"))
-    assert vote.temperature is None and "(each member of the ensemble with its own temperature, where one was fitted)" in \
-        format_report(vote)
+    said = "(each member of the ensemble with its own temperature, where one was fitted)"
+    assert vote.temperature is None and said in format_report(vote)
     assert vote.to_dict()["ece_uncalibrated"] is None  # its outputs hold its members' temperatures already
 
 

@@ -624,5 +624,5 @@ def test_a_model_given_by_name_gets_the_function_that_makes_it(tiny_dir):
     data = load_dataset("mnist", tiny_dir)
     with pytest.raises(ConfigError, match=r"make it with create_model\('lesson'\)"):  # an architecture, to train
         fit("lesson", data, epochs=1)
-    with pytest.raises(ConfigError, match=r"make it with load_model\('runs/x'\)"):  # a trained model, to evaluate
+    with pytest.raises(ConfigError, match=r"load it with load_model\('runs/x'\)"):  # a trained model, to evaluate
         evaluate("runs/x", data)

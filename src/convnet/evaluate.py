@@ -134,9 +134,10 @@ def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network,
     """`model` is one of `kinds` and `data` a Dataset: anything else would fail deep inside, with a message about
     some attribute; a name or path gets the function that loads it."""
     if not isinstance(model, kinds):
-        loader = "create_model" if Ensemble not in kinds and isinstance(model, str) and model in list_models() else (
-            "load_model")  # fit() takes a fresh network by its architecture's name, evaluate() a trained one
-        hint = f"; make it with {loader}({str(model)!r})" if isinstance(model, (str, Path)) else ""
+        # fit() takes a fresh network, named by its architecture; evaluate() a trained one, from its files
+        fresh = Ensemble not in kinds and isinstance(model, str) and model in list_models()
+        maker = "make it with create_model" if fresh else "load it with load_model"
+        hint = f"; {maker}({str(model)!r})" if isinstance(model, (str, Path)) else ""
         made = "create_model or load_model" if Ensemble in kinds else "create_model, or a network from load_model"
         raise ConfigError(f"the model must be one made by {made}, not {_brief(model)}{hint}.")
     if not isinstance(data, Dataset):
