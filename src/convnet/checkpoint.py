@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import platform
 import re
@@ -28,7 +27,7 @@ from convnet import __version__
 from convnet.data import class_names_problem
 from convnet.data.cache import atomic_write, sha256_bytes
 from convnet.device import resolve_device
-from convnet.errors import ConfigError, ModelError
+from convnet.errors import ConfigError, ModelError, is_number
 from convnet.interrupt import deferred
 from convnet.models import Ensemble, Network, create_model
 
@@ -324,7 +323,7 @@ def check_classes(classes: list, num_classes: int) -> None:
 def _number(value, name: str) -> float:
     """A card's number as a float: JSON's true, "0.1" or null are none (float() would take the first two); numpy's
     numbers are."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         raise ValueError(f"{name} must be a number, not {value!r:.40}")
     return float(value)
 

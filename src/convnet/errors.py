@@ -1,5 +1,6 @@
 """The errors convnet raises for bad input: each carries a message meant for the user, shown without a traceback."""
 
+import numbers
 import operator
 
 
@@ -25,6 +26,11 @@ class ImageError(ConvnetError, ValueError):
 
 class NoInkError(ImageError):
     """The image is readable but holds nothing that looks like a digit."""
+
+
+def is_number(value: object) -> bool:
+    """Whether `value` is a real number, Python's or numpy's, and not a bool (True is no confidence or scale)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def whole_count(name: str, value: object) -> int:

@@ -10,7 +10,6 @@ import copy
 import fnmatch
 import glob
 import itertools
-import numbers
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -24,7 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.checkpoint import load_model
 from convnet.device import resolve_device
-from convnet.errors import ConfigError, whole_count
+from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
 from convnet.preprocess import SIZE, ImageError, NoInkError, Source, load_gray, preprocess
 from convnet.segment import segment_digits
@@ -93,9 +92,7 @@ class Recognizer:
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, batch_size: int = 512):
         # Checked here, not where used: a bad value would otherwise fail on the first batch, or come back as garbage.
         top_k, batch_size = whole_count("top_k", top_k), whole_count("batch_size", batch_size)
-        # bool is a number to Python, but True is no confidence; NaN fails the range check.
-        if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) \
-                or not 0 <= min_confidence <= 1:
+        if not is_number(min_confidence) or not 0 <= min_confidence <= 1:  # NaN fails the range check
             raise ConfigError(f"min_confidence must be a number between 0 and 1, got {min_confidence!r}.")
         if not isinstance(model, (Network, Ensemble)):  # a path or name has its own door: Recognizer.load
             raise ConfigError(f"Recognizer takes a model made by create_model, load_model or Ensemble, not "
