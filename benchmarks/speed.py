@@ -192,6 +192,8 @@ def main() -> None:
         members = [parse_member(spec) for spec in args.ensemble or []]
     except ValueError as error:
         parser.error(str(error))
+    if not 0 <= args.first_seed <= 2**32 - 1 - len(members):  # seeds are 32 bits: refused now, not after hours
+        parser.error(f"--first-seed must be 0 to {2**32 - 1 - len(members):,}, not {args.first_seed}")
     alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
     if args.keep and args.keep.exists() and not args.keep.is_dir():
         parser.error(f"--keep: {args.keep} is not a folder")
