@@ -13,7 +13,9 @@ RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
 RULING_THIN = 0.1  # ...is thin (on average at most this share of its length thick: a stroke may join it)...
 RULING_TILT = 0.2  # ...nearly level (its box at most this share of its length deep: under about 11 degrees)...
 RULING_MARGIN = 0.05  # ...and goes on past the digit on both sides by this share of the image
-RULING_DIGIT = 0.1  # a line alone goes only beside a digit at least this share of the line's length
+RULING_DIGIT = 0.1  # a line alone along the image's side goes only beside a digit at least this share of its length;
+RULING_INNER_DIGIT = 0.15  # one inside the image (it might be a tightly cropped 1) beside a digit this share of it...
+RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
 
 
 def remove_rulings(ink: np.ndarray) -> np.ndarray:
@@ -36,12 +38,18 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
     if row_ok.sum() + col_ok.sum() == 1:
         # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
-        # it keeps clear of a digit of some size (not a speck beside the bar of a tightly cropped 1), as no stroke
-        # of the digit could.
-        line = np.concatenate([row_boxes[row_ok], col_boxes[col_ok]])[0]
-        sized = max(x1 - x0, y1 - y0) >= RULING_DIGIT * (line[2] - line[0])
-        row_ok &= sized & _clear(row_boxes[:, [1, 3]], y0, y1)
-        col_ok &= sized & _clear(col_boxes[:, [1, 3]], x0, x1)
+        # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1) and
+        # well shorter than the line (no 1, no bar of a 7 or 4 is twice as long as the rest of its digit).
+        across = bool(col_ok.any())  # the line runs down the image
+        line = (col_boxes[col_ok] if across else row_boxes[row_ok])[0]  # as a row of the image or its transpose
+        mine = np.concatenate([[False], row_ok])[rows] | np.concatenate([[False], col_ok])[cols]
+        x0, y0, x1, y1 = _digit_box(np.where(mine, 0, ink))  # the rest: every other stroke, line-shaped or not
+        length, along = line[2] - line[0], (y1 - y0 if across else x1 - x0)
+        edge = line[1] == 0 or line[3] == (width if across else height)  # along the image's side: a scan's edge
+        sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge else RULING_INNER_DIGIT) * length
+        alone = sized and (edge or along * RULING_ALONE <= length)
+        row_ok &= alone & _clear(row_boxes[:, [1, 3]], y0, y1)
+        col_ok &= alone & _clear(col_boxes[:, [1, 3]], x0, x1)
     if not row_ok.any() and not col_ok.any():
         return ink
     rows, cols = np.concatenate([[False], row_ok])[rows], np.concatenate([[False], col_ok])[cols]
