@@ -13,7 +13,7 @@ from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 SHEET_AREA = 0.2  # ink whose box covers this share of the image...
-SHEET_FILL = 0.8  # ...and which fills this share of its box is a sheet of paper on a darker desk, not a digit
+SHEET_FILL = 0.85  # ...and which fills this share of its box is a sheet of paper on a darker desk, not a digit
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -24,27 +24,29 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     """
     # By area, not by the longer side: that would shrink the digits of a long strip to specks, for no time saved.
     work = downscale(array_to_gray(np.asarray(gray)), None, WORK_PIXELS)
-    ink = _ink(work)
-    if (sheet := _sheet(ink)) is None:
+    ink, light = _ink(work)
+    # A sheet of paper photographed on a darker desk: the desk was taken for the paper and the sheet, lighter, for
+    # the ink. The sheet is read again on its own, what lies outside it painted over in its colour.
+    if not light or (sheet := _sheet(ink)) is None:
         return ink
-    # A sheet of paper photographed on a darker desk: the desk was taken for the paper and the sheet for the ink.
-    # The sheet is read again on its own, what lies outside it painted over in its colour.
     (x0, y0, x1, y1), inside = sheet
     page = work[y0:y1, x0:x1]
     found = np.zeros_like(ink)
-    found[y0:y1, x0:x1] = _ink(np.where(inside, page, np.median(page[inside])))
+    found[y0:y1, x0:x1] = _ink(np.where(inside, page, np.median(page[inside])))[0]
     return found
 
 
-def _ink(work: np.ndarray) -> np.ndarray:
-    """`find_ink` of an image already at its working size, without looking for a sheet on a desk."""
+def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`find_ink` of an image already at its working size, without looking for a sheet on a desk; and whether the
+    ink is lighter than the paper."""
     paper = _paper(work)
     residual = work - paper
     # The ink is the side whose tail sticks out further past the noise.
     tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
-    if np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum():
+    dark = np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum()
+    if dark:
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
-    return remove_rulings(_suppress_noise(residual))
+    return remove_rulings(_suppress_noise(residual)), not dark
 
 
 def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
