@@ -233,6 +233,15 @@ def test_predict_cli_survives_a_file_name_the_terminal_cannot_print(tmp_path):
     assert len(lines) == 2 and "bad\\udcff\\udcfe.png: " + label_of(DIGITS[0]) in lines[0]
 
 
+def test_predict_cli_counts_each_file_left_out_once(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "._x.png").write_bytes(b"macOS metadata")
+    (tmp_path / "sub" / "notes.txt").write_text("not an image")
+    (tmp_path / "sub" / "1.png").write_bytes(DIGITS[0].read_bytes())
+    done = cli("predict", tmp_path / "**")  # walks sub/ again under each folder above it; names notes.txt itself
+    assert "convnet: 1 file(s) in the folders left out" in done.stderr, done.stderr
+
+
 def test_predict_cli_prints_one_line_per_file_whatever_its_name(tmp_path):
     odd = tmp_path / "two\nlines.png"
     odd.write_bytes(DIGITS[0].read_bytes())

@@ -489,8 +489,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args, top_k=args.top_k)
     failed = 0
     skipped: list[str] = []
+    read: set[str] = set()
     for p in recognizer.predict_files(expand_paths(args.paths, skipped)):
         failed += p.error is not None
+        read.add(p.path)
         if args.json:
             d = p.to_dict(probabilities=False)
             print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
@@ -501,9 +503,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"
             print(f"{_one_line(p.path)}: {answer}   {top}")
-    if skipped:  # a folder's other files: said, not read (name one to read it)
-        print(f"convnet: {len(skipped)} file(s) in the folders left out, as hidden or not named as images "
-              f"(first: {skipped[0]}); name a file to read it", file=sys.stderr)
+    # A folder's other files: said, not read. Each once (`**` walks a subfolder again under each folder above it),
+    # and not those a pattern named to be read.
+    if left_out := sorted(set(skipped) - read):
+        print(f"convnet: {len(left_out)} file(s) in the folders left out, as hidden or not named as images "
+              f"(first: {left_out[0]}); name a file to read it", file=sys.stderr)
     if failed:
         print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
