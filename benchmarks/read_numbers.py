@@ -41,7 +41,8 @@ def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.G
         pos.append((x, top))
         x = max(0, x + ink.shape[1] + int(base * rng.uniform(*gap)))
     height = int(base * 1.7)
-    canvas = np.zeros((height, x + int(rng.integers(10, 40))), np.float32)
+    right = max(x, *(px + ink.shape[1] for ink, (px, _) in zip(parts, pos)))  # an overlapping last digit ends past x
+    canvas = np.zeros((height, right + int(rng.integers(10, 40))), np.float32)
     for ink, (px, py) in zip(parts, pos):
         h, w = ink.shape
         region = canvas[py : py + h, px : px + w]

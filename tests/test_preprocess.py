@@ -171,6 +171,37 @@ def test_a_tight_one_beside_a_speck_keeps_its_bar() -> None:
     assert np.array_equal(remove_rulings(ink), ink)
 
 
+def _strokes(size: tuple[int, int], *lines: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    canvas = Image.new("L", size, 0)
+    for line in lines:
+        ImageDraw.Draw(canvas).line(line, fill=255, width=14)
+    return np.asarray(canvas, np.float32) / 255
+
+
+@pytest.mark.parametrize("digit", ["7", "4", "1 and 2"])
+def test_a_long_stroke_of_a_digit_is_no_line_alone(digit: str) -> None:
+    """A 7's bar past its stem, a 4's crossbar past its upright, a tall 1 beside a shorter 2: each is as straight and
+    nearly as long as a margin line, but not twice as long as the rest of the ink (they were erased: 7 and 4 read 1)."""
+    if digit == "7":
+        ink = _strokes((200, 200), ((5, 12), (195, 12)), ((150, 22), (60, 195)))
+    elif digit == "4":
+        ink = _strokes((200, 200), ((2, 130), (198, 130)), ((140, 5), (140, 195)), ((140, 5), (40, 130)))
+    else:
+        ink = _strokes((260, 210), ((30, 3), (30, 207)))
+        two = draw_digit("2", 130, 14, margin=0)
+        ink[40:40 + two.shape[0], 100:100 + two.shape[1]] = two
+    assert np.array_equal(remove_rulings(ink), ink)
+
+
+def test_a_bold_dark_digit_is_no_sheet_on_a_desk() -> None:
+    """A marker's 0 fills most of its box around a small hole, as a sheet with writing does; but a sheet on a desk is
+    lighter than its surroundings, and dark ink is not (a bold 8 read as the 1 of its holes)."""
+    ink = np.zeros((300, 240), np.float32)
+    ink[50:250, 50:190] = 1
+    ink[130:170, 105:135] = 0  # a square, bold 0: 96 % of its box
+    assert find_ink(1 - ink).sum() > 0.5 * ink.sum()  # the 0 itself, not its hole
+
+
 @pytest.mark.parametrize("tilt", [0, 40])
 def test_a_sheet_on_a_darker_desk_is_read_as_the_page(tilt: int) -> None:
     """The border is the desk: it was taken for the paper, and the sheet for the ink (every digit read as 0)."""
