@@ -146,6 +146,7 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["train", "--optimizer", "adm"], 2, "invalid choice: 'adm' (choose from 'adam', 'adamw', 'sgd') (did you "
                                              "mean 'adam'?)"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
+        (["train", "--lr", "-1e-3"], 1, "learning rate must be a positive number"),  # not "expected one argument"
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),
         (["evaluate", "nowhere"], 1, "not a run folder"),
         (["data", "info", "--data-dir", "/nonexistent"], 1, "not a folder"),

@@ -38,6 +38,9 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # argparse takes "-1e-3" for an option ("expected one argument"), as its pattern of negative numbers has no
+        # exponent: with one, `--lr -1e-3` reaches the check that says what is wrong with it.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
         # The innermost command's parser, left in the namespace, reports the options no parser took: its usage
         # line and options are the ones that help (argparse leaves them to the top level's).
         self.set_defaults(_parser=self)
