@@ -72,6 +72,9 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert "note:" not in ev.stderr + table.stderr  # evaluated on the data it was trained on
     other = run("evaluate", "default", "--data-dir", tiny_dir)  # trained on MNIST, evaluated on other images
     assert other.returncode == 0 and "convnet: note: default was trained on other data" in other.stderr
+    test_only = shutil.copytree(tiny_dir, tmp_path / "test-only", ignore=shutil.ignore_patterns("train-*"))
+    alone = run("evaluate", out, "--data-dir", test_only, "--json")  # evaluation needs the test files alone
+    assert alone.returncode == 0 and json.loads(alone.stdout)["accuracy"] == result["accuracy"], alone.stderr
     records = run("evaluate", out / "metrics.json")  # the run's metrics, taken for a model file
     assert records.returncode == 1 and f"{out} holds a model: give that folder" in records.stderr
     hint = run("evaluate", "--model", out)

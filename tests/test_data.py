@@ -469,3 +469,14 @@ def test_a_bad_download_is_a_data_error_so_the_next_source_is_tried(monkeypatch,
     monkeypatch.setattr(mnist.urllib.request, "urlopen", lambda url, timeout: Response(body))
     with pytest.raises(DataError, match="https://mirror/train-images-idx3-ubyte.gz"):
         mnist.from_mirror("https://mirror/")
+
+
+def test_evaluation_reads_a_folder_without_the_training_files(tiny_arrays, tmp_path):
+    folder = write_idx_folder(tmp_path / "test-only", tiny_arrays)
+    for stem in (mnist.FILES["train_x"], mnist.FILES["train_y"]):
+        (folder / f"{stem}.gz").unlink()
+    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+        data.load_dataset("mnist", folder)
+    ds = data.load_dataset("mnist", folder, test_only=True)
+    assert len(ds.train_x) == 0 and ds.train_x.shape[1:] == ds.test_x.shape[1:]
+    assert np.array_equal(ds.test_y, tiny_arrays["test_y"])

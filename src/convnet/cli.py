@@ -414,10 +414,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)  # a device that is not there fails now, before MNIST may be fetched
     model = load_model(args.model)
-    data = load_dataset(args.dataset, args.data_dir)
+    data = load_dataset(args.dataset, args.data_dir, test_only=True)
     card = getattr(model, "card", None)
     trained_on = card.get("dataset") if isinstance(card, dict) else None
-    if isinstance(trained_on, dict) and trained_on.get("sha256") not in (None, data.sha256):
+    # The card's checksum covers all four files: without the training ones there is nothing to compare.
+    if isinstance(trained_on, dict) and len(data.train_x) and trained_on.get("sha256") not in (None, data.sha256):
         # A folder of other images under the same name (a data set given with --data-dir, then forgotten): the
         # figures are right for these images, and misleading if they were meant for the others.
         print(f"convnet: note: {args.model} was trained on other data ({trained_on.get('source') or 'unknown'}) "

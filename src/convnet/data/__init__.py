@@ -199,14 +199,17 @@ def _dataset(name: str, arrays: dict[str, np.ndarray], source: str, sums: dict[s
     return Dataset(name, **arrays, source=source, files_sha256=sums)  # labels become int64 there
 
 
-def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
-    """The four standard IDX files (gzipped or not) from a local folder."""
+def read_idx_folder(folder: Path, name: str = "mnist", test_only: bool = False) -> Dataset:
+    """The four standard IDX files (gzipped or not) from a local folder. With `test_only` (evaluation reads no more),
+    the two training files may be missing: the train split is then empty."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; --data-dir expects a folder holding the four IDX files.")
     arrays = {}
     for part, stem in mnist.FILES.items():
         found = [folder / f"{stem}{ext}" for ext in (".gz", "") if (folder / f"{stem}{ext}").exists()]
+        if not found and test_only and part.startswith("train"):
+            continue
         if not found:
             raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(mnist.FILES.values())}).")
         arrays[part] = read_idx(found[0])
@@ -214,7 +217,10 @@ def read_idx_folder(folder: Path, name: str = "mnist") -> Dataset:
         if len(found) == 2 and not np.array_equal(arrays[part], read_idx(found[1])):
             raise DataError(f"{folder}: {found[0].name} and {found[1].name} hold different data; remove the one "
                             "that is not meant.")
-    if problem := _split_problem(arrays):
+    if test_only and not {"train_x", "train_y"} <= arrays.keys():
+        arrays["train_x"] = np.zeros((0, *arrays["test_x"].shape[1:]), np.uint8)
+        arrays["train_y"] = np.zeros(0, np.uint8)
+    if problem := _split_problem(arrays, allow_empty=test_only):
         raise DataError(f"{folder}: {problem}.")
     return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
 
@@ -250,13 +256,15 @@ def _split_problem(arrays: dict[str, np.ndarray], num_classes: int = len(DIGITS)
     return None
 
 
-def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_missing: bool = True) -> Dataset:
-    """The data set as verified arrays: from `data_dir` if given, else from the cache (fetched when missing)."""
+def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_missing: bool = True,
+                 test_only: bool = False) -> Dataset:
+    """The data set as verified arrays: from `data_dir` if given, else from the cache (fetched when missing).
+    `test_only`: a `data_dir` may lack the training files (see `read_idx_folder`)."""
     _check_name(name)
     if data_dir is not None:
         if not isinstance(data_dir, (str, os.PathLike)):
             raise DataError(f"data_dir is a folder's path, not {type(data_dir).__name__} ({data_dir!r:.40}).")
-        return read_idx_folder(Path(data_dir), name)
+        return read_idx_folder(Path(data_dir), name, test_only)
     path = cache_path(name)
     if not path.exists():
         if not fetch_missing:
