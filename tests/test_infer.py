@@ -465,3 +465,10 @@ def test_the_python_entry_points_name_what_they_take(tmp_path):
     with pytest.raises(ModelError, match=r"not str \(the model comes first"):
         save_model(str(tmp_path / "out"), model)
     assert not (tmp_path / "out").exists()
+
+
+def test_probabilities_leave_the_callers_images_as_they_were(recognizer):
+    images = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    before = images.copy()
+    recognizer.probabilities(images)  # normalised in place, on a copy
+    assert np.array_equal(images, before)

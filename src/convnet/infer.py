@@ -22,6 +22,7 @@ import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.checkpoint import load_model
+from convnet.data import normalize_
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
@@ -133,8 +134,8 @@ class Recognizer:
             raise ConfigError(f"probabilities() takes (N, {SIZE}, {SIZE}) float images in [0, 1], as preprocess gives "
                               f"them, not {wrong}; predict() takes images as they come.")
         m = self.model
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device).unsqueeze(1)
-        x = ((x - m.mean) / m.std).contiguous(memory_format=torch.channels_last)
+        # A copy (torch.tensor), normalised in place: the caller's array is left as it was.
+        x = normalize_(torch.tensor(images, dtype=torch.float32, device=self.device).unsqueeze(1), m.mean, m.std)
         out = [torch.softmax(m(x[i : i + self.batch_size]).float() / m.temperature, 1)
                for i in range(0, len(x), self.batch_size)]
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, m.num_classes), np.float32)

@@ -101,9 +101,14 @@ def class_names_problem(names: list[str]) -> str | None:
 
 def to_tensor(images: np.ndarray, mean: float, std: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N, H, W) uint8 → normalised float (N, 1, H, W), channels-last: made once, so training does no per-batch work."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).unsqueeze(1).float()
-    x = x.div_(255.0).sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last)
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).unsqueeze(1).float()  # a new tensor: in place is safe
+    return normalize_(x.div_(255.0), mean, std)
+
+
+def normalize_(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Pixels in [0, 1], (N, 1, H, W), as the network takes them, in place: (x - mean) / std, channels-last. The one
+    normalisation, for training and inference alike."""
+    return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
 
 
 def cache_path(name: str) -> Path:
