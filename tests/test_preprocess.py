@@ -164,6 +164,17 @@ def test_one_line_clear_of_the_digit_is_not_part_of_it(where: str) -> None:
     assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
 
 
+def test_a_thin_line_beside_a_tall_digit_is_erased() -> None:
+    """A margin line a few pixels in from the side, as long as the image and the digit nearly as tall: thinner than
+    the digit's strokes, so no stroke of it (kept at first as possibly a 1 beside a digit: a 0 was refused)."""
+    photo = Image.new("L", (110, 120), 255)
+    draw = ImageDraw.Draw(photo)
+    draw.ellipse((30, 12, 90, 108), outline=0, width=9)
+    plain = np.asarray(photo, np.float32) / 255
+    draw.line((6, 0, 6, 119), fill=0, width=3)
+    assert correlation(to_mnist(np.asarray(photo, np.float32) / 255), to_mnist(plain)) > 0.95
+
+
 def test_a_tight_one_beside_a_speck_keeps_its_bar() -> None:
     ink = np.zeros((300, 40), np.float32)
     ink[:, 14:26] = 1  # a 1 as tall as its crop: a line by its shape

@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from convnet.components import Components, connected_components, major_box, speck_mask
-from convnet.preprocess.morphology import running, vertical_runs
+from convnet.preprocess.morphology import running, stroke_width, vertical_runs
 
 LINE_ASPECT = 10  # a thin piece of ink this many times as wide as tall is a piece of a line, not of a digit
 RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
 RULING_THIN = 0.1  # ...is thin (on average at most this share of its length thick: a stroke may join it)...
 RULING_TILT = 0.2  # ...nearly level (its box at most this share of its length deep: under about 11 degrees)...
 RULING_MARGIN = 0.05  # ...and goes on past the digit on both sides by this share of the image
-RULING_DIGIT = 0.1  # a line alone along the image's side goes only beside a digit at least this share of its length;
-RULING_INNER_DIGIT = 0.15  # one inside the image (it might be a tightly cropped 1) beside a digit this share of it...
+RULING_DIGIT = 0.1  # a line alone along the image's side, or thin, goes only beside a digit this share of its length;
+RULING_THIN_STROKE = 0.5  # (thin: at most this share of the other strokes' width)
+RULING_INNER_DIGIT = 0.15  # any other (it might be a tightly cropped 1) beside a digit this share of it...
 RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
 
 
@@ -38,16 +39,19 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
     if row_ok.sum() + col_ok.sum() == 1:
         # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
-        # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1) and
-        # well shorter than the line (no 1, no bar of a 7 or 4 is twice as long as the rest of its digit).
+        # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1), and
+        # the line lies along the image's side, or is thinner than the strokes, or is over twice as long as the rest
+        # in its direction: a digit's own straight stroke (a 1 beside a 2, a 7's bar, a 4's crossbar) is none of them.
         across = bool(col_ok.any())  # the line runs down the image
         line = (col_boxes[col_ok] if across else row_boxes[row_ok])[0]  # as a row of the image or its transpose
         mine = np.concatenate([[False], row_ok])[rows] | np.concatenate([[False], col_ok])[cols]
-        x0, y0, x1, y1 = _digit_box(np.where(mine, 0, ink))  # the rest: every other stroke, line-shaped or not
+        rest = np.where(mine, 0, ink)  # every other stroke, line-shaped or not
+        x0, y0, x1, y1 = _digit_box(rest)
         length, along = line[2] - line[0], (y1 - y0 if across else x1 - x0)
         edge = line[1] == 0 or line[3] == (width if across else height)  # along the image's side: a scan's edge
-        sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge else RULING_INNER_DIGIT) * length
-        alone = sized and (edge or along * RULING_ALONE <= length)
+        thin = float(ink[mine].sum()) / length <= RULING_THIN_STROKE * stroke_width(rest)
+        sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge or thin else RULING_INNER_DIGIT) * length
+        alone = sized and (edge or thin or along * RULING_ALONE <= length)
         row_ok &= alone & _clear(row_boxes[:, [1, 3]], y0, y1)
         col_ok &= alone & _clear(col_boxes[:, [1, 3]], x0, x1)
     if not row_ok.any() and not col_ok.any():
