@@ -488,7 +488,7 @@ def _model_hint(path: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from convnet.infer import IMAGE_SUFFIXES, expand_paths
+    from convnet.infer import expand_paths, walked_image
 
     recognizer = _recognizer(args, top_k=args.top_k)
     failed = 0
@@ -496,8 +496,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     read: set[str] = set()
     for p in recognizer.predict_files(expand_paths(args.paths, skipped)):
         failed += p.error is not None
-        name = os.path.basename(p.path)
-        if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+        if not walked_image(os.path.basename(p.path)):
             read.add(p.path)  # a file a walk would leave out, named to be read: only those, so memory stays flat
         if args.json:
             d = p.to_dict(probabilities=False)

@@ -298,11 +298,16 @@ def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[st
         refused.clear()
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+            if walked_image(name):
                 yield os.path.join(root, name), None
             elif skipped is not None:
                 skipped.append(os.path.join(root, name))
     yield from refused
+
+
+def walked_image(name: str) -> bool:
+    """Whether a folder walk reads a file of this name: named as an image, and not hidden."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
 def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str, str | None]]:
