@@ -382,9 +382,8 @@ def _train_rank(args: argparse.Namespace, w) -> int:
     except Exception as e:
         from convnet import distributed
 
-        why = (f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}" if not distributed.peer_gone(e) else
-               "another process of this run is gone (killed or crashed; torchrun's report says which)")
-        print(f"convnet: rank {w.rank} stopped: {why}", file=sys.stderr)
+        which = " (killed or crashed; torchrun's report says which)" if distributed.peer_gone(e) else ""
+        print(f"convnet: rank {w.rank} stopped: {distributed.failure_reason(e)}{which}", file=sys.stderr)
         return 1
 
 

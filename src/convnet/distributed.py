@@ -130,6 +130,13 @@ def peer_gone(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(words in str(error).lower() for words in PEER_GONE)
 
 
+def failure_reason(error: BaseException) -> str:
+    """Why a process stopped, in one line: another process gone, or the error's type and first line."""
+    if peer_gone(error):
+        return "another process of this run is gone"
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
 def finish() -> None:
     """Wait for every rank, then leave the process group (no-op without torchrun)."""
     if dist.is_initialized():

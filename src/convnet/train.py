@@ -467,8 +467,7 @@ def _metrics(cfg: TrainConfig, data: Dataset, history: History, world_size: int)
 
 def _record_failure(run_dir: Path, metrics: dict, error: BaseException, log: Log) -> None:
     """metrics.json of a run that an error stopped after some epochs: which epochs its checkpoint holds, and why."""
-    why = ("another process of this run is gone" if distributed.peer_gone(error) else
-           f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}")
+    why = distributed.failure_reason(error)
     try:
         with ctrl_c_held():  # torchrun stops the other processes once one fails: the error is the news, not that
             atomic_write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
@@ -490,27 +489,26 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         atomic_write_json(run_dir / "config.json", dataclasses.asdict(cfg))
         atomic_write(run_dir / "history.csv", lambda f: f.write(h.to_csv().encode()))
 
-    saved = 0  # the epochs whose checkpoint is whole in the folder
-    kept = History()  # their history
+    saved = History()  # the epochs whose checkpoint is whole in the folder
 
     def save_epoch(m: Network, h: History) -> bool:
         """Each epoch leaves a usable folder: if the run is killed later, its model, options and history stay.
 
         Returns whether Ctrl-C was pressed meanwhile: it waits, so that model, card and history are of one epoch.
         """
-        nonlocal saved, kept
+        nonlocal saved
         with ctrl_c_held() as pressed:
-            if not saved and not cfg.overwrite and (found := [n for n in RUN_FILES if (run_dir / n).exists()]):
+            if not saved.epochs and not cfg.overwrite and (found := [n for n in RUN_FILES if (run_dir / n).exists()]):
                 # Claimed empty when this run began: another run with the same --out has written since.
                 raise ConfigError(f"{run_dir} has received {', '.join(found)} from another run since this one began "
                                   "(two runs with the same --out?): this one stops, and the other's files stay.")
             # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
             save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
-            if not saved:  # this run's first files: none of the earlier run's records may stay beside them
+            if not saved.epochs:  # this run's first files: none of the earlier run's records may stay beside them
                 for name in RUN_RECORDS:
                     (run_dir / name).unlink(missing_ok=True)
             records(h)
-            saved, kept = len(h.epochs), dataclasses.replace(h, epochs=list(h.epochs))
+            saved = dataclasses.replace(h, epochs=list(h.epochs))
         return bool(pressed)
 
     def checkpoint(m: Network, h: History) -> None:
@@ -521,11 +519,11 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException as e:
         remove_empty(made)
-        if saved:  # a full disk, a diverged loss, a lost process: the folder's last epoch is whole, and says why
-            _record_failure(run_dir, _metrics(cfg, data, kept, world_size), e, log)
+        if saved.epochs:  # a full disk, a diverged loss, a lost process: the folder's last epoch is whole, says why
+            _record_failure(run_dir, _metrics(cfg, data, saved, world_size), e, log)
         raise
     with ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
-        if history.interrupted and history.epochs and saved < len(history.epochs):
+        if history.interrupted and history.epochs and len(saved.epochs) < len(history.epochs):
             # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is that epoch's.
             save_epoch(model, history)
         if history.calibration:
