@@ -7,6 +7,7 @@
     python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
     python benchmarks/speed.py --accurate --ensemble deskewed strided   # accurate alone, and an ensemble without it
     python benchmarks/speed.py --first-seed 10 --keep runs/ --ensemble accurate strided   # seeds 10, 10; runs kept
+    python benchmarks/speed.py --device cuda --cuda-graphs --ensemble accurate strided   # on a GPU, steps as graphs
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
 their median; train seconds are the training loop's wall time alone (no data loading, no evaluation), as recorded in
@@ -104,12 +105,12 @@ def plan(members: list[tuple[str, int | None]], first_seed: int,
 
 
 def bench_members(members: list[tuple[str, int | None]], device: str, first_seed: int = 0,
-                  keep: Path | None = None) -> list[dict]:
+                  keep: Path | None = None, cuda_graphs: bool = False) -> list[dict]:
     """Each model with its recipe (its epochs replaced where given) and its seed from `plan`; with several, also the
     average of their probabilities (`convnet ensemble`). With `keep`, each run folder stays there."""
     rows, runs, nets = [], [], []
     for m, epochs, s, folder in plan(members, first_seed, keep):  # each row is printed as its model ends: minutes each
-        r, net = trained(m, s, device, folder, epochs=epochs)  # None: the recipe's
+        r, net = trained(m, s, device, folder, epochs=epochs, cuda_graphs=cuda_graphs)  # epochs None: the recipe's
         recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
@@ -185,6 +186,8 @@ def main() -> None:
                         help="seed of the first model of each architecture in --accurate and --ensemble (default 0)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the run folders of --accurate and --ensemble in DIR (default: deleted)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="train --accurate and --ensemble models with their steps replayed as CUDA graphs")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
     parser.add_argument("--skip-lesson", action="store_true")
     args = parser.parse_args()
@@ -212,9 +215,9 @@ def main() -> None:
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
     if alone:
-        rows += bench_members(alone, args.device, args.first_seed, args.keep)
+        rows += bench_members(alone, args.device, args.first_seed, args.keep, args.cuda_graphs)
     if members:
-        rows += bench_members(members, args.device, args.first_seed, args.keep)
+        rows += bench_members(members, args.device, args.first_seed, args.keep, args.cuda_graphs)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 

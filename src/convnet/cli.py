@@ -247,6 +247,9 @@ def build_parser() -> Parser:
                        "on, CPUs with AMX, AMD CPUs with AVX-512 BF16), fp32 elsewhere")
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model (with CUDA graphs on a GPU)")
+    train.add_argument("--cuda-graphs", action="store_true", default=None,
+                       help="record each training step's forward and backward pass once as a CUDA graph and "
+                            "replay it (CUDA GPUs; one process)")
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class metrics and confusion matrix of a model")
     ev.add_argument("model", help=MODEL_HELP)

@@ -49,6 +49,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 autocast where it is faster, see device.native_bf16) | fp32 | bf16
     compile: bool = False  # torch.compile the model, with CUDA graphs on a GPU (pays off for longer runs)
+    cuda_graphs: bool = False  # record each step's forward and backward pass as a CUDA graph (convnet.graphs)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

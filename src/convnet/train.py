@@ -31,6 +31,7 @@ from convnet.data.cache import atomic_write, atomic_write_json
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
 from convnet.errors import ConfigError, DataError
 from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors, logits_of
+from convnet.graphs import StepGraph, check_graphs
 from convnet.interrupt import ctrl_c_held
 from convnet.models import Network, create_model, get_spec
 from convnet.models.deskew import deskew_training_images
@@ -146,6 +147,8 @@ def fit(
     if cfg.batch_size == 1 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
         raise ConfigError(f"--batch-size 1: the {model.arch!r} network normalises its features over each batch "
                           "(BatchNorm1d), which takes at least 2 images.")
+    if cfg.cuda_graphs:
+        check_graphs(dev, w.active, cfg.compile, augmentation(cfg))
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
     loop.sched = make_schedule(loop.opt, cfg, cfg.epochs * steps)
     loop.ema = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -309,6 +312,16 @@ class _Loop:
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: WeightAverage | None = None
     log: Log | None = None  # where there is no progress bar, a line now and then during an epoch
+    graph: tuple[bool, StepGraph] | None = None  # with --cuda-graphs: the recorded step, and whether it is bf16's
+    # The epoch's summed loss and hits, kept on the device (the steps never wait for the host) in tensors that stay
+    # the same, as a recorded step needs.
+    loss_sum: torch.Tensor = field(init=False)
+    correct: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        device = next(self.net.parameters()).device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
 
     def batches(self, n: int, epoch: int, device: torch.device) -> torch.Tensor:
         """This rank's (steps, batch) indices: every rank draws the same permutation and takes its own slice."""
@@ -318,40 +331,39 @@ class _Loop:
 
     def epoch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         cfg, dev = self.cfg, x.device
+        augment = augmentation(cfg)
         recipe = get_spec(cfg.model).recipe
-        augment = (recipe.augment or STANDARD) if cfg.augment else {}  # --augment on `fast`: the zoo's standard
         finishing = cfg.precision == "auto" and epoch > cfg.epochs - round(recipe.fp32_finish * cfg.epochs)
         bf16 = use_bf16(cfg.precision, dev) and not finishing
-        graphs = cfg.compile and dev.type == "cuda"
         self.net.train()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
         start = last_draw = time.perf_counter()
+        batches = self.batches(len(x), epoch, dev)
         precision = nullcontext() if bf16 else exact_fp32(dev)  # an epoch called fp32 is not TF32 on a GPU
         with precision, progress_bar(f"epoch {epoch}/{cfg.epochs}", self.steps,
                                      enabled=None if self.world.is_main else False, log=self.log) as bar:
-            for step, idx in enumerate(self.batches(len(x), epoch, dev)):
-                xb, yb = x[idx], y[idx]
-                if augment:
-                    xb = augment_batch(xb, self.background, **augment)
-                if graphs:
-                    torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten now
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = self.net(xb)
-                    loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+            if cfg.cuda_graphs and (self.graph is None or self.graph[0] != bf16):
+                # Recorded in the epoch's precision, on the clock: recording is part of what the graphs cost.
+                self.graph = None  # the new recording makes gradients of its own; the old graph's are dropped
+                self.graph = (bf16, StepGraph(lambda idx: self.forward_backward(x, y, idx, augment, bf16),
+                                              batches[0], self.net))
+            self.loss_sum.zero_()
+            self.correct.zero_()
+            for step, idx in enumerate(batches):
+                if self.graph is not None:
+                    self.graph[1](idx)
+                else:
+                    self.opt.zero_grad(set_to_none=True)
+                    self.forward_backward(x, y, idx, augment, bf16)
                 self.opt.step()
                 if self.sched is not None:
                     self.sched.step()
                 if self.ema is not None:
                     self.ema.update()
-                loss_sum += loss.detach().float()
-                correct += (out.detach().argmax(1) == yb).sum()
                 now = time.perf_counter()
                 if now - last_draw > 0.25 and bar.due():  # reading values back costs a device sync: only to show
                     last_draw, seen = now, (step + 1) * cfg.batch_size
-                    bar.update(step + 1, f"loss {loss_sum.item() / (step + 1):.4f}  acc {correct.item() / seen:.2%}  "
+                    bar.update(step + 1, f"loss {self.loss_sum.item() / (step + 1):.4f}  "
+                               f"acc {self.correct.item() / seen:.2%}  "
                                f"{seen * self.world.size / (now - start):,.0f} img/s")
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)  # the device trained on: without one, synchronize waits for cuda:0 only
@@ -359,12 +371,35 @@ class _Loop:
         images = self.steps * cfg.batch_size * self.world.size
         return {
             "epoch": epoch,
-            "train_loss": round(loss_sum.item() / self.steps, 6),
-            "train_accuracy": round(correct.item() / (self.steps * cfg.batch_size), 6),
+            "train_loss": round(self.loss_sum.item() / self.steps, 6),
+            "train_accuracy": round(self.correct.item() / (self.steps * cfg.batch_size), 6),
             "seconds": round(seconds, 3),
             "images_per_second": round(images / seconds, 1),
             "precision": "bf16" if bf16 else "fp32",
         }
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, augment: dict,
+                         bf16: bool) -> None:
+        """The batch `idx`'s forward and backward passes, its loss and hits added to the epoch's sums: a training
+        step but for the optimiser's. Nothing in here reads a value back to the host, so it can be recorded as a
+        CUDA graph."""
+        xb, yb = x[idx], y[idx]
+        if augment:
+            xb = augment_batch(xb, self.background, **augment)
+        if self.cfg.compile and x.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten now
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.net(xb)
+            loss = F.cross_entropy(out, yb, label_smoothing=self.cfg.label_smoothing)
+        loss.backward()
+        self.loss_sum += loss.detach().float()
+        self.correct += (out.detach().argmax(1) == yb).sum()
+
+
+def augmentation(cfg: TrainConfig) -> dict:
+    """The augmentation a resolved config trains with: its recipe's, or the zoo's standard where the recipe has
+    none and --augment asks for it (e.g. `fast`); {} for none."""
+    return (get_spec(cfg.model).recipe.augment or STANDARD) if cfg.augment else {}
 
 
 def _share(fraction: float) -> str:
