@@ -7,7 +7,9 @@ weight average stay outside the graph, as in an eager step (a fused optimiser is
 keep the learning rate and momentum of the moment of recording.
 
 Replays write the gradients into the same tensors each time (the ones `backward` created while recording), so
-nothing may set `.grad` to None while a graph is in use.
+nothing may set `.grad` to None while a graph is in use, nor replace the tensors the step adds its loss to. What the
+step does must not depend on values read back to the host: BatchNorm with `momentum=None` (a cumulative average)
+would, and the zoo's networks keep PyTorch's default momentum.
 """
 from __future__ import annotations
 
@@ -44,23 +46,26 @@ class StepGraph:
     """
 
     def __init__(self, step: Callable[[torch.Tensor], None], first: torch.Tensor, model: torch.nn.Module):
-        self.idx = first.clone()  # the graph reads its batch's indices from here
-        buffers = list(model.buffers())
-        kept = [b.clone() for b in buffers]
-        # Warm up on a side stream, as PyTorch's CUDA graph notes ask: its lazy set-up then stays out of the graph.
-        main, side = torch.cuda.current_stream(first.device), torch.cuda.Stream(first.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
-            for _ in range(WARM_UP):
+        # Recording and replaying take the current device's streams: with --device cuda:1 that must be cuda:1.
+        with torch.cuda.device(first.device):
+            self.idx = first.clone()  # the graph reads its batch's indices from here
+            buffers = list(model.buffers())
+            kept = [b.clone() for b in buffers]
+            # Warm up on a side stream, as PyTorch's CUDA graph notes ask: its lazy set-up stays out of the graph.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(WARM_UP):
+                    step(self.idx)
+            torch.cuda.current_stream().wait_stream(side)
+            if buffers:  # foreach calls refuse empty lists
+                torch._foreach_copy_(buffers, kept)
+            model.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, stream=side):
                 step(self.idx)
-        main.wait_stream(side)
-        if buffers:  # foreach calls refuse empty lists
-            torch._foreach_copy_(buffers, kept)
-        model.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            step(self.idx)
 
     def __call__(self, idx: torch.Tensor) -> None:
         self.idx.copy_(idx)
-        self.graph.replay()
+        with torch.cuda.device(self.idx.device):
+            self.graph.replay()
