@@ -1,4 +1,5 @@
 """Recognition of real images with the model shipped in the package, through the API and the CLI."""
+import io
 import itertools
 import json
 import os
@@ -472,3 +473,17 @@ def test_probabilities_leave_the_callers_images_as_they_were(recognizer):
     before = images.copy()
     recognizer.probabilities(images)  # normalised in place, on a copy
     assert np.array_equal(images, before)
+
+
+def test_read_gives_boxes_in_the_pixels_of_a_big_photo(recognizer):
+    """A big photo is read at the working size (a JPEG decodes at that size), its boxes mapped back to its pixels."""
+    path = sorted((EXAMPLES / "numbers").glob("*.*"))[0]
+    small = recognizer.read(str(path))
+    image = Image.open(path).convert("RGB")
+    big = image.resize((image.width * 8, image.height * 8), Image.BICUBIC)  # 2.3 megapixels, past WORK_PIXELS
+    data = io.BytesIO()
+    big.save(data, "JPEG", quality=92)
+    reading = recognizer.read(data.getvalue())
+    assert reading.number == small.number
+    for digit, reference in zip(reading.digits, small.digits, strict=True):
+        assert np.allclose(digit.box, [8 * v for v in reference.box], atol=8 * 3), (digit.box, reference.box)

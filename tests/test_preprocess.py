@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from convnet.preprocess import (
-    WORK_PIXELS, ImageError, NoInkError, find_ink, load_gray, preprocess, remove_rulings, to_mnist
+    WORK_PIXELS, ImageError, NoInkError, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings, to_mnist
 )
 
 # Digit skeletons in a unit box (x to the right, y down), one list per stroke.
@@ -598,3 +598,26 @@ def test_a_mode_pil_cannot_convert_is_called_unsupported(seven: np.ndarray, tmp_
 def test_nan_array() -> None:
     with pytest.raises(ImageError, match="NaN"):
         to_mnist(np.full((10, 10), np.nan))
+
+
+def test_a_jpeg_is_held_to_the_size_limit_at_the_size_it_decodes_at() -> None:
+    """A 48-megapixel phone photo is over the limit as stored, not as it decodes for reading (at 1/2 to 1/8)."""
+    photo = Image.fromarray(to_u8(np.random.default_rng(0).random((1500, 2000))))
+    jpeg, png = encode(photo, "JPEG", quality=90), encode(photo)
+    for data in (jpeg, png):
+        with pytest.raises(ImageError, match="too large: 2000x1500 pixels"):
+            load_gray(data, max_pixels=1_000_000)
+    with pytest.raises(ImageError, match="too large: 2000x1500 pixels"):  # a PNG decodes whole whatever is asked
+        load_gray(png, max_pixels=1_000_000, work_pixels=200_000)
+    gray = load_gray(jpeg, max_pixels=1_000_000, work_pixels=200_000)  # decoded at half size, then area-averaged
+    assert gray.shape == (387, 516)
+
+
+def test_the_size_of_a_downscaled_image_is_its_own_upright(seven: np.ndarray) -> None:
+    upright = Image.fromarray(to_u8(1 - seven)).resize((600, 800))  # 480,000 pixels, portrait
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter, as a camera held sideways saves it
+    stored = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=95)
+    for source in (stored, np.asarray(upright)):
+        gray, size = load_gray_sized(source, work_pixels=30_000)
+        assert size == (800, 600) and gray.shape == (200, 150)

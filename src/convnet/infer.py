@@ -26,7 +26,7 @@ from convnet.data import normalize_
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
-from convnet.preprocess import SIZE, ImageError, NoInkError, Source, load_gray, preprocess
+from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, load_gray_sized, preprocess
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
@@ -202,7 +202,9 @@ class Recognizer:
     def read(self, image: Source) -> Reading:
         """Read a handwritten number: segment the digits, classify each, join them left to right."""
         try:
-            boxes = segment_digits(load_gray(image), score=lambda images: self.probabilities(images).max(1))
+            # At the size find_ink works at (a photo's JPEG decodes at that size directly), boxes in the image's pixels.
+            gray, size = load_gray_sized(image, work_pixels=WORK_PIXELS)
+            boxes = segment_digits(gray, score=lambda images: self.probabilities(images).max(1), size=size)
         except NoInkError as e:
             return Reading(None, [], None, reason=str(e))
         except ImageError as e:

@@ -70,8 +70,10 @@ class _Group:
 Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N,) confidence of the best class
 
 
-def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitBox]:
-    """Digits of a handwritten number, ordered left to right.
+def segment_digits(gray: np.ndarray, score: Scorer | None = None,
+                   size: tuple[int, int] | None = None) -> list[DigitBox]:
+    """Digits of a handwritten number, ordered left to right, their boxes in the pixels of `gray`, or of an image of
+    (height, width) `size` that `gray` was downscaled from.
 
     A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's confidence), a
     wide group is only split when its pieces, together, are more convincing digits than the whole: a wide 0 stays
@@ -93,8 +95,9 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None) -> list[DigitB
         kept = _cut(ink, score, components)
         if _mean_confidence(kept, score) > _mean_confidence(pieces, score):
             pieces = kept
-    scale = np.array(gray.shape[:2]) / ink.shape
-    return [_digit_box(box, image, scale, gray.shape) for box, image in pieces]
+    shape = size or gray.shape[:2]
+    scale = np.array(shape) / ink.shape
+    return [_digit_box(box, image, scale, shape) for box, image in pieces]
 
 
 Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering

@@ -22,13 +22,14 @@ import numpy as np
 
 from convnet.errors import ImageError, NoInkError
 from convnet.preprocess.ink import digit_ink, find_ink
-from convnet.preprocess.load import MAX_PIXELS, WORK_PIXELS, Source, load_gray
+from convnet.preprocess.load import MAX_PIXELS, WORK_PIXELS, Source, load_gray, load_gray_sized
 from convnet.preprocess.render import BOX, SIZE, render_digit
 from convnet.preprocess.rulings import LINE_ASPECT, find_underlines, remove_rulings
 
 __all__ = [
     "BOX", "LINE_ASPECT", "MAX_PIXELS", "SIZE", "WORK_PIXELS", "ImageError", "NoInkError", "Source",
-    "find_ink", "find_underlines", "load_gray", "preprocess", "remove_rulings", "render_digit", "to_mnist",
+    "find_ink", "find_underlines", "load_gray", "load_gray_sized", "preprocess", "remove_rulings", "render_digit",
+    "to_mnist",
 ]
 
 

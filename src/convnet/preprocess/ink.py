@@ -23,7 +23,7 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     WORK_PIXELS come back area-downscaled to it.  Raises NoInkError on blanks.
     """
     # By area, not by the longer side: that would shrink the digits of a long strip to specks, for no time saved.
-    work = downscale(array_to_gray(np.asarray(gray)), None, WORK_PIXELS)
+    work = downscale(array_to_gray(np.asarray(gray)), WORK_PIXELS)
     ink, light = _ink(work)
     # A sheet of paper photographed on a darker desk: the desk was taken for the paper and the sheet, lighter, for
     # the ink. The sheet is read again on its own, what lies outside it painted over in its colour.
@@ -79,7 +79,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     Tiny images get a plane: there a quadratic could rise into a dome under a
     blurred digit.
     """
-    small = downscale(gray, None, 64 * 64)  # by area: a long strip of digits keeps some height
+    small = downscale(gray, 64 * 64)  # by area: a long strip of digits keeps some height
     terms = 6 if min(small.shape) >= 32 else 3
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)

@@ -29,31 +29,38 @@ ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 
-def load_gray(
-    source: Source, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None, work_pixels: int | None = None
-) -> np.ndarray:
+def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, work_pixels: int | None = None) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
     `source` may be a path, encoded bytes, an open binary file (from its start),
     a PIL image, a numpy array or a torch tensor (H x W, H x W x C or
     C x H x W, on any device).  EXIF orientation is applied and
     transparency is composited over paper (see `_over_paper`).
-    `max_side` (longer side) and `work_pixels` (area) area-downscale big
-    images right after decoding (JPEGs decode at reduced size directly),
-    which is how `preprocess` keeps photos cheap.
+    `work_pixels` area-downscales bigger images to that many pixels right
+    after decoding (JPEGs decode at reduced size directly), which is how
+    `preprocess` keeps photos cheap. Images of over `max_pixels` are refused
+    before decoding; for a JPEG that is the size it decodes at.
     Every failure, including PIL's own, is raised as `ImageError`.
     """
+    return load_gray_sized(source, max_pixels=max_pixels, work_pixels=work_pixels)[0]
+
+
+def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
+                    work_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """`load_gray`, and the (height, width) of the image itself, upright: what the gray may have been downscaled
+    from, to map what is found in it back to the image's own pixels."""
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
         source = _tensor_to_array(source)
     if isinstance(source, np.ndarray):
         gray = array_to_gray(source)
+        size = gray.shape
     elif isinstance(source, Image.Image):
-        gray = _decode(source, "image", max_pixels)  # no draft: the caller's image stays as it is
+        gray, size = _decode(source, "image", max_pixels)  # no draft: the caller's image stays as it is
     else:
         image, name = _open(source, max_pixels)
         with image:
-            gray = _decode(image, name, max_pixels, max_side, work_pixels)
-    return downscale(gray, max_side, work_pixels)
+            gray, size = _decode(image, name, max_pixels, work_pixels)
+    return downscale(gray, work_pixels), (int(size[0]), int(size[1]))
 
 
 def _stream(stream) -> BinaryIO | bytes:
@@ -141,8 +148,8 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
     try:
         with _pil_warnings():
             return Image.open(fp), name
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is too large (limit {max_pixels:,} pixels)") from exc
+    except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours (see _pil_warnings)
+        raise ImageError(f"{name}: image is too large ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image file, or an unsupported format") from exc
     except Exception as exc:  # PIL plugins raise many types on malformed headers
@@ -151,27 +158,25 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
 
 @contextmanager
 def _pil_warnings() -> Iterator[None]:
-    """PIL's warnings while an image is opened or decoded: a decompression bomb's becomes an error (PIL only warns
-    between 89M and 179M pixels); those about damaged metadata, such as an EXIF tag pointing past the file's end,
-    are dropped: PIL skips the tag, the pixels are read all the same, and the user has nothing to act on."""
+    """PIL's warnings while an image is opened or decoded are dropped: those about damaged metadata, such as an EXIF
+    tag pointing past the file's end (PIL skips the tag, the pixels are read all the same, and the user has nothing
+    to act on), and the decompression bomb's between 89M and 179M pixels: `_decode` refuses what would decode to
+    over `max_pixels` itself, and a JPEG of a 108-megapixel phone may decode at an eighth of its size."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         yield
 
 
-def _decode(
-    image: Image.Image, name: str, max_pixels: int, draft_side: int | None = None, draft_pixels: int | None = None
-) -> np.ndarray:
-    """Check size and frame count from the header, then decode to gray.
+def _decode(image: Image.Image, name: str, max_pixels: int,
+            work_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Check size and frame count from the header, then decode to gray; also the image's (height, width), upright.
 
-    With `draft_side` or `draft_pixels`, JPEGs decode at 1/2, 1/4 or 1/8 scale
-    when that still leaves at least the size `downscale` would make: far less
-    work for phone photos.
+    With `work_pixels`, JPEGs decode at 1/2, 1/4 or 1/8 scale when that still
+    leaves at least the size `downscale` would make: far less work for phone
+    photos, and the size limit applies to what is decoded.
     """
     width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(f"{name}: image is too large: {width}x{height} pixels (limit {max_pixels:,})")
     if width == 0 or height == 0:
         raise ImageError(f"{name}: image has no pixels")
     try:
@@ -180,10 +185,14 @@ def _decode(
             if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
                 raise ImageError("images of several frames (an animation, a multi-page TIFF) are not supported: "
                                  "save the frame to read as an image of its own")
-            if (draft_side or draft_pixels) and image.format in ("JPEG", "MPO"):
-                factor = _shrink_factor(height, width, draft_side, draft_pixels)
+            if work_pixels and image.format in ("JPEG", "MPO"):
+                factor = _shrink_factor(height, width, work_pixels)
                 image.draft("L", (int(width / factor), int(height / factor)))
-            return _pil_to_gray(ImageOps.exif_transpose(image))
+            if image.size[0] * image.size[1] > max_pixels:  # before decoding; a JPEG's draft size once drafted
+                raise ImageError(f"image is too large: {width}x{height} pixels (limit {max_pixels:,})")
+            upright = ImageOps.exif_transpose(image)
+            turned = upright.size != image.size  # EXIF said to turn it a quarter: height and width swap
+            return _pil_to_gray(upright), (width, height) if turned else (height, width)
     except ImageError as exc:  # raised by the checks above and below, which do not know the name
         raise ImageError(f"{name}: {exc}") from None
     except Exception as exc:  # truncated or corrupt data surfaces here, in many types
@@ -258,17 +267,15 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
     return ((array.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
-def _shrink_factor(height: int, width: int, max_side: int | None, max_area: int | None = None) -> float:
-    """How many times to shrink for a longer side of at most `max_side` and an area of at most `max_area` (<= 1: no
-    need)."""
-    by_side = max(height, width) / max_side if max_side else 1.0
-    return max(by_side, float(np.sqrt(height * width / max_area)) if max_area else 1.0)
+def _shrink_factor(height: int, width: int, max_area: int | None) -> float:
+    """How many times to shrink for an area of at most `max_area` pixels (<= 1: no need)."""
+    return float(np.sqrt(height * width / max_area)) if max_area else 1.0
 
 
-def downscale(gray: np.ndarray, max_side: int | None, max_area: int | None = None) -> np.ndarray:
-    """Area-average so that the longer side is at most `max_side` and the area at most `max_area`."""
+def downscale(gray: np.ndarray, max_area: int | None) -> np.ndarray:
+    """Area-average so that the area is at most `max_area` pixels (None: as it is)."""
     height, width = gray.shape
-    factor = _shrink_factor(height, width, max_side, max_area)
+    factor = _shrink_factor(height, width, max_area)
     if factor <= 1:
         return gray
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
