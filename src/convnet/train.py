@@ -101,21 +101,7 @@ def fit(
     `history.calibration`). Under torchrun, every rank calls this with the same arguments; each trains on its shard
     and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
     """
-    if isinstance(config, dict):
-        config, overrides = None, {**config, **overrides}
-    config, log = _config(config), _logger(log)
-    check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
-    if on_epoch_end is not None and not callable(on_epoch_end):
-        raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
-    named = overrides.get("model", config.model if config else model.arch)
-    if named != model.arch and ("model" in overrides or named != TrainConfig.model):  # not TrainConfig's default
-        raise ConfigError(f"fit() trains the network it is given, a {model.arch!r} one, not model={named!r}: "
-                          "create_model(name) makes another.")
-    _check_fit_options(overrides)  # a TrainConfig may hold them: train() passes its own
-    options = {**(dataclasses.asdict(config) if config else {}), **overrides}
-    # The network's own recipe fills what the options leave out: a TrainConfig's `model` (by default "fast") names
-    # what train() builds, and would put another network's recipe on this one.
-    cfg = TrainConfig.from_dict({**options, "model": model.arch}).resolved()
+    cfg, log = _fit_config(model, data, config, log, on_epoch_end, overrides)
     requested = resolve_device(cfg.device)
     w = distributed.init(requested)
     dev = distributed.device_for(requested, w)
@@ -128,21 +114,89 @@ def fit(
     model.to(dev, memory_format=torch.channels_last)
     if dev.type == "cpu":
         keep_freed_memory()
+    (x, y), (x_val, y_val), test = _tensors(model, data, cfg, dev)
+    loop = _make_loop(model, cfg, w, dev, len(x), log)
+    torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
+    history = History()
 
+    for epoch in range(1, cfg.epochs + 1):
+        # Ctrl-C anywhere in here, evaluations and on_epoch_end included, ends the run with the epochs recorded so far.
+        try:
+            row = loop.epoch(x, y, epoch)
+            _check_sound(model, row, cfg, epoch, dev)
+            distributed.average_buffers(model)
+            if w.is_main and len(x_val):
+                val = evaluate_tensors(model, x_val, y_val, model.classes)
+                row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
+            if w.is_main and test is not None:
+                row["test_accuracy"] = round(evaluate_tensors(model, *test, model.classes).accuracy, 6)
+            history.train_seconds += row["seconds"]
+            history.epochs.append(row)
+            log(_epoch_line(row, cfg))
+            if on_epoch_end:
+                on_epoch_end(model, history)
+            if _stop_at_target(history, cfg, dev, log):
+                break
+        except KeyboardInterrupt:
+            history.interrupted = True
+            done = len(history.epochs)
+            log(f"interrupted {'after' if done == epoch else 'during'} epoch {epoch}: stopping"
+                + ("; the last completed epoch's checkpoint is kept" if done else ""))
+            break
+        except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
+            reason = (str(e).strip().splitlines() or ["no reason given"])[0]
+            raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
+    model.eval()
+    if history.epochs and not history.interrupted:
+        _finish(model, loop.ema, x_val, y_val, history, log)
+    return history
+
+
+def _fit_config(model: Network, data: Dataset, config: TrainConfig | dict | None, log: Log | None,
+                on_epoch_end: Callable | None, overrides: dict) -> tuple[TrainConfig, Log]:
+    """fit()'s arguments checked, and its options resolved: the keywords over `config`, the recipe of `model`'s own
+    architecture for what both leave out."""
+    if isinstance(config, dict):
+        config, overrides = None, {**config, **overrides}
+    config, log = _config(config), _logger(log)
+    check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
+    named = overrides.get("model", config.model if config else model.arch)
+    if named != model.arch and ("model" in overrides or named != TrainConfig.model):  # not TrainConfig's default
+        raise ConfigError(f"fit() trains the network it is given, a {model.arch!r} one, not model={named!r}: "
+                          "create_model(name) makes another.")
+    _check_fit_options(overrides)  # a TrainConfig may hold them: train() passes its own
+    options = {**(dataclasses.asdict(config) if config else {}), **overrides}
+    # A TrainConfig's `model` (by default "fast") names what train() builds, and would put another network's recipe
+    # on this one.
+    return TrainConfig.from_dict({**options, "model": model.arch}).resolved(), log
+
+
+Tensors = tuple[torch.Tensor, torch.Tensor]  # images (normalised, channels-last) and labels on the training device
+
+
+def _tensors(model: Network, data: Dataset, cfg: TrainConfig, dev: torch.device) -> tuple[Tensors, Tensors,
+                                                                                          Tensors | None]:
+    """The training images (deskewed for a model that deskews), the held-out ones, and the test images when a
+    target accuracy is to be checked after each epoch (else None)."""
     x_all = to_tensor(data.train_x, model.mean, model.std, dev)
     y_all = torch.from_numpy(data.train_y).to(dev)
     train_idx, val_idx = (i.to(dev) for i in split_indices(len(x_all), cfg.val_split, cfg.seed))
-    x, y = deskew_training_images(model, x_all[train_idx]), y_all[train_idx]  # the held-out images stay raw
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
-    x_test = y_test = None
+    train = deskew_training_images(model, x_all[train_idx]), y_all[train_idx]  # the held-out images stay raw
+    test = None
     if cfg.target_accuracy is not None:
         if not len(data.test_x):  # found now, not after the first epoch deep inside torch
             raise DataError(f"the test split of {data.name} holds no images: no test accuracy to stop at.")
-        x_test, y_test = to_tensor(data.test_x, model.mean, model.std, dev), torch.from_numpy(data.test_y).to(dev)
+        test = to_tensor(data.test_x, model.mean, model.std, dev), torch.from_numpy(data.test_y).to(dev)
+    return train, (x_all[val_idx], y_all[val_idx]), test
 
-    steps = len(x) // (cfg.batch_size * w.size)
+
+def _make_loop(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device, n: int, log: Log) -> _Loop:
+    """The training steps over `n` images, checked for sense first."""
+    steps = n // (cfg.batch_size * w.size)
     if steps == 0:
-        raise ConfigError(f"{len(x)} training image(s) left after holding out {_share(cfg.val_split)}: fewer than one "
+        raise ConfigError(f"{n} training image(s) left after holding out {_share(cfg.val_split)}: fewer than one "
                           f"batch of {cfg.batch_size} × {w.size} process(es); lower --batch-size or --val-split.")
     if cfg.batch_size == 1 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
         raise ConfigError(f"--batch-size 1: the {model.arch!r} network normalises its features over each batch "
@@ -156,75 +210,63 @@ def fit(
     if loop.sched is None and cfg.schedule != "constant":
         log(f"{cfg.epochs * steps} steps in all: too few for a {cfg.schedule} schedule; the learning rate stays "
             f"{cfg.lr:g}")
-    torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
-    history = History()
+    return loop
 
-    for epoch in range(1, cfg.epochs + 1):
-        # Ctrl-C anywhere in here, evaluations and on_epoch_end included, ends the run with the epochs recorded so far.
-        try:
-            row = loop.epoch(x, y, epoch)
-            # The loss was measured before each step: the epoch's last step can still have broken the weights.
-            broken = None if math.isfinite(row["train_loss"]) else f"the loss became {row['train_loss']}"
-            if broken is None and non_finite(model) is not None:
-                broken = "the weights became infinite or NaN"
-            if distributed.agree(broken is not None, dev):
-                # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
-                raise ConfigError(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower "
-                                  f"the learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, "
-                                  f"now {cfg.weight_decay:g}).")
-            distributed.average_buffers(model)
-            if w.is_main and len(x_val):
-                val = evaluate_tensors(model, x_val, y_val, model.classes)
-                row.update(val_loss=round(val.loss, 6), val_accuracy=round(val.accuracy, 6))
-            if w.is_main and x_test is not None:
-                row["test_accuracy"] = round(evaluate_tensors(model, x_test, y_test, model.classes).accuracy, 6)
-            history.train_seconds += row["seconds"]
-            history.epochs.append(row)
-            log(_epoch_line(row, cfg))
-            if on_epoch_end:
-                on_epoch_end(model, history)
-            # Rank 0 alone evaluates, so the ranks agree on stopping; with no target there is nothing to agree on.
-            if cfg.target_accuracy is not None and distributed.agree(
-                    row.get("test_accuracy", 0) >= cfg.target_accuracy, dev):
-                history.target_reached = True
-                log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
-                break
-            if cfg.target_accuracy is not None and epoch == cfg.epochs:
-                best = max(r.get("test_accuracy", 0) for r in history.epochs)
-                log(f"target test accuracy {cfg.target_accuracy:.2%} not reached in {epoch} epoch"
-                    f"{'s' * (epoch != 1)} (best {best:.2%})")
-        except KeyboardInterrupt:
-            history.interrupted = True
-            done = len(history.epochs)
-            log(f"interrupted {'after' if done == epoch else 'during'} epoch {epoch}: stopping"
-                + ("; the last completed epoch's checkpoint is kept" if done else ""))
-            break
-        except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
-            reason = (str(e).strip().splitlines() or ["no reason given"])[0]
-            raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
-    model.eval()
-    if history.epochs and not history.interrupted:
-        before = model.temperature
-        try:
-            if loop.ema is not None:
-                loop.ema.use()
-                distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics
-            # One pass over the held-out images serves both the average's score and the temperature fit.
-            held_out = logits_of(model, x_val) if w.is_main and len(x_val) else None
-            if loop.ema is not None:
-                history.ema = _average_record(loop.ema, held_out, y_val, history.epochs[-1], log)
-            if held_out is not None:
-                history.calibration = _calibrate(model, held_out, y_val, log)
-            elif w.is_main:
-                log("no images held out (--val-split): the temperature is not fitted, and confidences are the "
-                    "network's own, not calibrated")
-        except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
-            if loop.ema is not None:
-                loop.ema.restore()
-            model.temperature, history.interrupted, history.ema, history.calibration = before, True, None, None
-            log("interrupted while the weights were averaged or the temperature fitted: stopping; the last "
-                "epoch's checkpoint is kept")
-    return history
+
+def _check_sound(model: Network, row: dict, cfg: TrainConfig, epoch: int, dev: torch.device) -> None:
+    """Stop every process with a clear error if an epoch left a non-finite loss or weights on any of them."""
+    # The loss was measured before each step: the epoch's last step can still have broken the weights.
+    broken = None if math.isfinite(row["train_loss"]) else f"the loss became {row['train_loss']}"
+    if broken is None and non_finite(model) is not None:
+        broken = "the weights became infinite or NaN"
+    if distributed.agree(broken is not None, dev):
+        # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
+        raise ConfigError(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower the "
+                          f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
+                          f"{cfg.weight_decay:g}).")
+
+
+def _stop_at_target(history: History, cfg: TrainConfig, dev: torch.device, log: Log) -> bool:
+    """Whether the last epoch reached the target test accuracy (then marked in `history`); says so either way."""
+    if cfg.target_accuracy is None:
+        return False
+    epoch = len(history.epochs)
+    # Rank 0 alone evaluates, so the ranks agree on stopping.
+    if distributed.agree(history.epochs[-1].get("test_accuracy", 0) >= cfg.target_accuracy, dev):
+        history.target_reached = True
+        log(f"target test accuracy {cfg.target_accuracy:.2%} reached after epoch {epoch}")
+        return True
+    if epoch == cfg.epochs:
+        best = max(r.get("test_accuracy", 0) for r in history.epochs)
+        log(f"target test accuracy {cfg.target_accuracy:.2%} not reached in {epoch} epoch{'s' * (epoch != 1)} "
+            f"(best {best:.2%})")
+    return False
+
+
+def _finish(model: Network, ema: WeightAverage | None, x_val: torch.Tensor, y_val: torch.Tensor, history: History,
+            log: Log) -> None:
+    """After the last epoch: the moving average of the weights takes their place, and the temperature is fitted on
+    the held-out images. Ctrl-C meanwhile leaves the model as the last epoch did, and the history interrupted."""
+    before, main = model.temperature, distributed.world().is_main
+    try:
+        if ema is not None:
+            ema.use()
+            distributed.average_buffers(model)  # each process averaged its own BatchNorm statistics
+        # One pass over the held-out images serves both the average's score and the temperature fit.
+        held_out = logits_of(model, x_val) if main and len(x_val) else None
+        if ema is not None:
+            history.ema = _average_record(ema, held_out, y_val, history.epochs[-1], log)
+        if held_out is not None:
+            history.calibration = _calibrate(model, held_out, y_val, log)
+        elif main:
+            log("no images held out (--val-split): the temperature is not fitted, and confidences are the network's "
+                "own, not calibrated")
+    except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
+        if ema is not None:
+            ema.restore()
+        model.temperature, history.interrupted, history.ema, history.calibration = before, True, None, None
+        log("interrupted while the weights were averaged or the temperature fitted: stopping; the last epoch's "
+            "checkpoint is kept")
 
 
 def _check_fit_options(options: dict) -> None:
