@@ -15,11 +15,12 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.preprocess import (
     WORK_PIXELS, ImageError, NoInkError, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings, to_mnist
 )
+from convnet.preprocess.morphology import convex_hull, corner_share, polygon_area
 
 # Digit skeletons in a unit box (x to the right, y down), one list per stroke.
 _ZERO = [(0.5 + 0.42 * np.sin(t), 0.5 - 0.47 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 33)]
@@ -224,6 +225,44 @@ def test_a_sheet_on_a_darker_desk_is_read_as_the_page(tilt: int) -> None:
     top, left = (700 - digit.shape[0]) // 2, (900 - digit.shape[1]) // 2
     page[top:top + digit.shape[0], left:left + digit.shape[1]] -= 0.8 * digit
     assert_mnist_like(to_mnist(page), to_mnist(1 - 0.8 * digit), 0.95)
+
+
+def test_a_bold_light_digit_is_no_sheet_on_a_desk() -> None:
+    """Chalk or a white marker on a dark board: a bold 0 fills nine tenths of its convex hull around a small hole, as
+    a sheet with writing does, but is an oval, not a quadrilateral."""
+    canvas = Image.new("L", (300, 360), 30)
+    ImageDraw.Draw(canvas).ellipse((40, 30, 260, 330), fill=230)
+    ImageDraw.Draw(canvas).ellipse((130, 140, 170, 220), fill=30)
+    board = np.asarray(canvas, np.float32) / 255
+    ring = board > 0.5
+    assert find_ink(board)[ring].mean() > 0.9  # the 0 itself, not its hole
+
+
+def _sheet_on_desk(corners: list[tuple[float, float]], blur: float) -> np.ndarray:
+    """A 4 written on a sheet of paper whose corners are `corners`, on a darker desk, as a photo blurs it."""
+    digit = draw_digit("4", 200, 16)
+    photo = Image.new("L", (900, 700), 60)
+    ImageDraw.Draw(photo).polygon(corners, fill=235)
+    page = np.asarray(photo.filter(ImageFilter.GaussianBlur(blur)), np.float32) / 255
+    top, left = (700 - digit.shape[0]) // 2, (900 - digit.shape[1]) // 2
+    page[top:top + digit.shape[0], left:left + digit.shape[1]] -= 0.8 * digit
+    return page
+
+
+@pytest.mark.parametrize("view", ["square, blurred", "turned 20°", "seen at an angle"])
+def test_a_sheet_on_a_desk_is_read_as_the_page_at_any_angle(view: str) -> None:
+    """The sheet was told from a digit by how much of its box it fills: only a sheet lying square did (tilted by 3°
+    or more, or seen in perspective, every digit read 0); and the blurred rim of a square one read as a frame."""
+    if view == "turned 20°":
+        turn = np.radians(20)
+        corners = [(450 + x * np.cos(turn) - y * np.sin(turn), 350 + x * np.sin(turn) + y * np.cos(turn))
+                   for x, y in ((-280, -220), (280, -220), (280, 220), (-280, 220))]
+    elif view == "seen at an angle":  # the far edge 70 % as long as the near one
+        corners = [(180, 80), (720, 80), (840, 620), (60, 620)]
+    else:
+        corners = [(120, 80), (780, 80), (780, 620), (120, 620)]
+    digit = draw_digit("4", 200, 16)
+    assert_mnist_like(to_mnist(_sheet_on_desk(corners, blur=1.5)), to_mnist(1 - 0.8 * digit), 0.95)
 
 
 def test_a_blank_notebook_page_has_no_ink() -> None:
@@ -621,3 +660,18 @@ def test_the_size_of_a_downscaled_image_is_its_own_upright(seven: np.ndarray) ->
     for source in (stored, np.asarray(upright)):
         gray, size = load_gray_sized(source, work_pixels=30_000)
         assert size == (800, 600) and gray.shape == (200, 150)
+
+
+def test_the_hull_of_a_shape_and_how_near_a_quadrilateral_it_is() -> None:
+    square = np.zeros((40, 60), bool)
+    square[5:15, 10:30] = True
+    assert polygon_area(convex_hull(square)) == 200 and corner_share(convex_hull(square)) == 1
+    canvas = Image.new("L", (400, 400))
+    ImageDraw.Draw(canvas).polygon([(200, 20), (380, 150), (300, 380), (40, 300)], fill=255)  # a kite, at an angle
+    kite = convex_hull(np.asarray(canvas) > 0)
+    assert polygon_area(kite) == pytest.approx(np.count_nonzero(np.asarray(canvas)), rel=0.02)
+    assert corner_share(kite) > 0.97
+    canvas = Image.new("L", (400, 400))
+    ImageDraw.Draw(canvas).ellipse((50, 80, 350, 320), fill=255)
+    assert corner_share(convex_hull(np.asarray(canvas) > 0)) == pytest.approx(2 / np.pi, abs=0.02)
+    assert polygon_area(convex_hull(np.zeros((5, 5), bool))) == 0

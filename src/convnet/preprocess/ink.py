@@ -7,13 +7,15 @@ import numpy as np
 from convnet.components import connected_components, major_box, speck_mask
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
-from convnet.preprocess.morphology import stroke_width
+from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, stroke_width
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
-SHEET_AREA = 0.2  # ink whose box covers this share of the image...
-SHEET_FILL = 0.85  # ...and which fills this share of its box is a sheet of paper on a darker desk, not a digit
+SHEET_AREA = 0.2  # light ink whose box covers this share of the image,
+SHEET_FILL = 0.85  # which fills this share of its convex hull
+SHEET_CORNERS = 0.93  # and is this near a quadrilateral (`corner_share`; bold digits 65-84 %) is a sheet on a desk
+SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -31,8 +33,11 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
         return ink
     (x0, y0, x1, y1), inside = sheet
     page = work[y0:y1, x0:x1]
+    # Painted over, with the desk: the sheet's rim, which the photo's blur darkens (read as a frame of ink, a 0).
+    rim = max(2.0, SHEET_RIM * min(page.shape))
     found = np.zeros_like(ink)
-    found[y0:y1, x0:x1] = _ink(np.where(inside, page, np.median(page[inside])))[0]
+    found[y0:y1, x0:x1] = _ink(np.where(morph(inside.astype(np.float32), rim, np.minimum) > 0.5, page,
+                                        np.median(page[inside])))[0]
     return found
 
 
@@ -51,16 +56,19 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box of the heaviest ink and the mask of it with its holes, when it is a sheet of paper seen as ink: a
-    solid shape over much of the image (no digit fills its box so), with what is written on it as holes."""
+    solid shape over much of the image (no digit fills its convex hull so), with what is written on it as holes.
+    The hull, not the box: a sheet lies at any angle on the desk."""
     components = connected_components(ink)
     if not len(components):
         return None
     heaviest = int(np.argmax(components.mass))
     x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
-    area = (x1 - x0) * (y1 - y0)
-    if area < SHEET_AREA * ink.size or components.mass[heaviest] < SHEET_FILL * area:
+    if (x1 - x0) * (y1 - y0) < SHEET_AREA * ink.size:
         return None
     mine = components.labels[y0:y1, x0:x1] == heaviest + 1
+    hull = convex_hull(mine)
+    if components.mass[heaviest] < SHEET_FILL * polygon_area(hull) or corner_share(hull) < SHEET_CORNERS:
+        return None
     rest = connected_components((~mine).astype(np.float32))
     boxes = rest.boxes
     holes = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < x1 - x0) & (boxes[:, 3] < y1 - y0)

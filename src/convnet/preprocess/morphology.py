@@ -55,3 +55,50 @@ def vertical_runs(mask: np.ndarray) -> np.ndarray:
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     out[starts[0][run_of], starts[1][run_of] + offsets] = lengths[run_of]
     return out.T
+
+
+def convex_hull(mask: np.ndarray) -> np.ndarray:
+    """Corners (x, y) of the convex hull of a mask's pixels, each a unit square, in order round it; (0, 2) if empty."""
+    rows = np.nonzero(mask.any(1))[0]
+    if not len(rows):
+        return np.zeros((0, 2))
+    left = mask[rows].argmax(1)
+    right = mask.shape[1] - mask[rows, ::-1].argmax(1)
+    # Each row's ink spans [left, right) x [row, row + 1): the hull of those corners is the hull of the pixels.
+    xs = np.concatenate([left, left, right, right]).astype(np.float64)
+    ys = np.concatenate([rows, rows + 1, rows, rows + 1]).astype(np.float64)
+    points = sorted(set(zip(xs.tolist(), ys.tolist())))
+    return np.array(_half_hull(points) + _half_hull(points[::-1]))  # Andrew's monotone chain: lower, upper half
+
+
+def _half_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """One half of the convex hull of `points` (sorted), without its last point (the other half's first)."""
+    chain: list[tuple[float, float]] = []
+    for p in points:
+        while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                   - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+            chain.pop()
+        chain.append(p)
+    return chain[:-1]
+
+
+def polygon_area(corners: np.ndarray) -> float:
+    """Area of a polygon given its corners in order (the shoelace formula)."""
+    if len(corners) < 3:
+        return 0.0
+    x, y = corners.T
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def corner_share(corners: np.ndarray) -> float:
+    """How much of a convex polygon (corners in order round it) its four extreme points along the axes, or along the
+    diagonals, enclose, whichever is more: all of a quadrilateral such as a sheet of paper at any angle or seen in
+    perspective (each corner is the farthest point in a quarter of the directions), 64 % of an ellipse."""
+    area = polygon_area(corners)
+    if area == 0:
+        return 0.0
+    best = 0.0
+    for directions in (((1, 0), (0, 1), (-1, 0), (0, -1)), ((1, 1), (-1, 1), (-1, -1), (1, -1))):
+        extremes = sorted({int(np.argmax(corners @ np.array(d, float))) for d in directions})  # still in order
+        best = max(best, polygon_area(corners[extremes]))
+    return best / area
