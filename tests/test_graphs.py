@@ -1,3 +1,4 @@
+import contextlib
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import torch
 from convnet.data import load_dataset
 from convnet.errors import ConfigError
 from convnet.evaluate import evaluate
-from convnet.graphs import check_graphs
+from convnet.graphs import WARM_UP, StepGraph, check_graphs
 from convnet.models import create_model
 from convnet.train import fit
 
@@ -63,3 +64,36 @@ def test_a_graphed_run_trains_like_an_eager_one(tiny_dir, name, options):
             assert torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-2)
         assert graphed_history.epochs[-1]["train_loss"] == pytest.approx(eager_history.epochs[-1]["train_loss"],
                                                                          rel=1e-2)
+
+
+def test_the_warm_up_leaves_no_trace_and_a_step_that_cannot_be_recorded_is_a_clear_error(monkeypatch):
+    """Without a GPU: CUDA's streams are stood in for, and recording fails as it does for an operation CUDA graphs
+    cannot hold. The warm-up passes before it have moved BatchNorm's statistics: they are put back."""
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *device: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", object)
+
+    def refuse(graph, stream=None):
+        raise RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors might be ...")
+
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).train()
+    before = [b.clone() for b in model.buffers()]
+    passes = []
+
+    def step(idx):
+        passes.append(idx.clone())
+        model(torch.randn(8, 3)).square().sum().backward()
+
+    with pytest.raises(ConfigError, match=r"^--cuda-graphs could not record a training step \(operation not "
+                                          r"permitted when stream is capturing\); train without --cuda-graphs\.$"):
+        StepGraph(step, torch.arange(8), model)
+    assert len(passes) == WARM_UP and all(torch.equal(p, torch.arange(8)) for p in passes)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers(), strict=True))
+    assert all(p.grad is None for p in model.parameters())  # the recording makes the gradients the replays fill

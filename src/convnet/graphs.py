@@ -62,8 +62,13 @@ class StepGraph:
                 torch._foreach_copy_(buffers, kept)
             model.zero_grad(set_to_none=True)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, stream=side):
-                step(self.idx)
+            try:
+                with torch.cuda.graph(self.graph, stream=side):
+                    step(self.idx)
+            except RuntimeError as e:  # an operation this PyTorch cannot record, or out of memory
+                reason = (str(e).strip().splitlines() or ["no reason given"])[0]
+                raise ConfigError(f"--cuda-graphs could not record a training step ({reason}); train without "
+                                  "--cuda-graphs.") from None
 
     def __call__(self, idx: torch.Tensor) -> None:
         self.idx.copy_(idx)
