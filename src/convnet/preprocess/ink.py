@@ -35,9 +35,11 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     page = work[y0:y1, x0:x1]
     # Painted over, with the desk: the sheet's rim, which the photo's blur darkens (read as a frame of ink, a 0).
     rim = max(2.0, SHEET_RIM * min(page.shape))
+    written = _ink(np.where(morph(inside.astype(np.float32), rim, np.minimum) > 0.5, page, np.median(page[inside])))[0]
+    if _blob(written):  # the "sheet" was a bold light digit, a boxy 0 or 8 on a dark board, and this its counter
+        return ink
     found = np.zeros_like(ink)
-    found[y0:y1, x0:x1] = _ink(np.where(morph(inside.astype(np.float32), rim, np.minimum) > 0.5, page,
-                                        np.median(page[inside])))[0]
+    found[y0:y1, x0:x1] = written
     return found
 
 
@@ -66,15 +68,34 @@ def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | No
     if (x1 - x0) * (y1 - y0) < SHEET_AREA * ink.size:
         return None
     mine = components.labels[y0:y1, x0:x1] == heaviest + 1
-    hull = convex_hull(mine)
-    if components.mass[heaviest] < SHEET_FILL * polygon_area(hull) or corner_share(hull) < SHEET_CORNERS:
-        return None
-    rest = connected_components((~mine).astype(np.float32))
-    boxes = rest.boxes
-    holes = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < x1 - x0) & (boxes[:, 3] < y1 - y0)
+    holes = _holes(mine)
     if not holes.any():  # a blob, as a marker can make of a digit: read as it is
         return None
-    return (x0, y0, x1, y1), mine | np.concatenate([[False], holes])[rest.labels]
+    outline, hull = mine | holes, convex_hull(mine)
+    # The light ink within the sheet's outline: the paper inside a big written 0 too, which the 0 cuts off from the
+    # rest; not the dark inside of a frame drawn round a digit.
+    if ink[y0:y1, x0:x1][outline].sum() < SHEET_FILL * polygon_area(hull) or corner_share(hull) < SHEET_CORNERS:
+        return None
+    return (x0, y0, x1, y1), outline
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """What a mask encloses: the parts of the rest of its box that do not reach the box's side."""
+    rest = connected_components((~mask).astype(np.float32))
+    boxes, (height, width) = rest.boxes, mask.shape
+    inner = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < width) & (boxes[:, 3] < height)
+    return np.concatenate([[False], inner])[rest.labels]
+
+
+def _blob(ink: np.ndarray) -> bool:
+    """Whether the heaviest ink is a solid blob: it fills its convex hull as a sheet does, and encloses nothing."""
+    components = connected_components(ink)
+    if not len(components):
+        return False
+    heaviest = int(np.argmax(components.mass))
+    x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
+    mine = components.labels[y0:y1, x0:x1] == heaviest + 1
+    return components.mass[heaviest] >= SHEET_FILL * polygon_area(convex_hull(mine)) and not _holes(mine).any()
 
 
 def _paper(gray: np.ndarray) -> np.ndarray:

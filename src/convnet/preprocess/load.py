@@ -149,7 +149,8 @@ def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
         with _pil_warnings():
             return Image.open(fp), name
     except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours (see _pil_warnings)
-        raise ImageError(f"{name}: image is too large ({exc})") from exc
+        raise ImageError(f"{name}: image is too large (over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, past "
+                         "which no image is opened)") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image file, or an unsupported format") from exc
     except Exception as exc:  # PIL plugins raise many types on malformed headers
