@@ -14,7 +14,7 @@ MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 SHEET_AREA = 0.2  # light ink whose box covers this share of the image,
 SHEET_FILL = 0.85  # which fills this share of its convex hull
-SHEET_CORNERS = 0.93  # and is this near a quadrilateral (`corner_share`; bold digits 65-84 %) is a sheet on a desk
+SHEET_CORNERS = 0.93  # and is this near a quadrilateral (`corner_share`; 640 bold digits: 91 % at most) is a sheet
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -91,14 +93,18 @@ def polygon_area(corners: np.ndarray) -> float:
 
 
 def corner_share(corners: np.ndarray) -> float:
-    """How much of a convex polygon (corners in order round it) its four extreme points along the axes, or along the
-    diagonals, enclose, whichever is more: all of a quadrilateral such as a sheet of paper at any angle or seen in
-    perspective (each corner is the farthest point in a quarter of the directions), 64 % of an ellipse."""
+    """How much of a convex polygon (corners in order round it) the largest quadrilateral on its corners covers: all
+    of a sheet of paper at any angle or seen in perspective, 64 % of an ellipse. The quadrilateral's corners are
+    sought among the points farthest out in 16 directions: a corner that is farthest out in none of them is nearly
+    flat, and leaving it out costs little."""
     area = polygon_area(corners)
     if area == 0:
         return 0.0
-    best = 0.0
-    for directions in (((1, 0), (0, 1), (-1, 0), (0, -1)), ((1, 1), (-1, 1), (-1, -1), (1, -1))):
-        extremes = sorted({int(np.argmax(corners @ np.array(d, float))) for d in directions})  # still in order
-        best = max(best, polygon_area(corners[extremes]))
-    return best / area
+    angles = np.arange(16) * (np.pi / 8)
+    extremes = corners[sorted(set((corners @ np.stack([np.cos(angles), np.sin(angles)])).argmax(0).tolist()))]
+    if len(extremes) <= 4:
+        return polygon_area(extremes) / area
+    quads = extremes[np.array(list(itertools.combinations(range(len(extremes)), 4)))]  # each still in order round
+    x, y = quads[..., 0], quads[..., 1]
+    areas = 0.5 * np.abs((x * np.roll(y, -1, axis=1) - y * np.roll(x, -1, axis=1)).sum(1))
+    return float(areas.max()) / area
