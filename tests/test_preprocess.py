@@ -285,6 +285,22 @@ def test_a_digit_nearly_as_big_as_its_sheet_is_read_on_it() -> None:
     assert_mnist_like(to_mnist(sheet), to_mnist(1 - 0.8 * draw_digit("0", 190, 10, margin=0)), 0.95)
 
 
+@pytest.mark.parametrize("digit", ["4", "1"])
+def test_a_digit_on_a_card_with_round_corners_is_read_on_it(digit: str) -> None:
+    """A card rounded by a fifth of its side is no quadrilateral by the strictest measure (a 4 on it read 0), and a
+    thick 1 on a square card is a solid blob, as a bold light digit's counter is (it read 0 too)."""
+    canvas = Image.new("L", (300, 300), 90)
+    ImageDraw.Draw(canvas).rounded_rectangle((45, 45, 255, 255), radius=42 if digit == "4" else 0, fill=245)
+    card = np.asarray(canvas, np.float32) / 255
+    ink = draw_digit("4", 110, 12, margin=0)
+    if digit == "1":  # a plain bar, as a marker draws it
+        ink = np.zeros((110, 40), np.float32)
+        ink[:, 11:29] = 1
+    top, left = (300 - ink.shape[0]) // 2, (300 - ink.shape[1]) // 2
+    card[top:top + ink.shape[0], left:left + ink.shape[1]] -= 0.8 * ink
+    assert_mnist_like(to_mnist(card), to_mnist(1 - 0.8 * ink), 0.95)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

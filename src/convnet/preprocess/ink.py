@@ -14,8 +14,9 @@ MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 SHEET_AREA = 0.2  # light ink whose box covers this share of the image,
 SHEET_FILL = 0.85  # which fills this share of its convex hull
-SHEET_CORNERS = 0.93  # and is this near a quadrilateral (`corner_share`; 640 bold digits: 91 % at most) is a sheet
+SHEET_CORNERS = 0.7  # and is near a quadrilateral (`corner_share`: a card rounded by 40 % of its side 70 %) is a sheet
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
+COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -88,14 +89,22 @@ def _holes(mask: np.ndarray) -> np.ndarray:
 
 
 def _blob(ink: np.ndarray) -> bool:
-    """Whether the heaviest ink is a solid blob: it fills its convex hull as a sheet does, and encloses nothing."""
+    """Whether the heaviest ink is a bold digit's counter: a solid blob that fills its convex hull as a sheet does,
+    encloses nothing and is not long and thin (a 1 written with a thick marker is all that, but thin)."""
     components = connected_components(ink)
     if not len(components):
         return False
     heaviest = int(np.argmax(components.mass))
     x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
     mine = components.labels[y0:y1, x0:x1] == heaviest + 1
-    return components.mass[heaviest] >= SHEET_FILL * polygon_area(convex_hull(mine)) and not _holes(mine).any()
+    # By its pixels, not its ink: a small counter is mostly soft edge.
+    if np.count_nonzero(mine) < SHEET_FILL * polygon_area(convex_hull(mine)) or _holes(mine).any():
+        return False
+    ys, xs = np.nonzero(mine)
+    if len(xs) < 3:
+        return True
+    narrow, wide = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64)))  # at any angle
+    return wide <= COUNTER_ASPECT**2 * max(narrow, 1e-6)
 
 
 def _paper(gray: np.ndarray) -> np.ndarray:
