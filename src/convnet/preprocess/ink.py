@@ -13,8 +13,8 @@ from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 SHEET_AREA = 0.2  # light ink whose box covers this share of the image,
-SHEET_FILL = 0.85  # which fills this share of its convex hull
-SHEET_CORNERS = 0.7  # and is near a quadrilateral (`corner_share`: a card rounded by 40 % of its side 70 %) is a sheet
+SHEET_FILL = 0.85  # which fills this share of its box, or of its convex hull
+SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640 bold digits: 91 % at most), is a sheet
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
 
@@ -59,8 +59,9 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box of the heaviest ink and the mask of it with its holes, when it is a sheet of paper seen as ink: a
-    solid shape over much of the image (no digit fills its convex hull so), with what is written on it as holes.
-    The hull, not the box: a sheet lies at any angle on the desk."""
+    solid shape over much of the image, with what is written on it as holes, that fills its box (a sheet lying
+    square, a card with round corners) or is nearly a quadrilateral (a sheet at any angle or seen in perspective).
+    No digit fills its box so, and bold ones are not quadrilaterals enough."""
     components = connected_components(ink)
     if not len(components):
         return None
@@ -72,12 +73,23 @@ def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | No
     holes = _holes(mine)
     if not holes.any():  # a blob, as a marker can make of a digit: read as it is
         return None
-    outline, hull = mine | holes, convex_hull(mine)
-    # The light ink within the sheet's outline: the paper inside a big written 0 too, which the 0 cuts off from the
-    # rest; not the dark inside of a frame drawn round a digit.
-    if ink[y0:y1, x0:x1][outline].sum() < SHEET_FILL * polygon_area(hull) or corner_share(hull) < SHEET_CORNERS:
+    outline = mine | holes
+    if not (_lying_square(components.mass[heaviest], mine.shape) or _quadrilateral(ink[y0:y1, x0:x1], mine, outline)):
         return None
     return (x0, y0, x1, y1), outline
+
+
+def _lying_square(mass: float, box: tuple[int, int]) -> bool:
+    """A sheet lying square, its corners round or not: it fills its box."""
+    return mass >= SHEET_FILL * box[0] * box[1]
+
+
+def _quadrilateral(ink: np.ndarray, mine: np.ndarray, outline: np.ndarray) -> bool:
+    """A sheet at any angle or seen in perspective: the light ink within its outline (the paper inside a big written 0
+    too, which the 0 cuts off from the rest; not the dark inside of a frame) fills its convex hull, and the hull is
+    nearly a quadrilateral."""
+    hull = convex_hull(mine)
+    return ink[outline].sum() >= SHEET_FILL * polygon_area(hull) and corner_share(hull) >= SHEET_CORNERS
 
 
 def _holes(mask: np.ndarray) -> np.ndarray:
