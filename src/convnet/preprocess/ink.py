@@ -62,19 +62,16 @@ def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | No
     solid shape over much of the image, with what is written on it as holes, that fills its box (a sheet lying
     square, a card with round corners) or is nearly a quadrilateral (a sheet at any angle or seen in perspective).
     No digit fills its box so, and bold ones are not quadrilaterals enough."""
-    components = connected_components(ink)
-    if not len(components):
+    if (heaviest := _heaviest(ink)) is None:
         return None
-    heaviest = int(np.argmax(components.mass))
-    x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
+    mass, (x0, y0, x1, y1), mine = heaviest
     if (x1 - x0) * (y1 - y0) < SHEET_AREA * ink.size:
         return None
-    mine = components.labels[y0:y1, x0:x1] == heaviest + 1
     holes = _holes(mine)
     if not holes.any():  # a blob, as a marker can make of a digit: read as it is
         return None
     outline = mine | holes
-    if not (_lying_square(components.mass[heaviest], mine.shape) or _quadrilateral(ink[y0:y1, x0:x1], mine, outline)):
+    if not (_lying_square(mass, mine.shape) or _quadrilateral(ink[y0:y1, x0:x1], mine, outline)):
         return None
     return (x0, y0, x1, y1), outline
 
@@ -92,6 +89,16 @@ def _quadrilateral(ink: np.ndarray, mine: np.ndarray, outline: np.ndarray) -> bo
     return ink[outline].sum() >= SHEET_FILL * polygon_area(hull) and corner_share(hull) >= SHEET_CORNERS
 
 
+def _heaviest(ink: np.ndarray) -> tuple[float, tuple[int, int, int, int], np.ndarray] | None:
+    """The heaviest piece of ink: its mass, its box (x0, y0, x1, y1) and its mask within that box; None for none."""
+    components = connected_components(ink)
+    if not len(components):
+        return None
+    k = int(np.argmax(components.mass))
+    x0, y0, x1, y1 = (int(v) for v in components.boxes[k])
+    return float(components.mass[k]), (x0, y0, x1, y1), components.labels[y0:y1, x0:x1] == k + 1
+
+
 def _holes(mask: np.ndarray) -> np.ndarray:
     """What a mask encloses: the parts of the rest of its box that do not reach the box's side."""
     rest = connected_components((~mask).astype(np.float32))
@@ -103,12 +110,9 @@ def _holes(mask: np.ndarray) -> np.ndarray:
 def _blob(ink: np.ndarray) -> bool:
     """Whether the heaviest ink is a bold digit's counter: a solid blob that fills its convex hull as a sheet does,
     encloses nothing and is not long and thin (a 1 written with a thick marker is all that, but thin)."""
-    components = connected_components(ink)
-    if not len(components):
+    if (heaviest := _heaviest(ink)) is None:
         return False
-    heaviest = int(np.argmax(components.mass))
-    x0, y0, x1, y1 = (int(v) for v in components.boxes[heaviest])
-    mine = components.labels[y0:y1, x0:x1] == heaviest + 1
+    mine = heaviest[2]
     # By its pixels, not its ink: a small counter is mostly soft edge.
     if np.count_nonzero(mine) < SHEET_FILL * polygon_area(convex_hull(mine)) or _holes(mine).any():
         return False

@@ -57,7 +57,7 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
     elif isinstance(source, Image.Image):
         gray, size = _decode(source, "image", max_pixels)  # no draft: the caller's image stays as it is
     else:
-        image, name = _open(source, max_pixels)
+        image, name = _open(source)
         with image:
             gray, size = _decode(image, name, max_pixels, work_pixels)
     return downscale(gray, work_pixels), (int(size[0]), int(size[1]))
@@ -113,7 +113,7 @@ def _tensor_to_array(tensor) -> np.ndarray:
     return array
 
 
-def _open(source: Source, max_pixels: int) -> tuple[Image.Image, str]:
+def _open(source: Source) -> tuple[Image.Image, str]:
     """Open (header only) a path, bytes or an open binary file, turning every failure into ImageError."""
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):  # an open file, BytesIO, an upload
         source = _stream(source)

@@ -84,12 +84,10 @@ def _half_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return chain[:-1]
 
 
-def polygon_area(corners: np.ndarray) -> float:
-    """Area of a polygon given its corners in order (the shoelace formula)."""
-    if len(corners) < 3:
-        return 0.0
-    x, y = corners.T
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+def polygon_area(corners: np.ndarray) -> np.ndarray:
+    """Area of a polygon given its corners (..., n, 2) in order (the shoelace formula); of each, for a stack."""
+    x, y = corners[..., 0], corners[..., 1]
+    return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - y * np.roll(x, -1, axis=-1)).sum(-1))
 
 
 def corner_share(corners: np.ndarray) -> float:
@@ -97,14 +95,12 @@ def corner_share(corners: np.ndarray) -> float:
     of a sheet of paper at any angle or seen in perspective, 64 % of an ellipse. The quadrilateral's corners are
     sought among the points farthest out in 16 directions: a corner that is farthest out in none of them is nearly
     flat, and leaving it out costs little."""
-    area = polygon_area(corners)
+    area = float(polygon_area(corners))
     if area == 0:
         return 0.0
     angles = np.arange(16) * (np.pi / 8)
     extremes = corners[sorted(set((corners @ np.stack([np.cos(angles), np.sin(angles)])).argmax(0).tolist()))]
     if len(extremes) <= 4:
-        return polygon_area(extremes) / area
+        return float(polygon_area(extremes)) / area
     quads = extremes[np.array(list(itertools.combinations(range(len(extremes)), 4)))]  # each still in order round
-    x, y = quads[..., 0], quads[..., 1]
-    areas = 0.5 * np.abs((x * np.roll(y, -1, axis=1) - y * np.roll(x, -1, axis=1)).sum(1))
-    return float(areas.max()) / area
+    return float(polygon_area(quads).max()) / area
