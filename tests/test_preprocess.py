@@ -165,6 +165,39 @@ def test_one_line_clear_of_the_digit_is_not_part_of_it(where: str) -> None:
     assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
 
 
+def _band(shape: tuple[int, int], side: str, share: float, tilt: float = 0.0) -> np.ndarray:
+    """A band along one side of an image, `share` of it deep, its inner edge tilted by `tilt` of its length."""
+    ys, xs = np.indices(shape, dtype=np.float32)
+    along, across = (ys / shape[0], xs / shape[1]) if side in ("left", "right") else (xs / shape[1], ys / shape[0])
+    depth = share + tilt * (along - 0.5)
+    return across < depth if side in ("left", "top") else across >= 1 - depth
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+@pytest.mark.parametrize("share", [0.12, 0.25])
+def test_a_dark_band_along_an_edge_is_not_part_of_the_digit(side: str, share: float) -> None:
+    """The desk beside the page or a shadow, along one edge of a photo lit unevenly: it was taken into the digit (a 3
+    read as 1), or it bent the surface fitted through the paper so far that no ink was found at all."""
+    ink = np.pad(draw_digit("3", 200, 16), 80)
+    light = 0.55 + 0.3 * np.linspace(0, 1, ink.shape[1])[None, :] * np.linspace(1, 0.6, ink.shape[0])[:, None]
+    photo = light * (0.9 - 0.75 * ink)
+    banded = np.where(_band(ink.shape, side, share, tilt=0.05), 0.08, photo)
+    assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
+
+
+@pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck"])
+def test_a_bar_along_the_edge_no_thicker_than_the_rest_stays(case: str) -> None:
+    """A tightly cropped 1 touches the image's edge, as a band does; but it is no thicker than the strokes beside it,
+    or alone. (A 1 as long as the side, beside other ink, is a scan's edge to `remove_rulings`.)"""
+    ink = np.zeros((200, 120), np.float32)
+    if case == "a 1 beside an 11":
+        ink[:140, 20:36] = ink[30:190, 80:96] = 1  # the first cut off by the top edge
+    else:
+        ink[:, :16] = ink[100:103, 60:63] = 1
+    found = find_ink(1 - 0.8 * ink)
+    assert found[:, :36].sum() > 0.9 * ink[:, :36].sum()
+
+
 def test_a_thin_line_beside_a_tall_digit_is_erased() -> None:
     """A margin line a few pixels in from the side, as long as the image and the digit nearly as tall: thinner than
     the digit's strokes, so no stroke of it (kept at first as possibly a 1 beside a digit: a 0 was refused)."""

@@ -17,6 +17,9 @@ SHEET_FILL = 0.85  # which fills this share of its box, or of its convex hull
 SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640 bold digits: 91 % at most), is a sheet
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
+BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
+BAND_SPAN = 0.95  # nor is solid ink along nearly all of one side,
+BAND_SPAN_STROKE = 1.5  # when this many times as thick
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -31,7 +34,7 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     # A sheet of paper photographed on a darker desk: the desk was taken for the paper and the sheet, lighter, for
     # the ink. The sheet is read again on its own, what lies outside it painted over in its colour.
     if not light or (sheet := _sheet(ink)) is None:
-        return ink
+        return _without_bands(ink)
     (x0, y0, x1, y1), inside = sheet
     page = work[y0:y1, x0:x1]
     # Painted over, with the desk: the sheet's rim, which the photo's blur darkens (read as a frame of ink, a 0).
@@ -41,7 +44,31 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
         return ink
     found = np.zeros_like(ink)
     found[y0:y1, x0:x1] = written
-    return found
+    return _without_bands(found)
+
+
+def _without_bands(ink: np.ndarray) -> np.ndarray:
+    """The ink less the bands along the image's edge: the desk beside the page, a shadow, a finger. Each touches the
+    edge, fills its convex hull and is thicker than the strokes of the other ink: several times as thick, or half as
+    thick again when it runs along a whole side. A digit's strokes are not (a 1 drawn as a bar is as thick as its
+    flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1."""
+    if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
+        return ink  # the usual case, and no labelling needed
+    components = connected_components(ink)
+    (height, width), (x0, y0, x1, y1) = ink.shape, components.boxes.T
+    across, down = (x0 == 0) | (x1 == width), (y0 == 0) | (y1 == height)  # on the left or right, top or bottom side
+    along = np.maximum(across * (y1 - y0) / height, down * (x1 - x0) / width)
+    need = np.zeros(len(components))  # how much thicker than the rest's strokes each band must be
+    for k in np.nonzero(across | down)[0]:
+        mine = components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1
+        if np.count_nonzero(mine) >= SHEET_FILL * polygon_area(convex_hull(mine)):
+            need[k] = BAND_SPAN_STROKE if along[k] >= BAND_SPAN else BAND_STROKE
+    rest = (need == 0) & ~speck_mask(components, ink.shape)
+    if not need.any() or not rest.any():
+        return ink
+    stroke = stroke_width(np.where(np.concatenate([[False], rest])[components.labels], ink, 0))
+    bands = [k + 1 for k in np.nonzero(need)[0] if stroke_width(components.labels == k + 1) >= need[k] * stroke]
+    return np.where(np.isin(components.labels, bands), 0, ink) if bands else ink
 
 
 def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -138,13 +165,9 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
     basis, values = basis.reshape(-1, terms), small.ravel()
-    inliers = np.zeros(small.shape, bool)
-    inliers[[0, -1], :] = inliers[:, [0, -1]] = True
-    inliers = inliers.ravel()
-    # Less the border's outliers: a dark strip along one edge (a scan's edge, the desk beside the page) would bend
-    # the first fit towards it, and the noise measured about that fit would swallow the ink.
-    border = values[inliers]
-    inliers &= np.abs(values - np.median(border)) <= 3 * _noise(border) + 0.02
+    border = np.zeros(small.shape, bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    inliers = _paper_border(basis, values, border.ravel())
     for _ in range(3):
         if inliers.sum() < 12:
             return np.full(gray.shape, np.median(small), np.float32)
@@ -158,6 +181,22 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
     y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
     return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
+
+
+def _paper_border(basis: np.ndarray, values: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """The border's pixels that lie on the paper. A dark strip along one edge (a scan's edge, the desk beside the page)
+    would bend a fit to the whole border towards it, and the noise measured about that fit would swallow the ink; its
+    spread would also hide it from a test against the border's median when the light falls unevenly. So the surface
+    is fitted to the closer half of the border, again and again, and the noise measured about it. A plane: on the
+    border a quadratic could take each side to its own level, the strip's too."""
+    basis, distance = basis[:, :3], np.abs(values - np.median(values[border]))  # from the median: no strip's pull
+    for _ in range(4):
+        keep = border & (distance <= np.median(distance[border]))
+        chosen = basis[keep]
+        coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[keep], rcond=None)[0]
+        residual = values - basis @ coef
+        distance = np.abs(residual)
+    return border & (distance <= 3 * _noise(residual[border]) + 0.02)
 
 
 def _centres(n: int) -> np.ndarray:
