@@ -185,6 +185,16 @@ def test_a_dark_band_along_an_edge_is_not_part_of_the_digit(side: str, share: fl
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
 
 
+@pytest.mark.parametrize("side", ["left", "top", "bottom"])
+def test_a_band_that_the_lines_of_ruled_paper_run_into_goes_with_them(side: str) -> None:
+    """The lines joined the band into one piece, neither a band nor lines across the page (a 3 read as 1). (On
+    squared paper, what is left of the faint lines after such a band can still be cropped with the digit.)"""
+    ink = np.pad(draw_digit("3", 200, 16), ((40, 40), (160, 160)))
+    photo = notebook(ink, "ruled", 70)
+    banded = np.where(_band(ink.shape, side, 0.15), 0.08, photo)
+    assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
+
+
 @pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck"])
 def test_a_bar_along_the_edge_no_thicker_than_the_rest_stays(case: str) -> None:
     """A tightly cropped 1 touches the image's edge, as a band does; but it is no thicker than the strokes beside it,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnet.components import connected_components, major_box, speck_mask
+from convnet.components import Components, connected_components, major_box, speck_mask
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
 from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, stroke_width
@@ -20,6 +20,7 @@ COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's cou
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_SPAN = 0.95  # nor is solid ink along nearly all of one side,
 BAND_SPAN_STROKE = 1.5  # when this many times as thick
+BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thick are cut off a band to find it
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -51,10 +52,15 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
     """The ink less the bands along the image's edge: the desk beside the page, a shadow, a finger. Each touches the
     edge, fills its convex hull and is thicker than the strokes of the other ink: several times as thick, or half as
     thick again when it runs along a whole side. A digit's strokes are not (a 1 drawn as a bar is as thick as its
-    flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1."""
+    flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1. The lines of
+    ruled paper that ran into a band, and so were no lines across the page, go with it."""
     if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
         return ink  # the usual case, and no labelling needed
-    components = connected_components(ink)
+    # Bands are sought with thin lines cut off (an opening): a notebook's lines join a band into one piece, no band.
+    # Not in images under 1 / BAND_CUT pixels a side, whose strokes would be cut off too.
+    cut = int(BAND_CUT * min(ink.shape))
+    opened = morph(morph((ink > 0).astype(np.float32), cut, np.minimum), cut, np.maximum)
+    components = connected_components(opened)
     (height, width), (x0, y0, x1, y1) = ink.shape, components.boxes.T
     across, down = (x0 == 0) | (x1 == width), (y0 == 0) | (y1 == height)  # on the left or right, top or bottom side
     along = np.maximum(across * (y1 - y0) / height, down * (x1 - x0) / width)
@@ -63,12 +69,24 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
         mine = components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1
         if np.count_nonzero(mine) >= SHEET_FILL * polygon_area(convex_hull(mine)):
             need[k] = BAND_SPAN_STROKE if along[k] >= BAND_SPAN else BAND_STROKE
-    rest = (need == 0) & ~speck_mask(components, ink.shape)
-    if not need.any() or not rest.any():
+    if not need.any():
         return ink
-    stroke = stroke_width(np.where(np.concatenate([[False], rest])[components.labels], ink, 0))
-    bands = [k + 1 for k in np.nonzero(need)[0] if stroke_width(components.labels == k + 1) >= need[k] * stroke]
-    return np.where(np.isin(components.labels, bands), 0, ink) if bands else ink
+    pieces = connected_components(ink)
+    specks = np.concatenate([[False], speck_mask(pieces, ink.shape)])[pieces.labels]
+    rest = np.where(_grown(components, need > 0, cut) | specks, 0, ink)
+    if not rest.any():
+        return ink
+    stroke = stroke_width(rest)
+    bands = np.zeros(len(components), bool)
+    for k in np.nonzero(need)[0]:
+        bands[k] = stroke_width(components.labels == k + 1) >= need[k] * stroke
+    return remove_rulings(np.where(_grown(components, bands, cut), 0, ink)) if bands.any() else ink
+
+
+def _grown(components: Components, chosen: np.ndarray, by: int) -> np.ndarray:
+    """The mask of the chosen components, grown by `by` pixels (an opening's rounded corners, a soft edge)."""
+    mask = np.concatenate([[False], chosen])[components.labels].astype(np.float32)
+    return morph(mask, by + 1, np.maximum) > 0.5
 
 
 def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
