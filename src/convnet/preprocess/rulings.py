@@ -183,13 +183,57 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     components = connected_components(joined)
     if not len(components):
         return none
-    boxes = components.boxes
+    boxes = components.boxes.copy()
     spans, depths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     thick = components.mass / np.maximum(spans, 1)
-    lines = (spans >= RULING_SPAN * width) & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
+    wide = spans >= RULING_SPAN * width
+    lines = wide & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
+    off_line = np.zeros(ink.shape, bool)
+    # A line that crosses a long, flat stroke (a 4's crossbar, a 2's base) joins it into one piece as deep as the
+    # digit: a line still, if it is thin and straight across most of the image, the stroke no part of it.
+    for k in np.nonzero(wide & ~lines)[0]:
+        x0, y0, x1, y1 = boxes[k]
+        piece = components.labels[y0:y1, x0:x1] == k + 1
+        if (line := _line_through(piece, width)) is not None:
+            lines[k], (boxes[k], off) = True, line
+            boxes[k] += [x0, y0, x0, y0]
+            off_line[y0:y1, x0:x1] |= off
     number = np.zeros(len(lines) + 1, np.intp)
     number[1:][lines] = np.arange(1, lines.sum() + 1)
-    return np.where(mask, number[components.labels], 0), boxes[lines]
+    return np.where(mask & ~off_line, number[components.labels], 0), boxes[lines]
+
+
+def _line_through(piece: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The box (x0, y0, x1, y1) of a thin, straight line through `piece`, a mask, and the mask of the piece's pixels off
+    that line; None if there is none. The line is the piece's thin columns that lie on one straight line, at least
+    half the image's `width` and spread over RULING_SPAN of it; what lies off the line is another stroke's."""
+    counts = piece.sum(axis=0)
+    typical = float(np.median(counts[counts > 0]))
+    thin = np.nonzero((counts > 0) & (counts <= 2 * typical + 2))[0]
+    if len(thin) < width / 2:
+        return None
+    rows = np.arange(piece.shape[0])[:, None]
+    centres = (piece[:, thin] * rows).sum(axis=0) / counts[thin]
+    # Through the medians of each half (a digit's columns among them cannot pull it far), then through the columns
+    # near it.
+    half = len(thin) // 2
+    x0, x1, y0, y1 = (float(np.median(v)) for v in (thin[:half], thin[half:], centres[:half], centres[half:]))
+    slope = (y1 - y0) / max(x1 - x0, 1)
+    intercept = y0 - slope * x0
+    for _ in range(2):
+        on = np.abs(centres - (intercept + slope * thin)) <= typical / 2 + 1
+        if on.sum() < 2:
+            return None
+        slope, intercept = np.polyfit(thin[on], centres[on], 1)
+    line = thin[on]
+    if (len(line) < width / 2 or line[-1] + 1 - line[0] < RULING_SPAN * width or typical > RULING_THIN * len(line)
+            or abs(slope) > RULING_TILT):
+        return None
+    along = intercept + slope * np.arange(piece.shape[1])
+    off = piece & (np.abs(rows - along[None, :]) > typical / 2 + 1)
+    ends = along[[line[0], line[-1]]]
+    box = [line[0], int(ends.min() - typical / 2), line[-1] + 1, int(np.ceil(ends.max() + typical / 2)) + 1]
+    return np.array(box, np.int64), off
 
 
 def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
