@@ -195,17 +195,39 @@ def test_a_band_that_the_lines_of_ruled_paper_run_into_goes_with_them(side: str)
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
 
 
-@pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck"])
+@pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck", "a 1 beside a 0", "a 1 with a hair"])
 def test_a_bar_along_the_edge_no_thicker_than_the_rest_stays(case: str) -> None:
     """A tightly cropped 1 touches the image's edge, as a band does; but it is no thicker than the strokes beside it,
-    or alone. (A 1 as long as the side, beside other ink, is a scan's edge to `remove_rulings`.)"""
-    ink = np.zeros((200, 120), np.float32)
-    if case == "a 1 beside an 11":
-        ink[:140, 20:36] = ink[30:190, 80:96] = 1  # the first cut off by the top edge
+    or it is alone. A review found "10" read as 0, its straight 1 measured against the 0's round stroke on another
+    scale, and a marker's 1 erased whole for a faint hair beside it. (A 1 as long as the side, beside other ink, is a
+    scan's edge to `remove_rulings`.)"""
+    if case == "a 1 beside a 0":  # a thin pen, the 1 on the image's edge, margins of a pixel or two
+        canvas = Image.new("L", (88, 80), 0)
+        ImageDraw.Draw(canvas).ellipse((28, 1, 76, 78), outline=255, width=5)
+        canvas.paste(255, (0, 1, 5, 79))
+        ink = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1)), np.float32) / 255
     else:
-        ink[:, :16] = ink[100:103, 60:63] = 1
+        ink = np.zeros((200, 120), np.float32)
+        if case == "a 1 beside an 11":
+            ink[:140, 20:36] = ink[30:190, 80:96] = 1  # the first cut off by the top edge
+        elif case == "a 1 and a speck":
+            ink[:, :16] = ink[100:103, 60:63] = 1
+        else:  # a marker's bar cut off by the bottom edge, a faint hair off its side
+            ink[20:, 10:36] = 1
+            ink[100 + np.arange(4), 36 + np.arange(4)] = 0.4
     found = find_ink(1 - 0.8 * ink)
     assert found[:, :36].sum() > 0.9 * ink[:, :36].sum()
+
+
+def test_a_line_through_a_bold_digit_is_erased_on_both_sides() -> None:
+    """Where a line of ruled paper crosses a bold digit, the digit's long rows join it into one piece, deeper than a
+    line may be: the line stayed and was cropped with the digit (a bold italic 4 on squared paper read as 1)."""
+    digit = Image.new("L", (600, 400), 0)
+    ImageDraw.Draw(digit).polygon([(330, 60), (400, 60), (380, 330), (220, 330)], fill=255)  # a bold, slanted stroke
+    digit = np.asarray(digit, np.float32) / 255
+    ink = digit.copy()
+    ink[[40, 200, 360], :] = 1  # the middle line crosses the stroke
+    assert np.array_equal(remove_rulings(ink), digit)
 
 
 def test_a_thin_line_beside_a_tall_digit_is_erased() -> None:

@@ -18,8 +18,7 @@ SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
-BAND_SPAN = 0.95  # nor is solid ink along nearly all of one side,
-BAND_SPAN_STROKE = 1.5  # when this many times as thick
+BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
 BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thick are cut off a band to find it
 
 
@@ -50,10 +49,10 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
 
 def _without_bands(ink: np.ndarray) -> np.ndarray:
     """The ink less the bands along the image's edge: the desk beside the page, a shadow, a finger. Each touches the
-    edge, fills its convex hull and is thicker than the strokes of the other ink: several times as thick, or half as
-    thick again when it runs along a whole side. A digit's strokes are not (a 1 drawn as a bar is as thick as its
-    flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1. The lines of
-    ruled paper that ran into a band, and so were no lines across the page, go with it."""
+    edge, fills its convex hull and is thicker than the strokes of the other ink: several times as thick, or twice as
+    thick when it runs along a whole side, end to end. A digit's strokes are not (a 1 drawn as a bar is as thick as
+    its flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1. The lines
+    of ruled paper that ran into a band, and so were no lines across the page, go with it."""
     if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
         return ink  # the usual case, and no labelling needed
     # Bands are sought with thin lines cut off (an opening): a notebook's lines join a band into one piece, no band.
@@ -63,20 +62,19 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
     components = connected_components(opened)
     (height, width), (x0, y0, x1, y1) = ink.shape, components.boxes.T
     across, down = (x0 == 0) | (x1 == width), (y0 == 0) | (y1 == height)  # on the left or right, top or bottom side
-    along = np.maximum(across * (y1 - y0) / height, down * (x1 - x0) / width)
+    whole = (across & (y0 == 0) & (y1 == height)) | (down & (x0 == 0) & (x1 == width))  # along a side, end to end
     need = np.zeros(len(components))  # how much thicker than the rest's strokes each band must be
     for k in np.nonzero(across | down)[0]:
         mine = components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1
         if np.count_nonzero(mine) >= SHEET_FILL * polygon_area(convex_hull(mine)):
-            need[k] = BAND_SPAN_STROKE if along[k] >= BAND_SPAN else BAND_STROKE
+            need[k] = BAND_WHOLE_STROKE if whole[k] else BAND_STROKE
     if not need.any():
         return ink
-    pieces = connected_components(ink)
-    specks = np.concatenate([[False], speck_mask(pieces, ink.shape)])[pieces.labels]
-    rest = np.where(_grown(components, need > 0, cut) | specks, 0, ink)
-    if not rest.any():
+    # The other pieces, measured as the bands are (on the same mask: a band's soft edge and the strokes' count alike).
+    others = (need == 0) & ~speck_mask(components, ink.shape)
+    if not others.any():
         return ink
-    stroke = stroke_width(rest)
+    stroke = stroke_width(np.concatenate([[False], others])[components.labels])
     bands = np.zeros(len(components), bool)
     for k in np.nonzero(need)[0]:
         bands[k] = stroke_width(components.labels == k + 1) >= need[k] * stroke
