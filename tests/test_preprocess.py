@@ -144,6 +144,15 @@ def test_the_lines_of_notebook_paper_are_not_taken_for_the_digit(digit: str, pap
     assert_mnist_like(to_mnist(notebook(ink, paper, spacing)), to_mnist(1 - ink), 0.9)
 
 
+@pytest.mark.parametrize("edge", ["top", "left"])
+def test_the_squares_of_a_page_cut_at_the_digit_are_not_taken_for_it(edge: str) -> None:
+    """A photo cut close to the digit: the lines across that side cannot go on past the digit, which made them its
+    strokes for all that they are a grid's (evenly spaced, thinner than the pen), and the digit came out small."""
+    digit = draw_digit("4", 200, 16, margin=0)
+    ink = np.pad(digit, ((4, 160), (170, 130)) if edge == "top" else ((60, 100), (4, 300)))
+    assert_mnist_like(to_mnist(notebook(ink, "squared", 70)), to_mnist(1 - ink), 0.9)
+
+
 @pytest.mark.parametrize("digit", ["2", "7", "1"])
 def test_a_rule_under_a_digit_is_not_part_of_it(digit: str) -> None:
     """A loose rule under the digit, longer than the digit is tall: it was cropped and scaled with the digit (an

@@ -17,6 +17,9 @@ RULING_DIGIT = 0.1  # a line alone along the image's side, or thin, goes only be
 RULING_THIN_STROKE = 0.5  # (thin: at most this share of the other strokes' width)
 RULING_INNER_DIGIT = 0.15  # any other (it might be a tightly cropped 1) beside a digit this share of it...
 RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
+GRID_LINES = 3  # lines of a printed grid go even where a digit at the page's edge stops them going past it: as many,
+GRID_SPAN = 0.95  # across this share of the image,
+GRID_EVEN = 0.15  # evenly spaced to within this share of their spacing
 
 
 def remove_rulings(ink: np.ndarray) -> np.ndarray:
@@ -37,6 +40,11 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     row_ok = _past(row_boxes[:, [0, 2]], x0, x1, RULING_MARGIN * width)
     col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
+    if not (row_ok.all() and col_ok.all()):
+        # A digit at the page's edge stops the lines there from going on past it; a printed grid goes all the same.
+        stroke = stroke_width(np.where((rows > 0) | (cols > 0), 0, ink))
+        row_ok |= _grid(row_boxes, rows, ink, stroke)
+        col_ok |= _grid(col_boxes, cols.T, ink.T, stroke)
     if row_ok.sum() + col_ok.sum() == 1:
         # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
         # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1), and
@@ -242,6 +250,22 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
     if not len(components):
         return rest.shape[1] // 2, rest.shape[0] // 2, rest.shape[1] // 2, rest.shape[0] // 2
     return major_box(components, np.ones(len(components), bool))
+
+
+def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
+    """Which of the horizontal lines numbered in `lines` (boxes as `_rulings` gives them) are a printed grid's: at
+    least GRID_LINES of them across the whole image, evenly spaced (a line not found counts as a gap twice as wide),
+    each thinner than RULING_THIN_STROKE of the strokes. No digit has such bars."""
+    count = len(boxes)
+    whole = boxes[:, 2] - boxes[:, 0] >= GRID_SPAN * ink.shape[1]
+    if count < GRID_LINES or not whole.all():
+        return np.zeros(count, bool)
+    centres = np.sort(boxes[:, 1] + boxes[:, 3]) / 2
+    gaps = np.diff(centres) / np.median(np.diff(centres))
+    if np.abs(gaps - np.maximum(np.round(gaps), 1)).max() > GRID_EVEN:
+        return np.zeros(count, bool)
+    mass = np.bincount(lines.ravel(), ink.ravel(), minlength=count + 1)[1:]
+    return np.full(count, bool((mass / (boxes[:, 2] - boxes[:, 0]) <= RULING_THIN_STROKE * stroke).all()))
 
 
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
