@@ -239,6 +239,22 @@ def test_a_line_through_a_bold_digit_is_erased_on_both_sides() -> None:
     assert np.array_equal(remove_rulings(ink), digit)
 
 
+def test_a_stroke_along_a_line_keeps_its_own_thickness() -> None:
+    """A 1 written along a line of squared paper, a line crossing its stem: the lines' thickness was the commonest run
+    among all their pixels, here the stem's, and the stem went with its line (read 2). Each line is measured alone,
+    over the columns where it shows its own thickness."""
+    photo = Image.new("L", (72, 90), 230)
+    draw = ImageDraw.Draw(photo)
+    for k in range(3):
+        draw.line([(36 + 40 * (k - 1), 0), (36 + 40 * (k - 1), 90)], fill=150, width=2)  # down the middle and beside
+        draw.line([(0, 13 + 40 * k), (72, 13 + 40 * k)], fill=150, width=2)  # one across the stem
+    draw.line([(39, 18), (36, 72)], fill=30, width=7)
+    plain = Image.new("L", (72, 90), 230)
+    ImageDraw.Draw(plain).line([(39, 18), (36, 72)], fill=30, width=7)
+    read = [to_mnist(np.asarray(image, np.float32) / 255) for image in (photo, plain)]
+    assert correlation(*read) > 0.9
+
+
 def test_a_thin_line_beside_a_tall_digit_is_erased() -> None:
     """A margin line a few pixels in from the side, as long as the image and the digit nearly as tall: thinner than
     the digit's strokes, so no stroke of it (kept at first as possibly a 1 beside a digit: a 0 was refused)."""

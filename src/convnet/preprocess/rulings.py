@@ -64,7 +64,8 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         col_ok &= alone & _clear(col_boxes[:, [1, 3]], x0, x1)
     if not row_ok.any() and not col_ok.any():
         return ink
-    rows, cols = np.concatenate([[False], row_ok])[rows], np.concatenate([[False], col_ok])[cols]
+    rows = np.where(np.concatenate([[False], row_ok])[rows], rows, 0)
+    cols = np.where(np.concatenate([[False], col_ok])[cols], cols, 0)
     # Where a stroke crosses a line or lies on it, the ink across the line is thicker than the line: keep it there.
     erase = _thin_across(rows, ink > 0) | _thin_across(cols.T, ink.T > 0).T
     return np.where(erase, 0, ink)
@@ -260,9 +261,9 @@ def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) 
     whole = boxes[:, 2] - boxes[:, 0] >= GRID_SPAN * ink.shape[1]
     if count < GRID_LINES or not whole.all():
         return np.zeros(count, bool)
-    centres = np.sort(boxes[:, 1] + boxes[:, 3]) / 2
-    gaps = np.diff(centres) / np.median(np.diff(centres))
-    if np.abs(gaps - np.maximum(np.round(gaps), 1)).max() > GRID_EVEN:
+    gaps = np.diff(np.sort(boxes[:, 1] + boxes[:, 3]) / 2)
+    step = float(np.median(gaps))
+    if step <= 0 or np.abs(gaps / step - np.maximum(np.round(gaps / step), 1)).max() > GRID_EVEN:
         return np.zeros(count, bool)
     mass = np.bincount(lines.ravel(), ink.ravel(), minlength=count + 1)[1:]
     return np.full(count, bool((mass / (boxes[:, 2] - boxes[:, 0]) <= RULING_THIN_STROKE * stroke).all()))
@@ -279,10 +280,19 @@ def _clear(depths: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The pixels of horizontal `lines` whose vertical run of ink is no thicker than a line's."""
-    if not lines.any():
-        return lines
+    """The pixels of the horizontal `lines` (numbered 1..n, 0 elsewhere) whose vertical run of ink is no thicker than
+    their own line."""
+    on = lines > 0
+    if not on.any():
+        return on
     runs = vertical_runs(mask)
-    # The commonest thickness is the lines' own: strokes that join a line may cover much of its pixels.
-    limit = 1.5 * np.bincount(runs[lines]).argmax() + 1
-    return lines & (runs <= limit)
+    # A line's thickness is its pixels in a column, low in the range over its columns: strokes that cross it or lie
+    # along it (a 1's stem on a line of squared paper, a bold digit's bar) may cover most of its columns, and each
+    # line its own, so that one line's strokes set no other's limit.
+    width = lines.shape[1]
+    columns = np.broadcast_to(np.arange(width), lines.shape)[on]
+    counts = np.bincount(lines[on] * width + columns, minlength=(lines.max() + 1) * width).reshape(-1, width)
+    thickness = np.array([np.percentile(c[c > 0], 25) if c.any() else 0.0 for c in counts])
+    return on & (runs <= 1.5 * thickness[lines] + 1)
+
+
