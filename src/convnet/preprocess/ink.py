@@ -65,8 +65,7 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
     whole = (across & (y0 == 0) & (y1 == height)) | (down & (x0 == 0) & (x1 == width))  # along a side, end to end
     need = np.zeros(len(components))  # how much thicker than the rest's strokes each band must be
     for k in np.nonzero(across | down)[0]:
-        mine = components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1
-        if np.count_nonzero(mine) >= SHEET_FILL * polygon_area(convex_hull(mine)):
+        if _fills_hull(components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1):
             need[k] = BAND_WHOLE_STROKE if whole[k] else BAND_STROKE
     if not need.any():
         return ink
@@ -156,14 +155,19 @@ def _blob(ink: np.ndarray) -> bool:
     if (heaviest := _heaviest(ink)) is None:
         return False
     mine = heaviest[2]
-    # By its pixels, not its ink: a small counter is mostly soft edge.
-    if np.count_nonzero(mine) < SHEET_FILL * polygon_area(convex_hull(mine)) or _holes(mine).any():
+    if not _fills_hull(mine) or _holes(mine).any():
         return False
     ys, xs = np.nonzero(mine)
     if len(xs) < 3:
         return True
     narrow, wide = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64)))  # at any angle
     return wide <= COUNTER_ASPECT**2 * max(narrow, 1e-6)
+
+
+def _fills_hull(mask: np.ndarray) -> bool:
+    """Whether a piece is solid: its pixels fill SHEET_FILL of its convex hull (by pixels, not ink: a small piece is
+    mostly soft edge)."""
+    return np.count_nonzero(mask) >= SHEET_FILL * polygon_area(convex_hull(mask))
 
 
 def _paper(gray: np.ndarray) -> np.ndarray:
@@ -187,8 +191,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     for _ in range(3):
         if inliers.sum() < 12:
             return np.full(gray.shape, np.median(small), np.float32)
-        chosen = basis[inliers]  # lstsq on the 6x6 normal equations: much cheaper than on every inlier
-        coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[inliers], rcond=None)[0]
+        coef = _fit(basis, values, inliers)
         residual = values - basis @ coef
         settled = inliers
         inliers = np.abs(residual) <= 3 * _noise(residual[inliers]) + 1e-3
@@ -207,12 +210,16 @@ def _paper_border(basis: np.ndarray, values: np.ndarray, border: np.ndarray) -> 
     border a quadratic could take each side to its own level, the strip's too."""
     basis, distance = basis[:, :3], np.abs(values - np.median(values[border]))  # from the median: no strip's pull
     for _ in range(4):
-        keep = border & (distance <= np.median(distance[border]))
-        chosen = basis[keep]
-        coef = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ values[keep], rcond=None)[0]
-        residual = values - basis @ coef
+        residual = values - basis @ _fit(basis, values, border & (distance <= np.median(distance[border])))
         distance = np.abs(residual)
     return border & (distance <= 3 * _noise(residual[border]) + 0.02)
+
+
+def _fit(basis: np.ndarray, values: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of `basis` for the `chosen` values, solved on the small normal equations: much cheaper
+    than on every chosen pixel."""
+    rows = basis[chosen]
+    return np.linalg.lstsq(rows.T @ rows, rows.T @ values[chosen], rcond=None)[0]
 
 
 def _centres(n: int) -> np.ndarray:

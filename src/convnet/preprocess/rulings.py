@@ -155,10 +155,7 @@ def _rule_along_bottom(mask: np.ndarray) -> np.ndarray:
     lowest = height - 1 - np.argmax(mask[::-1, columns], axis=0)
     thickness = vertical_runs(mask)[lowest, columns]
     # The rule is most of the columns: the medians of each half put a line through it, whatever hangs below it.
-    half = len(columns) // 2
-    xl, xr = np.median(columns[:half]), np.median(columns[half:])
-    yl, yr = np.median(lowest[:half]), np.median(lowest[half:])
-    slope = (yr - yl) / max(xr - xl, 1)
+    xl, yl, slope = _line_of_halves(columns, lowest)
     line = yl + slope * (columns - xl)
     typical = float(np.median(thickness))
     on_rule = np.abs(lowest - line) <= 1 + typical / 2
@@ -212,6 +209,14 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(mask & ~off_line, number[components.labels], 0), boxes[lines]
 
 
+def _line_of_halves(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
+    """A line through the points (xs in order) that most of them lie on, whatever the rest do: through the medians of
+    each half. Returns the left half's median point (x, y) and the slope."""
+    half = len(xs) // 2
+    x0, x1, y0, y1 = (float(np.median(v)) for v in (xs[:half], xs[half:], ys[:half], ys[half:]))
+    return x0, y0, (y1 - y0) / max(x1 - x0, 1)
+
+
 def _line_through(piece: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The box (x0, y0, x1, y1) of a thin, straight line through `piece`, a mask, and the mask of the piece's pixels off
     that line; None if there is none. The line is the piece's thin columns that lie on one straight line, at least
@@ -225,9 +230,7 @@ def _line_through(piece: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray
     centres = (piece[:, thin] * rows).sum(axis=0) / counts[thin]
     # Through the medians of each half (a digit's columns among them cannot pull it far), then through the columns
     # near it.
-    half = len(thin) // 2
-    x0, x1, y0, y1 = (float(np.median(v)) for v in (thin[:half], thin[half:], centres[:half], centres[half:]))
-    slope = (y1 - y0) / max(x1 - x0, 1)
+    x0, y0, slope = _line_of_halves(thin, centres)
     intercept = y0 - slope * x0
     for _ in range(2):
         on = np.abs(centres - (intercept + slope * thin)) <= typical / 2 + 1
