@@ -194,6 +194,17 @@ def test_a_dark_band_along_an_edge_is_not_part_of_the_digit(side: str, share: fl
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
 
 
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_a_band_that_thickens_along_the_edge_goes_whole(side: str) -> None:
+    """A shadow's edge at a slant: a band thin at one end and five times as thick at the other, too thin for a band
+    and taken for a line. Only its thin end went, measured against its thinnest columns, and its thick end was cropped
+    with the digit. Its thick end lies within the straight edges of its thin end; a stroke on a line reaches past."""
+    ink = np.pad(draw_digit("3", 200, 16), 80)
+    photo = 0.9 - 0.75 * ink
+    banded = np.where(_band(ink.shape, side, 0.06, tilt=0.08), 0.08, photo)
+    assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
+
+
 @pytest.mark.parametrize("side", ["left", "top", "bottom"])
 def test_a_band_that_the_lines_of_ruled_paper_run_into_goes_with_them(side: str) -> None:
     """The lines joined the band into one piece, neither a band nor lines across the page (a 3 read as 1). (On

@@ -49,14 +49,20 @@ def running(rows: np.ndarray, radius: int, op: np.ufunc) -> np.ndarray:
 
 def vertical_runs(mask: np.ndarray) -> np.ndarray:
     """For each ink pixel, the length of the vertical run of ink it belongs to (0 on paper)."""
+    return vertical_run_bounds(mask)[1]
+
+
+def vertical_run_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each ink pixel, the first row of the vertical run of ink it belongs to, and the run's length (0 on paper)."""
     edges = np.diff(np.pad(mask, ((1, 1), (0, 0))).astype(np.int8), axis=0)
     starts, ends = np.nonzero(edges.T == 1), np.nonzero(edges.T == -1)  # (column, row), in column-major order
     lengths = ends[1] - starts[1]
-    out = np.zeros(mask.T.shape, np.int32)
+    first, out = np.zeros(mask.T.shape, np.int32), np.zeros(mask.T.shape, np.int32)
     run_of = np.repeat(np.arange(len(lengths)), lengths)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[starts[0][run_of], starts[1][run_of] + offsets] = lengths[run_of]
-    return out.T
+    where = starts[0][run_of], starts[1][run_of] + offsets
+    first[where], out[where] = starts[1][run_of], lengths[run_of]
+    return first.T, out.T
 
 
 def convex_hull(mask: np.ndarray) -> np.ndarray:

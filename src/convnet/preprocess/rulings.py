@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from convnet.components import Components, connected_components, major_box, speck_mask
-from convnet.preprocess.morphology import running, stroke_width, vertical_runs
+from convnet.preprocess.morphology import running, stroke_width, vertical_run_bounds, vertical_runs
 
 LINE_ASPECT = 10  # a thin piece of ink this many times as wide as tall is a piece of a line, not of a digit
 RULING_SPAN = 0.75  # a ruling crosses at least this share of the image...
@@ -284,11 +284,11 @@ def _clear(depths: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The pixels of the horizontal `lines` (numbered 1..n, 0 elsewhere) whose vertical run of ink is no thicker than
-    their own line."""
+    their own line, or lies within the line's own straight edges (a band that thickens along its length)."""
     on = lines > 0
     if not on.any():
         return on
-    runs = vertical_runs(mask)
+    first, runs = vertical_run_bounds(mask)
     # A line's thickness is its pixels in a column, low in the range over its columns: strokes that cross it or lie
     # along it (a 1's stem on a line of squared paper, a bold digit's bar) may cover most of its columns, and each
     # line its own, so that one line's strokes set no other's limit.
@@ -296,6 +296,33 @@ def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
     columns = np.broadcast_to(np.arange(width), lines.shape)[on]
     counts = np.bincount(lines[on] * width + columns, minlength=(lines.max() + 1) * width).reshape(-1, width)
     thickness = np.array([np.percentile(c[c > 0], 25) if c.any() else 0.0 for c in counts])
-    return on & (runs <= 1.5 * thickness[lines] + 1)
+    thin = on & (runs <= 1.5 * thickness[lines] + 1)
+    return thin | _within_edges(lines, thin, first, runs, thickness)
 
 
+def _within_edges(lines: np.ndarray, thin: np.ndarray, first: np.ndarray, runs: np.ndarray,
+                  thickness: np.ndarray) -> np.ndarray:
+    """The pixels of `lines` whose vertical run of ink (from row `first`, `runs` long) lies between the line's top and
+    bottom edges, straight lines through those of its `thin` columns, give or take a quarter of its `thickness`. A
+    band's thick end (a shadow's edge at a slant, thin at one end and thick at the other) lies so; a stroke that
+    crosses the line or lies along it, over half as thick again as the line, reaches past an edge by more. (A pixel
+    of slack instead let a 5's stem go where it ran down a faint line of squared paper.)"""
+    inside = np.zeros(lines.shape, bool)
+    ys, xs = np.nonzero(thin)
+    numbers = lines[ys, xs]
+    for k in np.unique(numbers):
+        rows, columns = ys[numbers == k], xs[numbers == k]
+        top, bottom = np.full(lines.shape[1], lines.shape[0]), np.full(lines.shape[1], -1)
+        np.minimum.at(top, columns, rows)
+        np.maximum.at(bottom, columns, rows)
+        present = np.nonzero(bottom >= 0)[0]
+        if len(present) < 2:
+            continue
+        ry, rx = np.nonzero((lines == k) & ~thin)
+        slack = thickness[k] / 4
+        x, y, slope = _line_of_halves(present, top[present])
+        above = first[ry, rx] >= y + slope * (rx - x) - slack
+        x, y, slope = _line_of_halves(present, bottom[present])
+        below = first[ry, rx] + runs[ry, rx] - 1 <= y + slope * (rx - x) + slack
+        inside[ry[above & below], rx[above & below]] = True
+    return inside
