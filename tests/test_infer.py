@@ -124,6 +124,14 @@ def test_expand_paths_folders_and_globs(tmp_path):
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "._1.png")])] == [str(tmp_path / "a" / "._1.png")]
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "*.png")])] == [str(tmp_path / "a" / "1.png")]
     assert list(expand_paths([str(tmp_path / "nope*.png")]))[0][1].endswith("no files match")
+    # A glob reads the images it matches, as a folder does: `a/*` or `a/**` read no notes (they were read and failed,
+    # listed after the subfolders' images).
+    for pattern in ("*", "**"):
+        skipped = []
+        found = [p for p, error in expand_paths([str(tmp_path / "a" / pattern)], skipped)]
+        assert found == [str(tmp_path / "a" / name) for name in ("1.png", "b/2.JPG", "b/4.avif")]
+        assert str(tmp_path / "a" / "skip.txt") in skipped
+    assert list(expand_paths([str(tmp_path / "a" / "*.txt")]))[0][1].endswith("no images among the 1 files it matches")
     assert list(expand_paths([str(tmp_path / "missing.png")]))[0][1].endswith("no such file or folder")
     assert list(expand_paths([""])) == [("", "empty path")]
 
@@ -239,8 +247,8 @@ def test_predict_cli_counts_each_file_left_out_once(tmp_path):
     (tmp_path / "._x.png").write_bytes(b"macOS metadata")
     (tmp_path / "sub" / "notes.txt").write_text("not an image")
     (tmp_path / "sub" / "1.png").write_bytes(DIGITS[0].read_bytes())
-    done = cli("predict", tmp_path / "**")  # walks sub/ again under each folder above it; names notes.txt itself
-    assert "convnet: 1 file(s) in the folders left out" in done.stderr, done.stderr
+    done = cli("predict", tmp_path / "**")  # walks sub/ again under each folder above it, and matches notes.txt
+    assert done.returncode == 0 and "convnet: 2 file(s) of the folders and globs left out" in done.stderr, done.stderr
 
 
 def test_predict_cli_prints_one_line_per_file_whatever_its_name(tmp_path):
@@ -282,6 +290,36 @@ def test_a_dash_and_named_pipes_read_standard_input():
     empty = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], input=b"", capture_output=True,
                            timeout=120)
     assert empty.returncode == 1 and b"file is empty" in empty.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="standard input has no path on this system")
+def test_a_dash_reads_a_socket_and_refuses_a_terminal():
+    """A parent process may hand its child a socket for standard input (Node's spawn does): its path cannot be
+    opened, its size is 0, and "-" said "file is empty". A terminal holds no image: it said so too."""
+    import socket
+
+    parent, child = socket.socketpair()
+    with parent, child:
+        run = subprocess.Popen([sys.executable, "-m", "convnet", "predict", "-"], stdin=child, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        parent.sendall(DIGITS[0].read_bytes())
+        parent.shutdown(socket.SHUT_WR)
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert out.decode().split()[1] == label_of(DIGITS[0])
+    leader, follower = os.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], stdin=follower, capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 1 and "standard input is a terminal" in done.stdout, done.stdout + done.stderr
+
+
+def test_an_empty_image_path_is_a_usage_error():
+    done = cli("predict", "")
+    assert done.returncode == 2 and "an empty path names no image" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_named_pipe_with_no_writer_reads_as_empty_without_waiting(tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from convnet.errors import ConfigError
 from convnet.preprocess import (
     WORK_PIXELS, ImageError, NoInkError, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings, to_mnist
 )
@@ -560,6 +561,7 @@ def _variants(gray: np.ndarray) -> dict[str, object]:
         "P+transparency": transparent,
         "1": image.convert("1", dither=Image.Dither.NONE),
         "I;16": Image.fromarray(u8.astype(np.uint16) * 257),
+        "LAB": image.convert("RGB").convert("LAB"),  # PIL converts it to nothing
         "I": image.convert("I"),
         "F": image.convert("F"),
         "CMYK": image.convert("CMYK"),
@@ -584,8 +586,17 @@ def test_every_mode_and_array_reads_the_same(kind: str) -> None:
     assert gray.dtype == np.float32 and gray.shape == paper.shape
     assert np.abs(gray - paper).mean() < 0.02, "1 must be white, transparency composited over white"
     if isinstance(source, Image.Image):  # and the same once saved to a file
-        saved = encode(source, "TIFF" if source.mode in ("I", "F", "CMYK") else "PNG")
+        saved = encode(source, "TIFF" if source.mode in ("I", "F", "CMYK", "LAB") else "PNG")
         assert np.abs(load_gray(saved) - gray).max() < 1e-6
+
+
+def test_a_16_bit_png_with_a_transparent_gray_keeps_its_ink(tmp_path) -> None:
+    """PIL's conversion to gray and alpha clips 16-bit values to 8 bits: the ink went white ("no ink found")."""
+    ink = draw_digit("2", 60, 9) > 0.5
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.where(ink, 20000, 60000).astype(np.uint16)).save(path, transparency=60000)
+    assert Image.open(path).info["transparency"] == 60000
+    assert np.allclose(load_gray(path), np.where(ink, 20000 / 65535, 1), atol=1e-6)
 
 
 def test_white_ink_on_a_transparent_canvas_stays_visible() -> None:
@@ -765,11 +776,12 @@ def test_work_size_is_an_area_so_long_strips_keep_their_resolution() -> None:
     assert work.size <= WORK_PIXELS * 1.01 and work.shape[0] / work.shape[1] == pytest.approx(1.5, rel=0.01)
 
 
-def test_a_mode_pil_cannot_convert_is_called_unsupported(seven: np.ndarray, tmp_path) -> None:
-    path = tmp_path / "lab.tif"
-    Image.fromarray(to_u8(seven)).convert("RGB").convert("LAB").save(path)
-    with pytest.raises(ImageError, match="lab.tif: unsupported image mode LAB"):
-        load_gray(path)
+def test_load_gray_checks_its_sizes() -> None:
+    """They failed deep inside, as "image data is truncated or corrupt" for a file or a bare ValueError."""
+    for options in ({"work_pixels": -1}, {"work_pixels": 0}, {"max_pixels": None}, {"max_pixels": "x"},
+                    {"max_pixels": True}, {"work_pixels": 2.5}):
+        with pytest.raises(ConfigError, match=f"{next(iter(options))} must be a whole number"):
+            load_gray(np.zeros((4, 4)), **options)
 
 
 def test_nan_array() -> None:

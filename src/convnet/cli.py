@@ -121,6 +121,8 @@ def user_path(text: str) -> str:
 
 def image_path(text: str) -> str:
     """An image argument: `-` is standard input (a pipe or a redirected file), unless a file is named so."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no image")
     return "/dev/stdin" if text == "-" and not os.path.exists(text) else text
 
 
@@ -510,10 +512,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
             answer = p.label if p.label is not None else f"? ({p.reason})"
             print(f"{_one_line(p.path)}: {answer}   {top}")
-    # A folder's other files: said, not read. Each once (`**` walks a subfolder again under each folder above it),
-    # and not those a pattern named to be read.
+    # The other files of a folder or a glob: said, not read. Each once (`**` walks a subfolder again under each
+    # folder above it, and matches its files too), and not those named to be read.
     if left_out := sorted(set(skipped) - read):
-        print(f"convnet: {len(left_out)} file(s) in the folders left out, as hidden or not named as images "
+        print(f"convnet: {len(left_out)} file(s) of the folders and globs left out, as hidden or not named as images "
               f"(first: {left_out[0]}); name a file to read it", file=sys.stderr)
     if failed:
         print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)

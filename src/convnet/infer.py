@@ -260,8 +260,8 @@ def _prepare(source: Source) -> np.ndarray | ImageError:
 def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily.
 
-    In folders, files not named as images and hidden ones (`.x`, such as macOS's `._photo.png`) are left out, and
-    added to `skipped` when it is given; a file named on its own is always read."""
+    In folders and among a glob's matches, files not named as images and hidden ones (`.x`, such as macOS's
+    `._photo.png`) are left out, and added to `skipped` when it is given; a file named on its own is always read."""
     for pattern in patterns:
         path = Path(pattern)
         if not pattern:
@@ -316,14 +316,25 @@ def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str,
     """The files a pattern matches, and the images in the folders it matches, each file once however many names
     reach it (`**` matches a folder and what is in it; links can lead to a file again)."""
     seen: set[str] = set()
+    others: list[str] = []  # as in a folder: `dir/*` or `dir/**` reads the images, not the notes beside them
     for match in _glob(pattern):
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
-        for path, error in _folder_images(Path(match), skipped) if os.path.isdir(match) else [(match, None)]:
+        if os.path.isdir(match):
+            found: Iterable[tuple[str, str | None]] = _folder_images(Path(match), skipped)
+        elif walked_image(os.path.basename(match)):
+            found = [(match, None)]
+        else:
+            others.append(match)
+            found = []
+        for path, error in found:
             if (real := os.path.realpath(path)) not in seen:
                 seen.add(real)
                 yield path, error
+    if skipped is not None:
+        skipped.extend(others)
     if not seen:
-        yield pattern, f"{pattern}: no files match"
+        yield pattern, f"{pattern}: " + (f"no images among the {len(others)} files it matches" if others
+                                         else "no files match")
 
 
 def _glob(pattern: str) -> Iterator[str]:

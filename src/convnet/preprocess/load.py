@@ -18,7 +18,7 @@ from typing import BinaryIO, Union, cast
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convnet.errors import ImageError
+from convnet.errors import ConfigError, ImageError
 
 MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
 MAX_STREAM_BYTES = 256 << 20  # a stream that cannot seek is read whole first: no image file is near this size
@@ -26,6 +26,7 @@ WORK_PIXELS = 1024 * 1024  # larger inputs are area-downscaled to this many pixe
 UNIT_OVERSHOOT = 1.5  # float images up to this are [0, 1] with resampling overshoot, not 0..255 (see `_to_unit`)
 
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")  # not LAB, whose A is a colour axis
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16 and 32 bits a pixel
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 
@@ -49,6 +50,7 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
                     work_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """`load_gray`, and the (height, width) of the image itself, upright: what the gray may have been downscaled
     from, to map what is found in it back to the image's own pixels."""
+    _check_sizes(max_pixels, work_pixels)
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
         source = _tensor_to_array(source)
     if isinstance(source, np.ndarray):
@@ -61,6 +63,13 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
         with image:
             gray, size = _decode(image, name, max_pixels, work_pixels)
     return downscale(gray, work_pixels), (int(size[0]), int(size[1]))
+
+
+def _check_sizes(max_pixels: int, work_pixels: int | None) -> None:
+    for name, value, none in (("max_pixels", max_pixels, False), ("work_pixels", work_pixels, True)):
+        if not (value is None and none) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            allowed = " (or None: as it is)" if none else ""
+            raise ConfigError(f"{name} must be a whole number of pixels, at least 1{allowed}, not {value!r}.")
 
 
 def _stream(stream) -> BinaryIO | bytes:
@@ -101,6 +110,26 @@ def _read_pipe(path: Path, name: str) -> bytes:
         return cast(bytes, _stream(pipe))  # a pipe cannot seek: _stream reads it whole
 
 
+def _is_stdin(info: os.stat_result) -> bool:
+    """Whether a file (by its `stat`) is this process's standard input, and one whose size says nothing of what it
+    holds: a pipe, a socket or a terminal (a redirected file is read as the file it is)."""
+    if not (stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+        return False
+    try:
+        return os.path.samestat(info, os.fstat(0))
+    except OSError:  # no standard input at all
+        return False
+
+
+def _read_stdin(name: str) -> bytes:
+    """All of standard input, read from the process's own descriptor: a socket's path cannot be opened."""
+    if os.isatty(0):
+        raise ImageError(f"{name}: standard input is a terminal; pipe or redirect an image into it, e.g. "
+                         "convnet predict - < digit.png")
+    with os.fdopen(os.dup(0), "rb") as stdin:
+        return cast(bytes, _stream(stdin))  # neither a pipe nor a socket can seek: _stream reads it whole
+
+
 def _tensor_to_array(tensor) -> np.ndarray:
     """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
     try:
@@ -137,7 +166,10 @@ def _open(source: Source) -> tuple[Image.Image, str]:
             raise ImageError(f"{name!r}: not a valid path ({exc})") from None
         if stat.S_ISDIR(mode):
             raise ImageError(f"{name}: is a directory, not an image file")
-        if stat.S_ISFIFO(mode):  # /dev/stdin, <(…): a pipe's size says nothing, its contents are read to the end
+        if _is_stdin(info):  # "-": what a socket (a parent process's) or a pipe holds; a terminal holds no image
+            fp = io.BytesIO(_read_stdin(name))
+            size = len(fp.getvalue())
+        elif stat.S_ISFIFO(mode):  # <(…): a pipe's size says nothing, its contents are read to the end
             fp = io.BytesIO(_read_pipe(fp, name))
             size = len(fp.getvalue())
         if size == 0:
@@ -203,12 +235,19 @@ def _decode(image: Image.Image, name: str, max_pixels: int,
 def _pil_to_gray(image: Image.Image) -> np.ndarray:
     """Any PIL mode to float gray: alpha over white, 16/32-bit by their range."""
     image.load()  # corrupt data fails here, as corrupt; a mode PIL cannot convert fails below
+    if image.mode in WIDE_MODES:  # by value, as arrays are: PIL's conversions clip them to 8 bits
+        array = np.asarray(image)
+        clear = image.info.get("transparency")  # a PNG's one transparent gray value
+        if isinstance(clear, (int, float)) and not isinstance(clear, bool):
+            return _over_paper(_to_unit(array), (array != clear).astype(np.float32))
+        return _to_unit(array)
+    if image.mode == "LAB":  # PIL converts it to nothing; its L is lightness
+        image = image.getchannel("L")
     try:
         if image.mode in ALPHA_MODES or "transparency" in image.info:
             la = image.convert("LA")
             return _over_paper(_to_unit(np.asarray(la.getchannel("L"))), _to_unit(np.asarray(la.getchannel("A"))))
-        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
-            image = image.convert("L")
+        image = image.convert("L")
     except ValueError:
         raise ImageError(f"unsupported image mode {image.mode}") from None
     return _to_unit(np.asarray(image))
