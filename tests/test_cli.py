@@ -84,13 +84,20 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert run("train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--seed", "1",
                "--val-split", "20", "--out", second).returncode == 0  # 20: per cent, like the other shares
     assert json.loads((second / "model.json").read_text())["training"]["val_split"] == 0.2
-    vote = run("ensemble", out, second, "--out", tmp_path / "vote", "--data-dir", tiny_dir)
+    # Scored on other images of the same kind, first: the card recorded those as the data it was trained on, and
+    # `evaluate` on the members' own data said it was trained on other data.
+    other_data = write_idx_folder(tmp_path / "other-data", synthetic_arrays(seed=1))
+    vote = run("ensemble", out, second, "--out", tmp_path / "vote", "--data-dir", other_data)
     assert vote.returncode == 0, vote.stderr
     assert "ensemble of 2: test accuracy" in vote.stdout
+    assert vote.stderr.count("was trained on other data") == 2  # each member, as `evaluate` says it
     card = json.loads((tmp_path / "vote" / "model.json").read_text())
     assert card["architecture"] == "ensemble" and len(card["metrics"]["member_test_accuracy"]) == 2
+    assert card["dataset"] == json.loads((out / "model.json").read_text())["dataset"]  # the members' data
+    assert card["metrics"]["test_dataset"]["sha256"] != card["dataset"]["sha256"]
     ev = run("evaluate", tmp_path / "vote", "--data-dir", tiny_dir, "--json")
-    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(card["metrics"]["test_accuracy"])
+    assert ev.returncode == 0 and "note:" not in ev.stderr, ev.stderr
+    assert "was trained on other data" in run("evaluate", tmp_path / "vote", "--data-dir", other_data).stderr
 
 
 def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):

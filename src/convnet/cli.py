@@ -419,17 +419,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)  # a device that is not there fails now, before MNIST may be fetched
     model = load_model(args.model)
     data = load_dataset(args.dataset, args.data_dir, test_only=True)
-    card = getattr(model, "card", None)
-    trained_on = card.get("dataset") if isinstance(card, dict) else None
-    # The card's checksum covers all four files: without the training ones there is nothing to compare.
-    if isinstance(trained_on, dict) and len(data.train_x) and trained_on.get("sha256") not in (None, data.sha256):
-        # A folder of other images under the same name (a data set given with --data-dir, then forgotten): the
-        # figures are right for these images, and misleading if they were meant for the others.
-        print(f"convnet: note: {args.model} was trained on other data ({trained_on.get('source') or 'unknown'}) "
-              f"than it is evaluated on here ({data.source or data.name})", file=sys.stderr)
+    _note_other_data(args.model, model, data)
     result = evaluate(model, data, device=device)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
     return 0
+
+
+def _trained_on(model) -> dict | None:
+    """The data set a loaded model's card says it was trained on (an ensemble's: its members' common one)."""
+    card = getattr(model, "card", None)
+    trained_on = card.get("dataset") if isinstance(card, dict) else None
+    return trained_on if isinstance(trained_on, dict) else None
+
+
+def _note_other_data(name: str, model, data) -> None:
+    """Say so when a model was trained on other data than it is evaluated on here: a folder of other images under
+    the same name (a data set given with --data-dir, then forgotten). The figures are right for these images, and
+    misleading if they were meant for the others."""
+    trained_on = _trained_on(model)
+    # The card's checksum covers all four files: without the training ones there is nothing to compare.
+    if trained_on is not None and len(data.train_x) and trained_on.get("sha256") not in (None, data.sha256):
+        print(f"convnet: note: {name} was trained on other data ({trained_on.get('source') or 'unknown'}) "
+              f"than it is evaluated on here ({data.source or data.name})", file=sys.stderr)
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -459,12 +470,20 @@ def _make_ensemble(args: argparse.Namespace) -> None:
 
     ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir)
+    for ref, member in zip(args.models, ensemble.members):
+        _note_other_data(str(ref), member, data)
     members = [evaluate(m, data).accuracy for m in ensemble.members]
     result = evaluate(ensemble, data)
+    # The card's data set is what the members were trained on, when they agree (what `evaluate` compares against);
+    # the one they were scored on here goes with the scores.
+    trained_on = [_trained_on(m) for m in ensemble.members]
+    common = {"dataset": trained_on[0]} if all(t is not None and t.get("sha256") == trained_on[0].get("sha256")
+                                                for t in trained_on) else {}
     with deferred():  # no Ctrl-C between the new model and the old run's records, which describe another one
-        save_model(ensemble, args.out, overwrite=True, dataset={"name": data.name, "sha256": data.sha256},
+        save_model(ensemble, args.out, overwrite=True, **common,
                    metrics={"test_accuracy": result.accuracy, "test_loss": result.loss,
-                            "member_test_accuracy": members},
+                            "member_test_accuracy": members,
+                            "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
                    sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
         for name in RUN_RECORDS:  # a training run's, replaced by --overwrite
             (Path(args.out) / name).unlink(missing_ok=True)
