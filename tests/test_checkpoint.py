@@ -433,10 +433,11 @@ def test_a_failed_card_write_keeps_the_old_weights(tmp_path, monkeypatch):
     before = _files(run)
     real = checkpoint.atomic_write
 
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk says it: no file named
+
     def disk_full_at_the_card(path, write):
-        if Path(path).name == "model.json":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, write)
+        real(path, full if Path(path).name == "model.json" else write)
 
     monkeypatch.setattr(checkpoint, "atomic_write", disk_full_at_the_card)
     with pytest.raises(OSError, match="No space left") as e:

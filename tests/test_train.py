@@ -577,6 +577,23 @@ def test_a_full_disk_at_the_first_save_leaves_the_run_it_would_overwrite_whole(t
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_full_disk_at_the_first_records_leaves_nothing_half_made(tiny_dir, tmp_path, monkeypatch):
+    """The model was saved, its history not: the folder kept a model with no options or history, no whole epoch,
+    and the error ("No space left on device") named no file."""
+    train_module = import_module("convnet.train")
+    real_write = train_module.atomic_write
+
+    def full(f):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_module, "atomic_write", lambda path, write: real_write(path, full))
+    out = tmp_path / "new" / "run"
+    with pytest.raises(OSError, match="No space left") as e:
+        train(TrainConfig(model="fast", epochs=2, data_dir=str(tiny_dir), out=str(out)), log=None)
+    assert e.value.filename == str(out / "history.csv")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp_path, monkeypatch):
     train_module = import_module("convnet.train")
     real_save, said = train_module.save_model, []

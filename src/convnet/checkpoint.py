@@ -12,7 +12,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -109,10 +109,10 @@ def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool
         f.write(weights)
         f.flush()
         os.fsync(f.fileno())  # a full disk shows here, before the card is replaced
-        _write(folder / CARD, lambda g: g.write(card))
+        atomic_write(folder / CARD, lambda g: g.write(card))
 
     with deferred():  # nor does Ctrl-C part them
-        _write(folder / WEIGHTS, weights_then_card)
+        atomic_write(folder / WEIGHTS, weights_then_card)
     return folder / WEIGHTS
 
 
@@ -137,16 +137,6 @@ def _unwritable(value, error: Exception, field: str = "") -> tuple[str, Exceptio
         except (TypeError, ValueError) as e:
             return _unwritable(item, e, f"{field}.{key}" if field else str(key))
     return field, error  # this value itself, e.g. a dict with a tuple for a key
-
-
-def _write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    try:
-        atomic_write(path, write)
-    except OSError as e:
-        if e.filename is not None and not Path(e.filename).name.startswith(f".{path.name}."):
-            raise  # names its own file: the card, written while the weights wait
-        # name the file being written, not atomic_write's hidden temporary one
-        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def real_path(folder: Path, follow: bool = False) -> Path:

@@ -545,12 +545,13 @@ def _metrics(cfg: TrainConfig, data: Dataset, history: History, world_size: int)
 def _record_failure(run_dir: Path, metrics: dict, error: BaseException, log: Log) -> None:
     """metrics.json of a run that an error stopped after some epochs: which epochs its checkpoint holds, and why."""
     why = distributed.failure_reason(error)
+    unsaid = ""
     try:
         with ctrl_c_held():  # torchrun stops the other processes once one fails: the error is the news, not that
             atomic_write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
-    except OSError:  # the disk that refused the checkpoint may refuse this too: the error itself is what matters
-        pass
-    log(f"stopped after epoch {metrics['epochs']}: {run_dir} keeps its checkpoint")
+    except OSError as e:  # the disk that refused the checkpoint may refuse this too: the error itself is the news
+        unsaid = f" (its metrics.json could not say so: {e.strerror or e})"
+    log(f"stopped after epoch {metrics['epochs']}: {run_dir} keeps its checkpoint{unsaid}")
 
 
 def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir: Path,
@@ -581,10 +582,16 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
                                   "(two runs with the same --out?): this one stops, and the other's files stay.")
             # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
             save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
-            if not saved.epochs:  # this run's first files: none of the earlier run's records may stay beside them
-                for name in RUN_RECORDS:
-                    (run_dir / name).unlink(missing_ok=True)
-            records(h)
+            try:
+                if not saved.epochs:  # this run's first files: none of the earlier run's records may stay beside them
+                    for name in RUN_RECORDS:
+                        (run_dir / name).unlink(missing_ok=True)
+                records(h)
+            except BaseException:
+                if not saved.epochs:  # a model without its options and history is no whole epoch: none of it stays
+                    for name in RUN_FILES:
+                        (run_dir / name).unlink(missing_ok=True)
+                raise
             saved = dataclasses.replace(h, epochs=list(h.epochs))
         return bool(pressed)
 

@@ -34,7 +34,8 @@ def atomic_write_json(path: Path, value: dict) -> None:
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temporary file in the same folder, then rename: readers see the old file or the whole new one.
 
-    An interrupted write (Ctrl-C, full disk) leaves no partial file under `path`.
+    An interrupted write (Ctrl-C, full disk) leaves no partial file under `path`. A failure to write names `path`
+    (a full disk says only "No space left on device"), unless it names another file, one that `write` wrote.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename not in (None, tmp):
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
