@@ -39,7 +39,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # it names the temporary file, which the user never asked for
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
         with os.fdopen(fd, "wb") as f:
