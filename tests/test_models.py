@@ -7,7 +7,7 @@ from torch import nn
 
 from convnet.errors import ConfigError, ModelError
 from convnet.infer import fold_batchnorm
-from convnet.models import count_macs, create_model, get_spec, list_models
+from convnet.models import Ensemble, count_macs, create_model, get_spec, list_models
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -60,6 +60,22 @@ def test_summary_table(capsys):
     text = capsys.readouterr().out
     assert "conv2d (Conv2d)" in text and "(None, 32, 26, 26)" in text and "(None, 5408)" in text
     assert "linear_1 (Linear)" in text and "Total params: 542,230" in text
+
+
+def test_a_network_too_large_for_memory_is_a_clear_error():
+    """The lesson's dense layer grows with the image: torch said "can't allocate memory: you tried to allocate
+    31998720012800 bytes"."""
+    with pytest.raises(ConfigError, match="the 'lesson' network for 8000x8000 images does not fit in memory"):
+        create_model("lesson", input_size=(8000, 8000))
+
+
+@pytest.mark.parametrize("model", [create_model("fast"), Ensemble([create_model("fast"), create_model("fast")])])
+def test_summary_takes_a_function(model):
+    said: list[str] = []
+    model.summary(print_fn=said.append)
+    assert len(said) == 1 and "24,314" in said[0]  # the fast network's parameters
+    with pytest.raises(ConfigError, match="print_fn must be a function that takes the text"):
+        model.summary(print_fn=5)
 
 
 def test_unknown_model_suggests():
@@ -115,7 +131,8 @@ def test_images_too_small_for_the_layers_are_refused_at_build(name):
     ({"num_classes": "10"}, "num_classes must be a whole number of at least 1, not '10'"),
     ({"num_classes": -1}, "num_classes must be a whole number of at least 1, not -1"),
     ({"in_channels": True}, "in_channels must be a whole number of at least 1, not True"),
-    ({"input_size": 28}, "input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not 28"),
+    ({"input_size": 28}, "input_size must be (height, width) in whole pixels, 1 to 8,192, e.g. (28, 28); not 28"),
+    ({"input_size": (100_000, 100_000)}, "not (100000, 100000)"),  # a model that could not be loaded
     ({"input_size": ("a", "b")}, "not ('a', 'b')"),
     ({"input_size": (28, 28, 1)}, "not (28, 28, 1)"),
 ])

@@ -30,6 +30,7 @@ from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError, is_number
 from convnet.interrupt import deferred
 from convnet.models import Ensemble, Network, create_model
+from convnet.models.registry import MAX_SIDE
 
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -278,7 +279,7 @@ def _build(spec: dict, card: dict) -> Network:
     mean, std, temperature = prep["mean"], prep["std"], spec.get("temperature", 1.0)
     if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
         raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
-    if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, 8192) for s in input_size):
+    if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, MAX_SIDE) for s in input_size):
         raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")
     check_classes(classes, num_classes)
     check_scaling(mean, std, temperature)

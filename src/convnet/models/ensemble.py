@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from convnet.errors import ModelError
-from convnet.models.registry import Network
+from convnet.models.registry import Network, show
 
 
 class Ensemble(nn.Module):
@@ -45,7 +45,7 @@ class Ensemble(nn.Module):
         lines = [f"ensemble of {len(self.members)} models, averaging their calibrated probabilities"]
         lines += [f"  {i}. {m.arch:<18} {n:>10,} parameters   temperature {m.temperature:.3f}"
                   for i, (m, n) in enumerate(zip(self.members, counts), 1)]
-        print_fn("\n".join(lines + [f"total parameters: {sum(counts):,}"]))
+        show("\n".join(lines + [f"total parameters: {sum(counts):,}"]), print_fn)
 
     def member_cards(self) -> list[dict]:
         return [

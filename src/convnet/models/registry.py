@@ -95,16 +95,31 @@ class Network(nn.Sequential):
         """Keras-style table: layer, output shape, parameters, totals."""
         from convnet.models.summary import summary_table
 
-        print_fn(summary_table(self))
+        show(summary_table(self), print_fn)
+
+
+def show(text: str, print_fn: Callable[[str], None]) -> None:
+    """Hand a summary to `print_fn` (print, a logger's method, a list's append), checked first: a value that is no
+    function would fail with Python's "'int' object is not callable"."""
+    if not callable(print_fn):
+        raise ConfigError(f"print_fn must be a function that takes the text, such as print; not {print_fn!r}.")
+    print_fn(text)
 
 
 CHECKED_AREA = 256 * 256  # input sizes up to this get a test pass in create_model
+MAX_SIDE = 8192  # no image side a network is built for is longer (a card that says more is refused too)
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
     spec = get_spec(name)
     num_classes, in_channels, input_size = _check_shape(num_classes, in_channels, input_size)
-    layers = spec.build(num_classes, in_channels, input_size)
+    try:
+        layers = spec.build(num_classes, in_channels, input_size)
+    except (MemoryError, RuntimeError) as e:  # a dense layer over a large image: torch's "can't allocate memory"
+        if "alloc" not in str(e) and not isinstance(e, MemoryError):
+            raise
+        raise ConfigError(f"the {name!r} network for {input_size[0]}x{input_size[1]} images does not fit in memory: "
+                          "its layers' weights grow with the image; give smaller images.") from None
     model = Network(name, list(layers), num_classes, in_channels, input_size)
     # A pass over a blank image finds layers that shrink small images to nothing. Not for large images, which are too
     # small for no layer and whose pass could take GBs; not on `meta` (a loader comparing a card with its weights
@@ -123,9 +138,11 @@ def _check_shape(num_classes: object, in_channels: object, input_size: object) -
         if not isinstance(input_size, (tuple, list, np.ndarray)) or len(input_size) != 2:
             raise ConfigError("not a pair")
         height, width = (whole_count("input_size", side) for side in input_size)
+        if max(height, width) > MAX_SIDE:
+            raise ConfigError("too large")
     except ConfigError:
-        raise ConfigError(f"input_size must be (height, width) in whole pixels of at least 1, e.g. (28, 28); not "
-                          f"{input_size!r}.") from None
+        raise ConfigError(f"input_size must be (height, width) in whole pixels, 1 to {MAX_SIDE:,}, e.g. (28, 28); "
+                          f"not {input_size!r}.") from None
     return classes, channels, (height, width)
 
 
