@@ -98,6 +98,8 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     ev = run("evaluate", tmp_path / "vote", "--data-dir", tiny_dir, "--json")
     assert ev.returncode == 0 and "note:" not in ev.stderr, ev.stderr
     assert "was trained on other data" in run("evaluate", tmp_path / "vote", "--data-dir", other_data).stderr
+    scored = run("ensemble", out, second, "--out", tmp_path / "vote-test-only", "--data-dir", test_only)
+    assert scored.returncode == 0 and "note:" not in scored.stderr, scored.stderr  # the test files are enough
 
 
 def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):

@@ -469,7 +469,7 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     from convnet.train import RUN_RECORDS
 
     ensemble = build_ensemble(args.models, device=args.device)
-    data = load_dataset(args.dataset, args.data_dir)
+    data = load_dataset(args.dataset, args.data_dir, test_only=True)  # scoring reads no more, as `evaluate`'s
     for ref, member in zip(args.models, ensemble.members):
         _note_other_data(str(ref), member, data)
     members = [evaluate(m, data).accuracy for m in ensemble.members]
