@@ -1,6 +1,9 @@
 """torchrun with 2 CPU processes (gloo): both ranks end with the same weights and rank 0 writes a full run folder."""
 import json
 import os
+import select
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,6 +139,33 @@ def test_a_stray_rank_does_not_silence_a_plain_run(tiny_dir, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "convnet", "predict"], capture_output=True, text=True,
                            timeout=300, env={**env, "RANK": "1"})
     assert usage.returncode == 2 and "the following arguments are required: PATH" in usage.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_rank_waiting_for_processes_that_never_come_says_so_and_stops_on_a_signal(tiny_dir, tmp_path, stop):
+    """A stray WORLD_SIZE in a shell: the process waited 30 minutes inside PyTorch's joining, deaf to Ctrl-C and
+    SIGTERM, saying nothing."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    run = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir,
+                            "--out", tmp_path / "run", "--device", "cpu"], stderr=subprocess.PIPE, env=env)
+    said = f"rank 0 waits for the other 1 process(es) of WORLD_SIZE=2 at 127.0.0.1:{port}".encode()
+    err, deadline = b"", time.monotonic() + 120
+    try:
+        while said not in err:  # read as it comes, never waiting past the deadline for more
+            assert time.monotonic() < deadline and run.poll() is None, f"not said in 2 minutes: {err!r}"
+            if select.select([run.stderr], [], [], 1)[0]:
+                err += os.read(run.stderr.fileno(), 4096)
+        run.send_signal(stop)
+        assert run.wait(timeout=60) == 130
+        assert b"convnet: interrupted" in err + run.stderr.read()
+    finally:
+        run.kill()
+        run.stderr.close()
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("args, words", [(["train", "--help"], "usage: convnet train"), (["--version"], "convnet ")])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
@@ -58,13 +59,42 @@ def world() -> World:
     return World(rank, size, local_rank)
 
 
+JOIN_NOTE_SECONDS = 10.0  # a wait longer than this for the other processes is said (a launch that went wrong)
+
+
 def init(device: torch.device) -> World:
-    """Join the process group once (when launched by torchrun); returns this process's World."""
+    """Join the process group once (when launched by torchrun); returns this process's World.
+
+    The joining waits in PyTorch's C++ code for every process, 30 minutes by default, where Python's signal handlers
+    never run: Ctrl-C and SIGTERM were ignored all that time (a stray WORLD_SIZE in a shell, a machine that never
+    started). So it waits in a thread of its own while this one stays ready for them, and says what it waits for.
+    """
     w = world()
-    if w.active and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(w.local_rank)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if not w.active or dist.is_initialized():
+        return w
+    if device.type == "cuda":
+        torch.cuda.set_device(w.local_rank)
+    failed: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            if device.type == "cuda":
+                torch.cuda.set_device(w.local_rank)  # the current device is the thread's own
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        except BaseException as e:  # raised again in the main thread, which the user sees
+            failed.append(e)
+
+    joining = threading.Thread(target=join, name="convnet-join", daemon=True)  # left behind on Ctrl-C
+    joining.start()
+    joining.join(JOIN_NOTE_SECONDS)
+    if joining.is_alive():
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        print(f"convnet: rank {w.rank} waits for the other {w.size - 1} process(es) of WORLD_SIZE={w.size} at "
+              f"{where} (Ctrl-C stops; unset torchrun's variables for a plain run)", file=sys.stderr)
+    while joining.is_alive():
+        joining.join(0.5)  # short waits: a signal is handled between them
+    if failed:
+        raise failed[0]
     return w
 
 
