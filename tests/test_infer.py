@@ -131,7 +131,9 @@ def test_expand_paths_folders_and_globs(tmp_path):
         found = [p for p, error in expand_paths([str(tmp_path / "a" / pattern)], skipped)]
         assert found == [str(tmp_path / "a" / name) for name in ("1.png", "b/2.JPG", "b/4.avif")]
         assert str(tmp_path / "a" / "skip.txt") in skipped
-    assert list(expand_paths([str(tmp_path / "a" / "*.txt")]))[0][1].endswith("no images among the 1 files it matches")
+    assert list(expand_paths([str(tmp_path / "a" / "*.txt")]))[0][1].endswith("none of the 1 files it matches is "
+                                                                              "named as an image")
+    assert [p for p, _ in expand_paths([str(tmp_path / "a" / ".*.png")])] == [str(tmp_path / "a" / "._1.png")]
     assert list(expand_paths([str(tmp_path / "missing.png")]))[0][1].endswith("no such file or folder")
     assert list(expand_paths([""])) == [("", "empty path")]
 
@@ -315,6 +317,10 @@ def test_a_dash_reads_a_socket_and_refuses_a_terminal():
         os.close(leader)
         os.close(follower)
     assert done.returncode == 1 and "standard input is a terminal" in done.stdout, done.stdout + done.stderr
+    with open(os.devnull, "rb") as nothing:  # a device too, that reads as empty
+        done = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], stdin=nothing, capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 1 and "/dev/stdin: error: file is empty" in done.stdout, done.stdout + done.stderr
 
 
 def test_an_empty_image_path_is_a_usage_error():

@@ -782,6 +782,8 @@ def test_load_gray_checks_its_sizes() -> None:
                     {"max_pixels": True}, {"work_pixels": 2.5}):
         with pytest.raises(ConfigError, match=f"{next(iter(options))} must be a whole number"):
             load_gray(np.zeros((4, 4)), **options)
+    for options in ({"max_pixels": np.int64(10**7)}, {"work_pixels": np.int32(16)}, {"max_pixels": 4e7}):
+        assert load_gray(np.zeros((4, 4)), **options).shape == (4, 4)  # numpy's counts, and whole floats, are counts
 
 
 def test_nan_array() -> None:

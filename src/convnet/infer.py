@@ -260,8 +260,9 @@ def _prepare(source: Source) -> np.ndarray | ImageError:
 def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily.
 
-    In folders and among a glob's matches, files not named as images and hidden ones (`.x`, such as macOS's
-    `._photo.png`) are left out, and added to `skipped` when it is given; a file named on its own is always read."""
+    In folders, files not named as images and hidden ones (`.x`, such as macOS's `._photo.png`) are left out, and
+    among a glob's matches those not named as images (hidden ones match only a pattern that names them); they are
+    added to `skipped` when it is given. A file named on its own is always read."""
     for pattern in patterns:
         path = Path(pattern)
         if not pattern:
@@ -321,7 +322,7 @@ def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str,
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
         if os.path.isdir(match):
             found: Iterable[tuple[str, str | None]] = _folder_images(Path(match), skipped)
-        elif walked_image(os.path.basename(match)):
+        elif Path(match).suffix.lower() in IMAGE_SUFFIXES:  # hidden too: only a pattern that names them matches them
             found = [(match, None)]
         else:
             others.append(match)
@@ -333,7 +334,7 @@ def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str,
     if skipped is not None:
         skipped.extend(others)
     if not seen:
-        yield pattern, f"{pattern}: " + (f"no images among the {len(others)} files it matches" if others
+        yield pattern, f"{pattern}: " + (f"none of the {len(others)} files it matches is named as an image" if others
                                          else "no files match")
 
 

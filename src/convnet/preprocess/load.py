@@ -7,6 +7,7 @@ area-downscaled right after decoding, JPEGs decode at reduced size directly: a p
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import stat
 import warnings
@@ -66,8 +67,13 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
 
 
 def _check_sizes(max_pixels: int, work_pixels: int | None) -> None:
+    """Both are counts of pixels (numpy's integers too), work_pixels may be None; floats that are whole, such as 4e7,
+    are counts as well."""
     for name, value, none in (("max_pixels", max_pixels, False), ("work_pixels", work_pixels, True)):
-        if not (value is None and none) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is None and none:
+            continue
+        whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole or value < 1:
             allowed = " (or None: as it is)" if none else ""
             raise ConfigError(f"{name} must be a whole number of pixels, at least 1{allowed}, not {value!r}.")
 
@@ -112,8 +118,9 @@ def _read_pipe(path: Path, name: str) -> bytes:
 
 def _is_stdin(info: os.stat_result) -> bool:
     """Whether a file (by its `stat`) is this process's standard input, and one whose size says nothing of what it
-    holds: a pipe, a socket or a terminal (a redirected file is read as the file it is)."""
-    if not (stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+    holds: a pipe, a socket or a terminal (a redirected file, or /dev/null, is read as the file it is)."""
+    mode = info.st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(0))):
         return False
     try:
         return os.path.samestat(info, os.fstat(0))
