@@ -154,6 +154,24 @@ def test_the_squares_of_a_page_cut_at_the_digit_are_not_taken_for_it(edge: str) 
     assert_mnist_like(to_mnist(notebook(ink, "squared", 70)), to_mnist(1 - ink), 0.9)
 
 
+def test_a_grid_line_that_a_digit_joins_leaves_the_others_to_go() -> None:
+    """A number cropped tight above and below on squared paper: the columns cannot go on past its digits, and go as
+    a grid's. One that a digit's stroke joins is off their even spacing (its middle moves towards the stroke), and
+    then none went: a column left between two digits read as a 1 (23337 read 233317)."""
+    three = draw_digit("3", 200, 16, margin=0)
+    ink = np.zeros((200, 640), np.float32)
+    for x in (20, 240, 450):
+        ink[:, x : x + three.shape[1]] = np.maximum(ink[:, x : x + three.shape[1]], three)
+    page = ink.copy()
+    for x in range(10, 640, 67):
+        page[:, x : x + 2] = np.maximum(page[:, x : x + 2], 0.5)
+    for y in range(30, 200, 67):
+        page[y : y + 2, :] = np.maximum(page[y : y + 2, :], 0.5)
+    out = remove_rulings(page)
+    for x in (10, 211, 412, 613):  # clear of the digits; 77, 144, 278, 345, 479 and 546 run into them
+        assert np.count_nonzero(out[:, x : x + 2]) <= 12, x  # what stays: where the rows cross it
+
+
 @pytest.mark.parametrize("digit", ["2", "7", "1"])
 def test_a_rule_under_a_digit_is_not_part_of_it(digit: str) -> None:
     """A loose rule under the digit, longer than the digit is tall: it was cropped and scaled with the digit (an
@@ -204,6 +222,14 @@ def test_a_band_that_thickens_along_the_edge_goes_whole(side: str) -> None:
     photo = 0.9 - 0.75 * ink
     banded = np.where(_band(ink.shape, side, 0.06, tilt=0.08), 0.08, photo)
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
+
+
+@pytest.mark.parametrize("digit", ["4", "2"])
+def test_a_bold_bar_that_fills_the_space_between_two_lines_stays(digit: str) -> None:
+    """A marker's crossbar (or base) fills the space between two lines of ruled paper and joins them into one piece;
+    taken for a band that thickens between their outer edges, it was erased whole (a 4 read as 1, a 2 as 7)."""
+    ink = np.pad(draw_digit(digit, 200, 24), ((30, 30), (100, 100)))
+    assert_mnist_like(to_mnist(notebook(ink, "ruled", 22, line=5)), to_mnist(1 - ink), 0.9)
 
 
 @pytest.mark.parametrize("side", ["left", "top", "bottom"])

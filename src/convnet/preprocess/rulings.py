@@ -258,18 +258,27 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
 
 def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
     """Which of the horizontal lines numbered in `lines` (boxes as `_rulings` gives them) are a printed grid's: at
-    least GRID_LINES of them across the whole image, evenly spaced (a line not found counts as a gap twice as wide),
-    each thinner than RULING_THIN_STROKE of the strokes. No digit has such bars."""
+    least GRID_LINES of them across the whole image, each thinner than RULING_THIN_STROKE of the strokes, evenly
+    spaced (a line not found leaves a gap twice as wide). No digit has such bars. A line that a digit's stroke joins
+    is off the spacing (its middle moves towards the stroke) and stays; the others go all the same."""
     count = len(boxes)
-    whole = boxes[:, 2] - boxes[:, 0] >= GRID_SPAN * ink.shape[1]
-    if count < GRID_LINES or not whole.all():
-        return np.zeros(count, bool)
-    gaps = np.diff(np.sort(boxes[:, 1] + boxes[:, 3]) / 2)
-    step = float(np.median(gaps))
-    if step <= 0 or np.abs(gaps / step - np.maximum(np.round(gaps / step), 1)).max() > GRID_EVEN:
-        return np.zeros(count, bool)
+    spans = boxes[:, 2] - boxes[:, 0]
     mass = np.bincount(lines.ravel(), ink.ravel(), minlength=count + 1)[1:]
-    return np.full(count, bool((mass / (boxes[:, 2] - boxes[:, 0]) <= RULING_THIN_STROKE * stroke).all()))
+    candidates = np.nonzero((spans >= GRID_SPAN * ink.shape[1])
+                            & (mass / np.maximum(spans, 1) <= RULING_THIN_STROKE * stroke))[0]
+    grid = np.zeros(count, bool)
+    if len(candidates) < GRID_LINES:
+        return grid
+    centres = (boxes[candidates, 1] + boxes[candidates, 3]) / 2
+    step = float(np.median(np.diff(np.sort(centres))))
+    if step <= 0:
+        return grid
+    # The most lines on one even spacing, through each line in turn.
+    on = max((np.abs(k - np.round(k)) <= GRID_EVEN for k in ((centres - c) / step for c in centres)),
+             key=np.count_nonzero)
+    if np.count_nonzero(on) >= GRID_LINES:
+        grid[candidates[on]] = True
+    return grid
 
 
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
@@ -302,21 +311,25 @@ def _thin_across(lines: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _within_edges(lines: np.ndarray, thin: np.ndarray, first: np.ndarray, runs: np.ndarray,
                   thickness: np.ndarray) -> np.ndarray:
-    """The pixels of `lines` whose vertical run of ink (from row `first`, `runs` long) lies between the line's top and
-    bottom edges, straight lines through those of its `thin` columns, give or take a quarter of its `thickness`. A
-    band's thick end (a shadow's edge at a slant, thin at one end and thick at the other) lies so; a stroke that
-    crosses the line or lies along it, over half as thick again as the line, reaches past an edge by more. (A pixel
-    of slack instead let a 5's stem go where it ran down a faint line of squared paper.)"""
+    """The pixels of the `lines` along the image's top or bottom side (each of their `thin` columns on it) whose
+    vertical run of ink (from row `first`, `runs` long) lies between the line's edges: the side, and a straight line
+    through the inner ends of those columns, give or take a quarter of its `thickness`. A band's thick end (a shadow's
+    edge at a slant, thin at one end and thick at the other) lies so; a stroke that crosses the band or lies along
+    it, over half as thick again, reaches past the inner edge by more. Not for lines inside the page: a review found
+    a bold 4's crossbar, which filled the space between two lines of ruled paper and made one piece of them, erased
+    between their outer edges, and strokes lying along a line widening its edges enough to go with it. (A pixel of
+    slack instead of a quarter of the thickness let a 5's stem go where it ran down a faint line of squared paper.)"""
     inside = np.zeros(lines.shape, bool)
     ys, xs = np.nonzero(thin)
     numbers = lines[ys, xs]
+    last = lines.shape[0] - 1
     for k in np.unique(numbers):
         rows, columns = ys[numbers == k], xs[numbers == k]
         top, bottom = np.full(lines.shape[1], lines.shape[0]), np.full(lines.shape[1], -1)
         np.minimum.at(top, columns, rows)
         np.maximum.at(bottom, columns, rows)
         present = np.nonzero(bottom >= 0)[0]
-        if len(present) < 2:
+        if len(present) < 2 or not ((top[present] == 0).all() or (bottom[present] == last).all()):
             continue
         ry, rx = np.nonzero((lines == k) & ~thin)
         slack = thickness[k] / 4
