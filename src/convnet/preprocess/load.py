@@ -51,7 +51,7 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
                     work_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """`load_gray`, and the (height, width) of the image itself, upright: what the gray may have been downscaled
     from, to map what is found in it back to the image's own pixels."""
-    _check_sizes(max_pixels, work_pixels)
+    max_pixels, work_pixels = _counts(max_pixels, work_pixels)
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch here
         source = _tensor_to_array(source)
     if isinstance(source, np.ndarray):
@@ -66,16 +66,20 @@ def load_gray_sized(source: Source, *, max_pixels: int = MAX_PIXELS,
     return downscale(gray, work_pixels), (int(size[0]), int(size[1]))
 
 
-def _check_sizes(max_pixels: int, work_pixels: int | None) -> None:
-    """Both are counts of pixels (numpy's integers too), work_pixels may be None; floats that are whole, such as 4e7,
-    are counts as well."""
+def _counts(max_pixels: int, work_pixels: int | None) -> tuple[int, int | None]:
+    """Both as plain ints: counts of pixels (numpy's integers too, and floats that are whole, such as 4e7); work_pixels
+    may be None."""
+    counts = []
     for name, value, none in (("max_pixels", max_pixels, False), ("work_pixels", work_pixels, True)):
-        if value is None and none:
-            continue
         whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not whole or value < 1:
+        if value is None and none:
+            counts.append(None)
+        elif isinstance(value, bool) or not whole or value < 1:
             allowed = " (or None: as it is)" if none else ""
             raise ConfigError(f"{name} must be a whole number of pixels, at least 1{allowed}, not {value!r}.")
+        else:
+            counts.append(int(value))
+    return counts[0], counts[1]
 
 
 def _stream(stream) -> BinaryIO | bytes:
