@@ -255,6 +255,7 @@ def test_weights_that_can_only_give_nan_are_refused(tmp_path, tensor, value, wor
     ("vote", lambda card: card["members"][1].update(architecture="fastt"), "unknown model 'fastt'"),
     ("vote", lambda card: card.update(members=card["members"][:1]), "at least two models"),
     ("vote", lambda card: card.update(members={"a": 1}), "members must be a list"),
+    ("vote", lambda card: card.update(temperature=2.0), "an ensemble's own temperature is 1"),  # it was ignored
 ])
 def test_every_card_problem_names_the_card(tmp_path, model, change, words):
     from convnet.checkpoint import build_ensemble
@@ -266,6 +267,16 @@ def test_every_card_problem_names_the_card(tmp_path, model, change, words):
     with pytest.raises(ModelError) as e:
         load_model(tmp_path / model)
     assert str(e.value).startswith(f"{tmp_path / model / 'model.json'}: ") and words in str(e.value)
+
+
+def test_an_ensemble_with_a_temperature_of_its_own_is_not_saved(tmp_path):
+    """Its answers average its members' calibrated probabilities and ignore it: a card that recorded it would say
+    what the model does not do (and loading refuses such a card)."""
+    vote = Ensemble([_trained_like(seed=1), _trained_like(seed=2)])
+    vote.temperature = 2.0
+    with pytest.raises(ConfigError, match="an ensemble's own is 1"):
+        save_model(vote, tmp_path / "vote")
+    assert not (tmp_path / "vote").exists()
 
 
 def test_unreadable_weights_say_permission_denied(tmp_path, monkeypatch):

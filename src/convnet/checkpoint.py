@@ -66,6 +66,9 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
         check_scaling(model.mean, model.std, model.temperature)
     except ValueError as e:
         raise ConfigError(f"model.mean, model.std or model.temperature: {e}.") from None
+    if isinstance(model, Ensemble) and model.temperature != 1.0:  # its answers ignore it: a card would mislead
+        raise ConfigError("model.temperature: an ensemble's own is 1, as it averages its members' calibrated "
+                          "probabilities; set each member's (model.members[i].temperature).")
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,
@@ -337,6 +340,9 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         specs = card["members"] if ensemble else [card]
         if not isinstance(specs, list):
             raise TypeError("members must be a list")
+        if ensemble and card.get("temperature", 1.0) != 1.0:  # it would be ignored, and the user's intent with it
+            raise ValueError("an ensemble's own temperature is 1: it averages its members' calibrated probabilities; "
+                             "set each member's, members[i].temperature")
     members = []
     for i, spec in enumerate(specs):  # member by member: a long list of members costs only with their weights
         with _card_errors(card_path), torch.device("meta"):
