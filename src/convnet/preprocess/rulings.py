@@ -313,7 +313,8 @@ def _within_edges(lines: np.ndarray, thin: np.ndarray, first: np.ndarray, runs: 
                   thickness: np.ndarray) -> np.ndarray:
     """The pixels of the `lines` along the image's top or bottom side (each of their `thin` columns on it) whose
     vertical run of ink (from row `first`, `runs` long) lies between the line's edges: the side, and a straight line
-    through the inner ends of those columns, give or take a quarter of its `thickness`. A band's thick end (a shadow's
+    through the inner ends of those columns, give or take a quarter of its `thickness` (every run lies within the
+    side itself). A band's thick end (a shadow's
     edge at a slant, thin at one end and thick at the other) lies so; a stroke that crosses the band or lies along
     it, over half as thick again, reaches past the inner edge by more. Not for lines inside the page: a review found
     a bold 4's crossbar, which filled the space between two lines of ruled paper and made one piece of them, erased
@@ -329,13 +330,12 @@ def _within_edges(lines: np.ndarray, thin: np.ndarray, first: np.ndarray, runs: 
         np.minimum.at(top, columns, rows)
         np.maximum.at(bottom, columns, rows)
         present = np.nonzero(bottom >= 0)[0]
-        if len(present) < 2 or not ((top[present] == 0).all() or (bottom[present] == last).all()):
+        at_top = bool((top[present] == 0).all())
+        if len(present) < 2 or not (at_top or (bottom[present] == last).all()):
             continue
         ry, rx = np.nonzero((lines == k) & ~thin)
-        slack = thickness[k] / 4
-        x, y, slope = _line_of_halves(present, top[present])
-        above = first[ry, rx] >= y + slope * (rx - x) - slack
-        x, y, slope = _line_of_halves(present, bottom[present])
-        below = first[ry, rx] + runs[ry, rx] - 1 <= y + slope * (rx - x) + slack
-        inside[ry[above & below], rx[above & below]] = True
+        x, y, slope = _line_of_halves(present, (bottom if at_top else top)[present])  # the inner edge
+        edge, slack = y + slope * (rx - x), thickness[k] / 4
+        within = (first[ry, rx] + runs[ry, rx] - 1 <= edge + slack) if at_top else (first[ry, rx] >= edge - slack)
+        inside[ry[within], rx[within]] = True
     return inside
