@@ -35,7 +35,8 @@ from convnet.device import cpu_info, resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
-from convnet.train import RUN_FILES, train
+from convnet.checkpoint import RUN_FILES
+from convnet.train import train
 
 KERAS_EPOCH_SECONDS = 49.6 / 10  # the lesson's Keras code, as measured by its author, when TensorFlow is absent
 

@@ -320,7 +320,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_up_front(tmp_path, m
 
 def test_a_folder_where_a_run_file_goes_is_refused_before_any_work(tmp_path):
     from convnet.checkpoint import claim_folder
-    from convnet.train import RUN_FILES
+    from convnet.checkpoint import RUN_FILES
 
     run = tmp_path / "run"
     (run / "history.csv").mkdir(parents=True)
@@ -361,6 +361,20 @@ def test_a_saved_model_is_not_replaced_unasked(tmp_path):
     assert load_model(run).arch == "lesson"
     with pytest.raises(ConfigError, match="overwrite must be True or False, not 'no'"):
         save_model(_trained_like(), tmp_path / "other", overwrite="no")
+
+
+def test_a_run_folder_s_records_go_with_the_model_they_describe(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"test_accuracy": 0.99}')  # a run's records, its model gone or not yet there
+    with pytest.raises(ConfigError, match="already holds metrics.json; .* pass overwrite=True"):
+        save_model(_trained_like(), run)
+    assert (run / "metrics.json").exists() and not (run / "model.safetensors").exists()
+    (run / "config.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    save_model(_trained_like("lesson"), run, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == ["model.json", "model.safetensors", "notes.txt"]
+    assert load_model(run).arch == "lesson"
 
 
 @pytest.mark.parametrize("name", ["x.safetensors", "x.json"])

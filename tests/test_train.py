@@ -476,14 +476,14 @@ def test_ctrl_c_while_the_files_are_written_waits_for_them(tiny_dir, tmp_path, m
     import signal
 
     trainer = import_module("convnet.train")
-    real = trainer.save_model
+    real = trainer.write_model
 
     def save_then_interrupt(model, folder, **kwargs):
         if ("test_accuracy" in kwargs["metrics"]) == final:
             os.kill(os.getpid(), signal.SIGINT)
         return real(model, folder, **kwargs)
 
-    monkeypatch.setattr(trainer, "save_model", save_then_interrupt)
+    monkeypatch.setattr(trainer, "write_model", save_then_interrupt)
     messages = []
     result = train(_quick(tmp_path, data_dir=tiny_dir, epochs=2), log=messages.append)
     run = tmp_path / "r"
@@ -570,7 +570,7 @@ def test_a_full_disk_at_the_first_save_leaves_the_run_it_would_overwrite_whole(t
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(import_module("convnet.train"), "save_model", disk_full)
+    monkeypatch.setattr(import_module("convnet.train"), "write_model", disk_full)
     with pytest.raises(OSError, match="No space left"):
         train(TrainConfig(model="fast", epochs=1, seed=1, data_dir=str(tiny_dir), out=str(out), overwrite=True),
               log=None)
@@ -596,14 +596,14 @@ def test_a_full_disk_at_the_first_records_leaves_nothing_half_made(tiny_dir, tmp
 
 def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp_path, monkeypatch):
     train_module = import_module("convnet.train")
-    real_save, said = train_module.save_model, []
+    real_save, said = train_module.write_model, []
 
     def disk_full_at_epoch_2(model, folder, **card):
         if card["metrics"]["epochs"] == 2:
             raise OSError(28, "No space left on device")
         return real_save(model, folder, **card)
 
-    monkeypatch.setattr(train_module, "save_model", disk_full_at_epoch_2)
+    monkeypatch.setattr(train_module, "write_model", disk_full_at_epoch_2)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space left"):
         train(TrainConfig(model="fast", epochs=3, data_dir=str(tiny_dir), out=str(out)), log=said.append)

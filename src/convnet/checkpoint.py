@@ -34,6 +34,8 @@ from convnet.models.registry import MAX_SIDE
 
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
+RUN_RECORDS = ("config.json", "metrics.json", "history.csv")  # a training run's options, results and history
+RUN_FILES = (WEIGHTS, CARD, *RUN_RECORDS)  # what a run writes into its folder
 SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
                "temperature", "members", "versions", "created", "weights_sha256")
@@ -93,20 +95,38 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
 def save_model(model: Network | Ensemble, folder: Path | str, *, overwrite: bool = False, **card_extra) -> Path:
     """Write `model.safetensors` and `model.json` into `folder` (each atomically); returns the weights path.
 
-    A folder that already holds a model is refused unless `overwrite`: a trained model is never replaced by mistake.
-    The card records the weights' SHA-256, so that `load_model` refuses a pair that a save cut short (or a copy)
-    left mismatched.
+    A folder that already holds a model or a training run's records is refused unless `overwrite`: a trained model is
+    never replaced by mistake. With `overwrite`, the records of a run in the folder (config.json, metrics.json,
+    history.csv) go with the model they describe. The card records the weights' SHA-256, so that `load_model`
+    refuses a pair that a save cut short (or a copy) left mismatched.
     """
     if not isinstance(model, (Network, Ensemble)):
         swapped = " (the model comes first, then the folder)" if isinstance(folder, (Network, Ensemble)) else ""
         raise ModelError(f"save_model saves a model made by create_model, load_model or Ensemble, not "
                          f"{type(model).__name__}{swapped}.")
+    payload = _payload(model, card_extra)
+    folder = claim_folder(folder, overwrite, RUN_FILES, option="folder name", overwrite_option="overwrite=True")
+    with deferred():  # no Ctrl-C between the new model and the old records, which describe another one
+        _write(folder, *payload)
+        for name in RUN_RECORDS:
+            (folder / name).unlink(missing_ok=True)
+    return folder / WEIGHTS
+
+
+def write_model(model: Network | Ensemble, folder: Path, **card_extra) -> Path:
+    """`save_model` into a folder already claimed (a run's own, each epoch), whose other files stay as they are."""
+    return _write(folder, *_payload(model, card_extra))
+
+
+def _payload(model: Network | Ensemble, card_extra: dict) -> tuple[bytes, bytes]:
+    """The weights and the card as the bytes to write: before any file changes, so that a card JSON cannot hold is
+    an error that leaves the folder as it was."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = save(state, metadata={"format": CARD_FORMAT})
-    # Before any file changes: a card JSON cannot hold is an error that leaves the folder as it was.
-    card = _card_json({**make_card(model, **card_extra), "weights_sha256": sha256_bytes(weights)})
-    folder = claim_folder(folder, overwrite, option="folder name", overwrite_option="overwrite=True")
+    return weights, _card_json({**make_card(model, **card_extra), "weights_sha256": sha256_bytes(weights)})
 
+
+def _write(folder: Path, weights: bytes, card: bytes) -> Path:
     def weights_then_card(f: BinaryIO) -> None:
         """The new weights wait, whole, in their temporary file until the card is written: only a failure in the
         last step, the rename of the weights, can part them (and the card's SHA-256 then tells)."""

@@ -1,7 +1,7 @@
 """The `convnet` command: each subcommand is a thin call into the Python API of the same name."""
 from __future__ import annotations
 
-from convnet.interrupt import deferred, imports_held, sigterm_as_ctrl_c
+from convnet.interrupt import imports_held, sigterm_as_ctrl_c
 
 with imports_held("convnet"):  # as the package's own: the `convnet` command imports this module after it
     import argparse
@@ -444,8 +444,7 @@ def _note_other_data(name: str, model, data) -> None:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from convnet.checkpoint import WEIGHTS, claim_folder, folders_to_make, real_path, remove_empty, resolve
-    from convnet.train import RUN_FILES
+    from convnet.checkpoint import RUN_FILES, WEIGHTS, claim_folder, folders_to_make, real_path, remove_empty, resolve
 
     target = real_path(Path(args.out), follow=True) / WEIGHTS
     if any(resolve(ref)[0].resolve() == target for ref in args.models):  # not even with --overwrite
@@ -466,7 +465,6 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     from convnet.checkpoint import build_ensemble, save_model
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
-    from convnet.train import RUN_RECORDS
 
     ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir, test_only=True)  # scoring reads no more, as `evaluate`'s
@@ -479,14 +477,11 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     trained_on = [_trained_on(m) for m in ensemble.members]
     common = {"dataset": trained_on[0]} if all(t is not None and t.get("sha256") == trained_on[0].get("sha256")
                                                 for t in trained_on) else {}
-    with deferred():  # no Ctrl-C between the new model and the old run's records, which describe another one
-        save_model(ensemble, args.out, overwrite=True, **common,
-                   metrics={"test_accuracy": result.accuracy, "test_loss": result.loss,
-                            "member_test_accuracy": members,
-                            "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
-                   sources=[str(m) for m in args.models])  # the folder was claimed above, --overwrite and all
-        for name in RUN_RECORDS:  # a training run's, replaced by --overwrite
-            (Path(args.out) / name).unlink(missing_ok=True)
+    # The folder was claimed above, --overwrite and all; a training run's records there go with its model.
+    save_model(ensemble, args.out, overwrite=True, **common,
+               metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members,
+                        "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
+               sources=[str(m) for m in args.models])
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")

@@ -24,7 +24,8 @@ from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
 from convnet.calibrate import expected_calibration_error, fit_temperature
-from convnet.checkpoint import CARD, WEIGHTS, claim_folder, folders_to_make, non_finite, remove_empty, save_model
+from convnet.checkpoint import (RUN_FILES, RUN_RECORDS, claim_folder, folders_to_make, non_finite, remove_empty,
+                                write_model)
 from convnet.config import TrainConfig
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write, atomic_write_json
@@ -468,8 +469,6 @@ class RunResult:
     model: Network
 
 
-RUN_RECORDS = ("config.json", "metrics.json", "history.csv")  # a run's options, results and history
-RUN_FILES = (WEIGHTS, CARD, *RUN_RECORDS)  # what a run writes into its folder
 
 
 def new_run_dir(model: str, out: str | None) -> Path:
@@ -581,7 +580,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
                 raise ConfigError(f"{run_dir} has received {', '.join(found)} from another run since this one began "
                                   "(two runs with the same --out?): this one stops, and the other's files stay.")
             # The model first: a save that fails (a full disk) leaves an earlier run (--overwrite) whole.
-            save_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]}, overwrite=True)
+            write_model(m, run_dir, **card, metrics={"epochs": len(h.epochs), **h.epochs[-1]})
             try:
                 if not saved.epochs:  # this run's first files: none of the earlier run's records may stay beside them
                     for name in RUN_RECORDS:
@@ -630,8 +629,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
     with ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
         if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
-            save_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"},
-                       overwrite=True)
+            write_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
         records(history)
         atomic_write_json(run_dir / "metrics.json", metrics)
     if "test_accuracy" in metrics:
