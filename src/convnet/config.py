@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import numbers
 import os
+import typing
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +22,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 SCHEDULES = ("onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
-_TYPES = {"str": (str, "a string"), "int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),
-          "bool": (bool, "True or False")}  # TrainConfig's field types: what a value must be
+_TYPES = {str: (str, "a string"), int: (numbers.Integral, "a whole number"), float: (numbers.Real, "a number"),
+          bool: (bool, "True or False")}  # TrainConfig's field types: what a value must be
 
 
 @dataclass
@@ -82,18 +83,19 @@ class TrainConfig:
 
         A bool is no number here, and no string a flag: `augment="no"` would otherwise switch augmentation on.
         """
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind, *rest = f.type.split(" | ")  # the annotation as text: "float | None"
-            if value is None and rest == ["None"]:
+        for name, hint in typing.get_type_hints(TrainConfig).items():
+            value = getattr(self, name)
+            kind, *rest = typing.get_args(hint) or (hint,)  # float | None: (float, NoneType)
+            if value is None and rest == [type(None)]:
                 continue
-            if kind == "str" and isinstance(value, (os.PathLike, torch.device)):
+            if kind is str and isinstance(value, (os.PathLike, torch.device)):
                 value = str(value)  # a Path for out or data_dir, a torch.device; config.json needs a string
             want, words = _TYPES[kind]
-            if not isinstance(value, want) or (isinstance(value, bool) and kind != "bool"):
-                raise ConfigError(f"{f.name.replace('_', ' ')} must be {words}, not {value!r}.")
-            plain = {"float": float, "int": int}.get(kind)  # numpy's float32 and int64 are no JSON numbers
-            setattr(self, f.name, plain(value) if plain else value)
+            if not isinstance(value, want) or (isinstance(value, bool) and kind is not bool):
+                raise ConfigError(f"{name.replace('_', ' ')} must be {words}, not {value!r}.")
+            if kind in (float, int):  # numpy's float32 and int64 are no JSON numbers
+                value = kind(value)
+            setattr(self, name, value)
 
     def check(self) -> None:
         """The values of a resolved config (types checked by `resolved`) make sense together."""
