@@ -104,6 +104,11 @@ def test_read_idx_folder(tmp_path, tiny_arrays, gz):
     assert ds.files_sha256 == mnist.checksums(tiny_arrays)
 
 
+def test_a_folder_is_recorded_as_the_source_by_its_full_path(tmp_path, tiny_arrays):
+    write_idx_folder(tmp_path / "d", tiny_arrays)  # the tests run in tmp_path: "d" is relative
+    assert data.load_dataset("mnist", "d").source == str(tmp_path.resolve() / "d")  # it goes into cards and runs
+
+
 def test_a_gz_beside_its_plain_file_must_hold_the_same_data(tmp_path, tiny_arrays):
     folder = write_idx_folder(tmp_path / "d", tiny_arrays)
     write_idx_folder(folder, tiny_arrays, gz=False)  # as `gunzip -k` leaves them: the same data twice is fine

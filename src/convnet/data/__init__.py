@@ -227,7 +227,8 @@ def read_idx_folder(folder: Path, name: str = "mnist", test_only: bool = False) 
         arrays["train_y"] = np.zeros(0, np.uint8)
     if problem := _split_problem(arrays, allow_empty=test_only):
         raise DataError(f"{folder}: {problem}.")
-    return _dataset(name, arrays, str(folder), mnist.checksums(arrays))
+    # By its full path: the source goes into model cards, which are read from elsewhere.
+    return _dataset(name, arrays, str(folder.resolve()), mnist.checksums(arrays))
 
 
 def _split_problem(arrays: dict[str, np.ndarray], num_classes: int = len(DIGITS), allow_empty: bool = False
