@@ -87,12 +87,13 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     # Scored on other images of the same kind, first: the card recorded those as the data it was trained on, and
     # `evaluate` on the members' own data said it was trained on other data.
     other_data = write_idx_folder(tmp_path / "other-data", synthetic_arrays(seed=1))
-    vote = run("ensemble", out, second, "--out", tmp_path / "vote", "--data-dir", other_data)
+    vote = run("ensemble", out, "run2", "--out", tmp_path / "vote", "--data-dir", other_data)  # run2 in tmp_path
     assert vote.returncode == 0, vote.stderr
     assert "ensemble of 2: test accuracy" in vote.stdout
     assert vote.stderr.count("was trained on other data") == 2  # each member, as `evaluate` says it
     card = json.loads((tmp_path / "vote" / "model.json").read_text())
     assert card["architecture"] == "ensemble" and len(card["metrics"]["member_test_accuracy"]) == 2
+    assert card["sources"] == [str(out.resolve()), str(second.resolve())]  # paths in full: read from elsewhere
     assert card["dataset"] == json.loads((out / "model.json").read_text())["dataset"]  # the members' data
     assert card["metrics"]["test_dataset"]["sha256"] != card["dataset"]["sha256"]
     ev = run("evaluate", tmp_path / "vote", "--data-dir", tiny_dir, "--json")

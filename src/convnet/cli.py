@@ -462,7 +462,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _make_ensemble(args: argparse.Namespace) -> None:
     """Load, evaluate and save the ensemble into its claimed --out, and report each member's test accuracy."""
-    from convnet.checkpoint import build_ensemble, save_model
+    from convnet.checkpoint import build_ensemble, save_model, shipped_models
     from convnet.data import load_dataset
     from convnet.evaluate import evaluate
 
@@ -481,7 +481,7 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     save_model(ensemble, args.out, overwrite=True, **common,
                metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members,
                         "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
-               sources=[str(m) for m in args.models])
+               sources=[m if m in shipped_models() else str(Path(m).resolve()) for m in args.models])
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
