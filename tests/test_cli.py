@@ -54,6 +54,14 @@ def test_data_info_on_a_folder(capsys, tiny_dir):
     assert info["train"]["images"] == 600 and len(info["files_sha256"]) == 4
 
 
+@pytest.mark.parametrize("command", [["data", "info"], ["evaluate", "default"], ["train"]])
+def test_an_empty_data_dir_is_no_folder(command, capsys):
+    """It was the current folder, and `data info` then named the cache as where the data came from."""
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--data-dir", ""])
+    assert e.value.code == 2 and "argument --data-dir: an empty path names no folder" in capsys.readouterr().err
+
+
 def test_train_then_evaluate(tiny_dir, tmp_path):
     out = tmp_path / "run"
     done = run("train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2", "--batch-size", "32",

@@ -293,6 +293,16 @@ def test_unknown_dataset():
         data.load_dataset("mnist", data_dir=5)
 
 
+def test_load_dataset_refuses_an_empty_folder_name_and_flags_that_are_no_bools(tmp_path, tiny_arrays):
+    write_idx_folder(tmp_path, tiny_arrays)  # the current folder: "" read it
+    with pytest.raises(DataError, match="data_dir is empty; name a folder of IDX files"):
+        data.load_dataset("mnist", data_dir="")
+    with pytest.raises(DataError, match="test_only must be True or False, not 'no'"):
+        data.load_dataset("mnist", data_dir=tmp_path, test_only="no")
+    with pytest.raises(DataError, match="fetch_missing must be True or False, not 0"):
+        data.load_dataset("mnist", fetch_missing=0)
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")

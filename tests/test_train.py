@@ -506,6 +506,7 @@ def test_ctrl_c_while_the_files_are_written_waits_for_them(tiny_dir, tmp_path, m
     (None, {"data_dir": "/nonexistent"}, "trains on the Dataset it is given, so it takes no data_dir"),
     ({"dataset": "cifar"}, {}, "takes no dataset"),
     ({"model": "lesson"}, {}, r"trains the network it is given, a 'fast' one, not model='lesson'"),
+    (None, {"model": "lesson"}, r"trains the network it is given, a 'fast' one, not model='lesson'"),
     (TrainConfig(model="lesson"), {}, "not model='lesson'"),
     ("fast", {}, r"TrainConfig\(...\) or a dict of options, not 'fast'"),
     (None, {"log": 5}, "log must be a function"),

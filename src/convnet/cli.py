@@ -119,6 +119,13 @@ def user_path(text: str) -> str:
     return os.path.expanduser(text)
 
 
+def folder_path(text: str) -> str:
+    """argparse type: `user_path` of a folder to read, which an empty path does not name (not the current one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no folder")
+    return user_path(text)
+
+
 def image_path(text: str) -> str:
     """An image argument: `-` is standard input (a pipe or a redirected file), unless a file is named so."""
     if not text:
@@ -183,7 +190,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist", help="data set name (default: mnist)")
-    p.add_argument("--data-dir", type=user_path,
+    p.add_argument("--data-dir", type=folder_path,
                    help="folder with the four standard IDX files (.gz or not) instead of the cache")
 
 
@@ -208,7 +215,7 @@ def build_parser() -> Parser:
     fetch.add_argument("--force", action="store_true", help="fetch again even when a sound copy is cached")
     info = data_sub.add_parser("info", help="where a data set is, its sizes, class counts and checksums")
     info.add_argument("name", nargs="?", default="mnist", help="data set (default: mnist)")
-    info.add_argument("--data-dir", type=user_path, help="describe IDX files in this folder instead of the cache")
+    info.add_argument("--data-dir", type=folder_path, help="describe IDX files in this folder instead of the cache")
     info.add_argument("--json", action="store_true", help="print as JSON")
 
     models = sub.add_parser("models", help="list the architectures, or show one")

@@ -85,6 +85,7 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
 
 def fit(
     model: Network,
+    /,  # so that model="..." among the options gets fit's own answer, not Python's "multiple values"
     data: Dataset,
     config: TrainConfig | None = None,
     log: Log | None = stderr_log,

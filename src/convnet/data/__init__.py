@@ -267,9 +267,14 @@ def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, fetch_
     """The data set as verified arrays: from `data_dir` if given, else from the cache (fetched when missing).
     `test_only`: a `data_dir` may lack the training files (see `read_idx_folder`)."""
     _check_name(name)
+    for flag, value in (("fetch_missing", fetch_missing), ("test_only", test_only)):
+        if not isinstance(value, bool):  # "no" would mean yes
+            raise DataError(f"{flag} must be True or False, not {value!r:.40}.")
     if data_dir is not None:
         if not isinstance(data_dir, (str, os.PathLike)):
             raise DataError(f"data_dir is a folder's path, not {type(data_dir).__name__} ({data_dir!r:.40}).")
+        if not str(data_dir):  # not quietly the current folder
+            raise DataError("data_dir is empty; name a folder of IDX files, or leave it out for the cache.")
         return read_idx_folder(Path(data_dir), name, test_only)
     path = cache_path(name)
     if not path.exists():
