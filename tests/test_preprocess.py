@@ -745,6 +745,8 @@ def test_missing_path_and_directory(tmp_path) -> None:
         load_gray(tmp_path / "nope.png")
     with pytest.raises(ImageError, match="is a directory"):
         load_gray(tmp_path)
+    with pytest.raises(ImageError, match="/dev/zero: not a regular file \\(a device\\)"):  # it was "file is empty"
+        load_gray("/dev/zero")
 
 
 @pytest.mark.parametrize("shape, words", [((0, 5), "array is empty"), ((0, 0, 3), "array is empty"),

@@ -124,8 +124,10 @@ def _is_stdin(info: os.stat_result) -> bool:
     """Whether a file (by its `stat`) is this process's standard input, and one whose size says nothing of what it
     holds: a pipe, a socket or a terminal (a redirected file, or /dev/null, is read as the file it is)."""
     mode = info.st_mode
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(0))):
-        return False
+    return (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(0))) and _is_fd0(info)
+
+
+def _is_fd0(info: os.stat_result) -> bool:
     try:
         return os.path.samestat(info, os.fstat(0))
     except OSError:  # no standard input at all
@@ -183,6 +185,8 @@ def _open(source: Source) -> tuple[Image.Image, str]:
         elif stat.S_ISFIFO(mode):  # <(…): a pipe's size says nothing, its contents are read to the end
             fp = io.BytesIO(_read_pipe(fp, name))
             size = len(fp.getvalue())
+        elif (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and not _is_fd0(info):  # /dev/zero would never end
+            raise ImageError(f"{name}: not a regular file (a device); an image must be in a file")
         if size == 0:
             raise ImageError(f"{name}: file is empty")
     else:
