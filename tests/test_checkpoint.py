@@ -135,6 +135,7 @@ def test_ensemble_members_must_match(tmp_path):
     ({"preprocessing": {"mean": "0.1", "std": 0.3}}, "mean must be a number, not '0.1'"),
     ({"preprocessing": {"mean": 0.1, "std": None}}, "std must be a number, not None"),
     ({"temperature": True}, "temperature must be a number"),
+    ({"preprocessing": None}, "preprocessing must hold the mean and std, not None"),  # not "'NoneType' object is …"
     # Answers are told apart, and `convnet predict` prints them one a line, by their class names.
     ({"classes": list(range(10))}, "class names must be strings, not int"),
     ({"classes": ["a"] * 10}, "class name 'a' is given more than once"),
@@ -147,6 +148,17 @@ def test_nonsense_card_values_are_refused(tmp_path, change, words):
     card = json.loads((run / "model.json").read_text())
     (run / "model.json").write_text(json.dumps({**card, **change}))
     with pytest.raises(ModelError, match=f"invalid model card .*{words}"):
+        load_model(run)
+
+
+@pytest.mark.parametrize("field", ["architecture", "classes", "num_classes"])
+def test_a_card_without_a_field_names_it(tmp_path, field):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    card = json.loads((run / "model.json").read_text())
+    del card[field]
+    (run / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=f"model.json: incomplete model card \\(it has no '{field}' field\\)"):
         load_model(run)
 
 

@@ -299,6 +299,8 @@ def _build(spec: dict, card: dict) -> Network:
         raise ValueError("an ensemble's members cannot be ensembles themselves")
     num_classes, in_channels, input_size = spec["num_classes"], spec["in_channels"], spec["input_size"]
     classes, prep = card["classes"], card["preprocessing"]
+    if not isinstance(prep, dict):
+        raise ValueError(f"preprocessing must hold the mean and std, not {prep!r:.40}")
     mean, std, temperature = prep["mean"], prep["std"], spec.get("temperature", 1.0)
     if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
         raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
@@ -358,8 +360,8 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
     with _card_errors(card_path):
         ensemble = card["architecture"] == Ensemble.arch
         specs = card["members"] if ensemble else [card]
-        if not isinstance(specs, list):
-            raise TypeError("members must be a list")
+        if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+            raise TypeError("members must be a list of members' cards")
         if ensemble and card.get("temperature", 1.0) != 1.0:  # it would be ignored, and the user's intent with it
             raise ValueError("an ensemble's own temperature is 1: it averages its members' calibrated probabilities; "
                              "set each member's, members[i].temperature")
@@ -393,7 +395,9 @@ def _card_errors(card_path: Path) -> Iterator[None]:
     """Errors in what a card says, as ModelErrors that name the card."""
     try:
         yield
-    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: float() of a 400-digit number
+    except KeyError as e:
+        raise ModelError(f"{card_path}: incomplete model card (it has no {e.args[0]!r} field).") from None
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: float() of a 400-digit number
         raise ModelError(f"{card_path}: incomplete or invalid model card ({e}).") from None
     except (ConfigError, ModelError) as e:  # an unknown architecture, images too small for it, a lone member, …
         raise ModelError(f"{card_path}: {e}") from None
