@@ -48,6 +48,11 @@ def test_models_name_shows_the_recipe(capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("recipe: 1 epoch, batch")
 
 
+def test_models_on_the_shipped_model_says_what_it_is(capsys):
+    assert main(["models", "default"]) == 1  # it said only "unknown model 'default'"
+    assert "'default' is a trained model shipped with convnet, not an architecture" in capsys.readouterr().err
+
+
 def test_data_info_on_a_folder(capsys, tiny_dir):
     assert main(["data", "info", "--data-dir", str(tiny_dir), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

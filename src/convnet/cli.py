@@ -270,7 +270,8 @@ def build_parser() -> Parser:
                      "(./NAME for a folder named like a shipped model)")
     ens.add_argument("--out", type=user_path, required=True,
                      help="folder for the ensemble's model.safetensors + model.json")
-    ens.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
+    ens.add_argument("--overwrite", action="store_true",
+                     help="replace the model already in --out (and the records of a training run there)")
     _add_data_options(ens)
     _add_model_options(ens)
 
@@ -328,9 +329,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from convnet.checkpoint import shipped_models
     from convnet.models import count_macs, create_model, get_spec, list_models
     from convnet.models.summary import layer_rows
 
+    if args.name in shipped_models():  # a trained model's name, not an architecture's
+        raise ConfigError(f"{args.name!r} is a trained model shipped with convnet, not an architecture; "
+                          f"`convnet evaluate {args.name}` scores it, and its card names its architecture.")
     names = list_models() if args.name is None else [get_spec(args.name).name]
     rows = []
     for name in names:
