@@ -293,10 +293,13 @@ def test_a_failed_ensemble_leaves_no_folder_behind(tiny_dir, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_out_on_a_broken_link_says_so(tiny_dir, tmp_path):
-    (tmp_path / "link").symlink_to(tmp_path / "gone")
-    done = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", tmp_path / "link")
-    assert done.returncode == 1 and f"a link to {tmp_path / 'gone'}, which does not exist" in done.stderr
+@pytest.mark.parametrize("below", [False, True])
+def test_out_on_a_broken_link_says_so(tiny_dir, tmp_path, below):
+    """A link to nowhere above --out too (a drive not mounted): the folders it points to were made."""
+    (tmp_path / "link").symlink_to(tmp_path / "gone" / "runs")
+    done = run("train", "--data-dir", tiny_dir, "--epochs", "1", "--out", tmp_path / "link" / ("run" if below else ""))
+    assert done.returncode == 1 and f"a link to {tmp_path / 'gone' / 'runs'}, which does not exist" in done.stderr
+    assert not (tmp_path / "gone").exists()
 
 
 @pytest.mark.parametrize("command", ["train", "ensemble"])

@@ -212,11 +212,14 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     if folder.suffix in (".safetensors", ".json"):  # the user meant a file: it would become a folder of that name
         raise ConfigError(f"{folder}: a model is saved as a folder that holds {WEIGHTS} and {CARD}; choose a "
                           f"{option} without {folder.suffix}, e.g. {folder.with_suffix('')}.")
+    # A link to nowhere, the folder's or one above it (a drive not mounted): mkdir would only say "File exists", or
+    # make the folders it points to.
+    for link in (folder, *folder.parents):
+        if link.is_symlink() and not link.exists():
+            raise ConfigError(f"{link}: a link to {os.readlink(link)}, which does not exist; choose another {option}.")
     real = real_path(folder)  # checked and made as it is on disk: "new/../run" is "run", and makes no "new"
     if real.exists() and not real.is_dir():
         raise ConfigError(f"{folder}: exists and is not a folder; choose another {option}.")
-    if real.is_symlink() and not real.exists():  # mkdir would only say "File exists"
-        raise ConfigError(f"{folder}: a link to {os.readlink(real)}, which does not exist; choose another {option}.")
     taken = [name for name in files if (real / name).exists()]
     for name in taken:  # a folder where a file goes fails only when written, after all the work
         if not (real / name).is_file():
