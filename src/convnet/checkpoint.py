@@ -215,7 +215,7 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
     # A link to nowhere, the folder's or one above it (a drive not mounted): mkdir would only say "File exists", or
     # make the folders it points to.
     for link in (folder, *folder.parents):
-        if link.is_symlink() and not link.exists():
+        if link.is_symlink() and _dangling(link):
             raise ConfigError(f"{link}: a link to {os.readlink(link)}, which does not exist; choose another {option}.")
     real = real_path(folder)  # checked and made as it is on disk: "new/../run" is "run", and makes no "new"
     if real.exists() and not real.is_dir():
@@ -237,6 +237,17 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
         raise ConfigError(f"{folder}: cannot write into this folder (no permission, or a read-only file system); "
                           f"choose another {option}.")
     return folder if folder.is_dir() else real  # "new/../run" can only be written to as the folder it names
+
+
+def _dangling(link: Path) -> bool:
+    """Whether a link leads nowhere; a loop of links is `real_path`'s error to say."""
+    try:
+        link.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def shipped_models() -> list[str]:
