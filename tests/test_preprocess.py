@@ -213,6 +213,19 @@ def test_a_dark_band_along_an_edge_is_not_part_of_the_digit(side: str, share: fl
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
 
 
+@pytest.mark.parametrize("side", ["left", "bottom"])
+@pytest.mark.parametrize("digit", ["3", "4"])
+def test_a_dark_band_beside_a_small_digit_is_not_part_of_it(side: str, digit: str) -> None:
+    """A digit a tenth of the photo high, the desk along one side: the cut that finds bands took the digit's thin
+    strokes away whole, no other ink was left to measure the band against, and the band was read (a 4 as 1)."""
+    ink = np.zeros((600, 800), np.float32)
+    drawn = draw_digit(digit, 60, 6)
+    ink[250:250 + drawn.shape[0], 420:420 + drawn.shape[1]] = drawn
+    photo = 0.9 - 0.75 * ink
+    banded = np.where(_band(ink.shape, side, 0.15), 0.15, photo)
+    assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
+
+
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
 def test_a_band_that_thickens_along_the_edge_goes_whole(side: str) -> None:
     """A shadow's edge at a slant: a band thin at one end and five times as thick at the other, too thin for a band
@@ -242,7 +255,8 @@ def test_a_band_that_the_lines_of_ruled_paper_run_into_goes_with_them(side: str)
     assert_mnist_like(to_mnist(banded), to_mnist(photo), 0.95)
 
 
-@pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck", "a 1 beside a 0", "a 1 with a hair"])
+@pytest.mark.parametrize("case", ["a 1 beside an 11", "a 1 and a speck", "a 1 beside a 0", "a 1 with a hair",
+                                  "a 1 beside stretches of a grid"])
 def test_a_bar_along_the_edge_no_thicker_than_the_rest_stays(case: str) -> None:
     """A tightly cropped 1 touches the image's edge, as a band does; but it is no thicker than the strokes beside it,
     or it is alone. A review found "10" read as 0, its straight 1 measured against the 0's round stroke on another
@@ -259,9 +273,13 @@ def test_a_bar_along_the_edge_no_thicker_than_the_rest_stays(case: str) -> None:
             ink[:140, 20:36] = ink[30:190, 80:96] = 1  # the first cut off by the top edge
         elif case == "a 1 and a speck":
             ink[:, :16] = ink[100:103, 60:63] = 1
-        else:  # a marker's bar cut off by the bottom edge, a faint hair off its side
+        elif case == "a 1 with a hair":  # a marker's bar cut off by the bottom edge, a faint hair off its side
             ink[20:, 10:36] = 1
             ink[100 + np.arange(4), 36 + np.arange(4)] = 0.4
+        else:  # the bar on the left edge, and what is left of a faint grid's lines, slanted, beside it
+            ink[:, :36] = 1
+            for top in (30, 90, 150):
+                ink[top + np.arange(14), 70 + np.arange(14) // 4] = 0.5
     found = find_ink(1 - 0.8 * ink)
     assert found[:, :36].sum() > 0.9 * ink[:, :36].sum()
 
@@ -406,6 +424,17 @@ def test_a_sheet_on_a_desk_is_read_as_the_page_at_any_angle(view: str) -> None:
     assert_mnist_like(to_mnist(_sheet_on_desk(corners, blur=1.5)), to_mnist(1 - 0.8 * digit), 0.95)
 
 
+@pytest.mark.parametrize("turn", [0, 4])
+def test_a_small_sheet_far_off_on_a_desk_is_read_as_the_page(turn: int) -> None:
+    """A note a tenth of the photo, lying square or nearly: under a fifth of the photo, it was no sheet, and its
+    outline was read as a 0 whatever was written on it."""
+    angle = np.radians(turn)
+    corners = [(700 + x * np.cos(angle) - y * np.sin(angle), 500 + x * np.sin(angle) + y * np.cos(angle))
+               for x, y in ((-200, -160), (200, -160), (200, 160), (-200, 160))]
+    sheet = _sheet_on_desk(corners, 1.5, (1400, 1000), ("4", 160, 12, 0))
+    assert_mnist_like(to_mnist(sheet), to_mnist(1 - 0.8 * draw_digit("4", 160, 12)), 0.95)
+
+
 def test_a_digit_nearly_as_big_as_its_sheet_is_read_on_it() -> None:
     """The paper inside a big 0 is cut off from the rest of the sheet: counted with it, the sheet is still a sheet
     (the sheet read as ink was a 0 whatever was written)."""
@@ -432,6 +461,56 @@ def test_a_digit_on_a_card_with_round_corners_is_read_on_it(digit: str) -> None:
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))
+
+
+@pytest.mark.parametrize("frame", ["box", "circle"])
+def test_a_frame_drawn_around_a_digit_is_not_part_of_it(frame: str) -> None:
+    """An answer box or a circle around the digit: the heaviest ink, it was cropped and read (a circled 5 as 0)."""
+    digit = draw_digit("5", 120, 12, margin=0)
+    canvas = Image.fromarray(to_u8(np.pad(digit, 120)))
+    around = (60, 60, canvas.width - 60, canvas.height - 60)
+    if frame == "box":
+        ImageDraw.Draw(canvas).rectangle(around, outline=255, width=6)
+    else:
+        ImageDraw.Draw(canvas).ellipse(around, outline=255, width=6)
+    framed = np.asarray(canvas, np.float32) / 255
+    assert_mnist_like(to_mnist(1 - 0.8 * framed), to_mnist(1 - 0.8 * digit), 0.95)
+
+
+@pytest.mark.parametrize("mark", ["dot", "hair"])
+def test_a_mark_in_a_zero_is_no_digit_it_frames(mark: str) -> None:
+    """A 0 written around a short stroke (a dotted zero), or around what is left of a faint line of squared paper
+    across it (a hair two thirds of its hole's height): a 0 and its mark, no frame. (The hair was read as a 1.)"""
+    zero = draw_digit("0", 200, 20)
+    ys, xs = np.nonzero(zero)
+    middle = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+    if mark == "dot":
+        zero[middle[0] - 20:middle[0] + 20, middle[1] - 6:middle[1] + 6] = 1  # a fifth of the hole's height
+    else:
+        zero[middle[0] - 50:middle[0] + 50, middle[1] + 20] = 1
+    assert correlation(to_mnist(1 - zero), reference(zero)) > 0.9
+
+
+def blotchy_paper(shape: tuple[int, int], amount: float, seed: int = 0) -> np.ndarray:
+    """Paper at 0.9 with a phone photo's texture: smooth blotches about 8 px across, `amount` their deviation."""
+    small = np.random.default_rng(seed).normal(0, amount, (shape[0] // 8, shape[1] // 8)).astype(np.float32)
+    return 0.9 + np.asarray(Image.fromarray(small).resize(shape[::-1], Image.BILINEAR))
+
+
+@pytest.mark.parametrize("digit", ["0", "4", "7"])
+def test_a_small_digit_on_a_blotchy_page_is_found(digit: str) -> None:
+    """A digit 3 % of the page's height: Otsu's threshold over the whole page split the texture, not ink from paper,
+    and the digit was "no ink found"."""
+    ink = np.zeros((900, 1200), np.float32)
+    drawn = draw_digit(digit, 30, 4)
+    ink[430:430 + drawn.shape[0], 600:600 + drawn.shape[1]] = drawn
+    assert_mnist_like(to_mnist(blotchy_paper(ink.shape, 0.03) * (1 - 0.8 * ink)), to_mnist(1 - ink), 0.9)
+
+
+@pytest.mark.parametrize("amount", [0.01, 0.05, 0.08])
+def test_a_blotchy_blank_page_has_no_ink(amount: float) -> None:
+    with pytest.raises(NoInkError):
+        to_mnist(np.clip(blotchy_paper((900, 1200), amount, seed=1), 0, 1))
 
 
 @pytest.mark.parametrize("digit", ["7", "2", "5b"])

@@ -15,7 +15,7 @@ from convnet.segment import (
 )
 
 # Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).
-from test_preprocess import correlation, draw_strokes, notebook, reference
+from test_preprocess import correlation, draw_strokes, notebook, reference, to_u8
 
 Layout = list[tuple[str, int, int, int, float]]  # digit, height, top, gap before, stroke
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
@@ -342,6 +342,23 @@ def underlined(layout: Layout, touching: bool, tilt: float = 0.02) -> tuple[np.n
     rows = np.arange(number.shape[0])[:, None] - (top + tilt * (x - x.mean()))
     rule = (rows >= 0) & (rows < 16) & (x >= 15) & (x < len(x) - 15)
     return np.maximum(number, rule), boxes, alone
+
+
+@pytest.mark.parametrize("frame", ["box", "circle"])
+def test_a_frame_drawn_around_a_number_is_not_part_of_it(frame: str) -> None:
+    """The frame was the heaviest ink: read as a 0 that hid the digits, or as no number at all."""
+    number, boxes, alone = compose(LEVEL)
+    pad = 150
+    canvas = Image.fromarray(to_u8(np.pad(number, pad)))
+    height, width = number.shape
+    if frame == "box":
+        ImageDraw.Draw(canvas).rectangle((pad, pad + 60, pad + width, pad + height - 60), outline=255, width=8)
+    else:
+        ImageDraw.Draw(canvas).ellipse((pad - 80, pad - 20, pad + width + 80, pad + height + 20), outline=255, width=8)
+    framed = np.asarray(canvas, np.float32) / 255
+    assert len(connected_components(framed)) == len(boxes) + 1
+    shifted = [(x0 + pad, y0 + pad, x1 + pad, y1 + pad) for x0, y0, x1, y1 in boxes]
+    assert_segmented(segment_digits(1 - framed), shifted, [np.pad(ink, pad) for ink in alone])
 
 
 @pytest.mark.parametrize("touching", [False, True])

@@ -26,7 +26,7 @@ from convnet.data import normalize_
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
-from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, load_gray_sized, preprocess
+from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, load_gray_sized, readings
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
@@ -168,8 +168,14 @@ class Recognizer:
         return self._answers(sources, [_prepare(source) for source in sources])
 
     def _answers(self, sources: list[Source], prepared: list[np.ndarray | ImageError]) -> list[Prediction]:
+        """Each source's answer from its readings (`preprocess.readings`): the one the model is surest of."""
         ok = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        answers = dict(zip(ok, self.probabilities(np.stack([prepared[i] for i in ok])))) if ok else {}
+        answers = {}
+        if ok:
+            probs = self.probabilities(np.concatenate([prepared[i] for i in ok]))
+            ends = np.cumsum([len(prepared[i]) for i in ok])
+            for i, options in zip(ok, np.split(probs, ends[:-1])):
+                answers[i] = options[int(np.argmax(options.max(axis=1)))]  # NaN wins: _answer says so
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
             if i in answers:
@@ -252,7 +258,7 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def _prepare(source: Source) -> np.ndarray | ImageError:
     try:
-        return preprocess(source)
+        return readings(source)
     except ImageError as e:
         return e
 

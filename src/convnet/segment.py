@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet.components import Components, connected_components, speck_mask
-from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, render_digit
+from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, frames, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
@@ -84,7 +84,11 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
     gray = np.asarray(gray)
     ink = find_ink(gray)
     components = connected_components(ink)
-    _parts(components, ink.shape)  # a texture or a page of text is refused before any more work
+    kept = np.zeros(len(components), bool)
+    kept[_parts(components, ink.shape)] = True  # a texture or a page of text is refused before any more work
+    if (framed := frames(components, kept)).any():  # a box or a circle drawn around the number, or a digit of it
+        ink = np.where(np.concatenate([[False], framed])[components.labels], 0, ink)
+        components = connected_components(ink)
     sure, doubtful = find_underlines(ink, components)
     if sure.any():  # never part of a digit
         ink, components = np.where(sure, 0, ink), None

@@ -12,7 +12,7 @@ from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
 MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
-SHEET_AREA = 0.2  # light ink whose box covers this share of the image,
+SHEET_AREA = 0.08  # light ink whose box covers this share of the image,
 SHEET_FILL = 0.85  # which fills this share of its box, or of its convex hull
 SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640 bold digits: 91 % at most), is a sheet
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
@@ -20,6 +20,10 @@ COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's cou
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
 BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thick are cut off a band to find it
+FRAME_CONTENT = 0.3  # a ring whose hole holds other ink this share of the hole's height frames it,
+FRAME_MASS = 0.1  # when that ink weighs this share of the ring at least (a digit in a circle: half of it; a 1: a fifth)
+BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a band against from this share of the side,
+BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -71,13 +75,31 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
         return ink
     # The other pieces, measured as the bands are (on the same mask: a band's soft edge and the strokes' count alike).
     others = (need == 0) & ~speck_mask(components, ink.shape)
-    if not others.any():
+    if others.any():
+        stroke = stroke_width(np.concatenate([[False], others])[components.labels])
+    elif (stroke := _thin_stroke(ink, _grown(components, need > 0, cut))) is None:
         return ink
-    stroke = stroke_width(np.concatenate([[False], others])[components.labels])
     bands = np.zeros(len(components), bool)
     for k in np.nonzero(need)[0]:
         bands[k] = stroke_width(components.labels == k + 1) >= need[k] * stroke
     return remove_rulings(np.where(_grown(components, bands, cut), 0, ink)) if bands.any() else ink
+
+
+def _thin_stroke(ink: np.ndarray, candidates: np.ndarray) -> float | None:
+    """The stroke width of the ink clear of the band candidates, where the opening took all of it away: a digit
+    written a few hundredths of the image high beside the desk. None when that ink is no writing: pieces under
+    BAND_WRITING of the image's longer side (a speck or a hair beside a marker's 1; against a band, `speck_mask`
+    would take a digit for dust), stretches of lines LINE_ASPECT times as long as thick, or strokes thinner than
+    BAND_WRITING_STROKE, what is left of a notebook's lines beside a digit cropped at the edge (the candidate then)."""
+    pieces = connected_components(ink)
+    touching = np.bincount(pieces.labels[candidates], minlength=len(pieces) + 1)[1:] > 0
+    width, height = (pieces.boxes[:, 2:] - pieces.boxes[:, :2]).T
+    writing = ~touching & (np.maximum(width, height) >= max(2.0, BAND_WRITING * max(ink.shape)))  # 2: as specks
+    writing &= (width < LINE_ASPECT * height) & (height < LINE_ASPECT * width)
+    if not writing.any():
+        return None
+    stroke = stroke_width(np.concatenate([[False], writing])[pieces.labels])
+    return stroke if stroke >= BAND_WRITING_STROKE else None
 
 
 def _grown(components: Components, chosen: np.ndarray, by: int) -> np.ndarray:
@@ -250,12 +272,26 @@ def _suppress_noise(residual: np.ndarray) -> np.ndarray:
     the noise (and JPEG ringing) becomes exactly 0.
     """
     sigma = _paper_noise(residual)
-    strong = residual[residual > max(_otsu(residual), 4 * sigma)]
-    full = float(np.median(strong)) if strong.size else 0.0
-    if full < MIN_CONTRAST or full < MIN_SNR * sigma:
+    full = _full_ink(residual, sigma)
+    if not _stands_out(full, sigma):
+        # A small digit on a whole page: a few hundred pixels of ink against a megapixel whose noise, texture or pale
+        # ruled lines Otsu's threshold splits instead. Split again what stands out of the noise, ink and that tail.
+        tail = residual[residual > 4 * sigma]
+        full = _full_ink(tail, sigma) if tail.size else 0.0
+    if not _stands_out(full, sigma):
         raise NoInkError("no ink found")
     floor = max(3.5 * sigma, 0.25 * full)
     return np.clip((residual - floor) * (1 / (full - floor)), 0, 1).astype(np.float32)
+
+
+def _full_ink(values: np.ndarray, sigma: float) -> float:
+    """The level of full strokes: the median of what Otsu's threshold (and the noise) leave as ink."""
+    strong = values[values > max(_otsu(values), 4 * sigma)]
+    return float(np.median(strong)) if strong.size else 0.0
+
+
+def _stands_out(full: float, sigma: float) -> bool:
+    return full >= MIN_CONTRAST and full >= MIN_SNR * sigma
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
@@ -273,12 +309,38 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
     return low + (int(np.nanargmax(between[:-1])) + 1) * step
 
 
-def digit_ink(ink: np.ndarray) -> np.ndarray:
-    """Keep the heavy components and the smaller ones next to them; drop specks."""
-    components = connected_components(ink)
+def frames(components: Components, keep: np.ndarray) -> np.ndarray:
+    """Which of the kept components frame other kept ink: a box or a circle drawn around a digit or a number, the
+    heaviest ink, which was cropped and read (a circled 5 as 0). A frame's hole holds writing at least FRAME_CONTENT
+    of the hole's height and weighs a tenth of the frame at least; a 0's, a 6's or an 8's loops hold nothing so tall
+    but what is left inside them of a line of squared paper: a hair against them."""
+    found = np.zeros(len(components), bool)
+    boxes = components.boxes
+    for k in np.nonzero(keep)[0]:
+        x0, y0, x1, y1 = boxes[k]
+        inside = keep & (boxes[:, 0] > x0) & (boxes[:, 1] > y0) & (boxes[:, 2] < x1) & (boxes[:, 3] < y1)
+        if not inside.any():  # the usual case: no labelling of holes
+            continue
+        labels = components.labels[y0:y1, x0:x1]
+        holes = _holes(labels == k + 1)
+        outside = np.bincount(labels[~holes], minlength=len(components) + 1)[1:] > 0  # a piece reaching past it
+        held = inside & ~outside
+        if not held.any():
+            continue
+        rows = np.nonzero(holes.any(axis=1))[0]
+        tall = boxes[held, 3].max() - boxes[held, 1].min() >= FRAME_CONTENT * (rows[-1] + 1 - rows[0])
+        found[k] = tall and components.mass[held].sum() >= FRAME_MASS * components.mass[k]
+    return found
+
+
+def digit_ink(ink: np.ndarray, components: Components | None = None) -> np.ndarray:
+    """Keep the heavy components and the smaller ones next to them; drop specks and a frame drawn around them.
+    `components` are the ink's, when the caller has them."""
+    components = connected_components(ink) if components is None else components
     keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
     if not keep.any():
         raise NoInkError("no ink found")
+    keep &= ~frames(components, keep)
     boxes = components.boxes
     widths = boxes[:, 2] - boxes[:, 0]
     solid = keep & (widths < LINE_ASPECT * (boxes[:, 3] - boxes[:, 1]))
