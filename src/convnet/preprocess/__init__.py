@@ -62,9 +62,9 @@ def readings(source: Source) -> np.ndarray:
 
 
 def _under_all(rule: np.ndarray, ink: np.ndarray) -> bool:
-    """Whether the rule reaches past the rest of the ink on both sides, by RULE_PAST of its width: a line the digit
-    stands on does; a 2's base, which starts about where its body does (or a third of the narrow body left of it, in
-    MNIST), or a 4's crossbar does not (without them, a 2 reads as a surer 7, a 4 as a 1)."""
+    """Whether the rule reaches past the rest of the ink on both sides, by RULE_PAST of the rest's width: a line the
+    digit stands on does; a 2's base, which starts about where its body does (or a third of the narrow body left of
+    it, in MNIST), or a 4's crossbar does not (without them, a 2 reads as a surer 7, a 4 as a 1)."""
     if not rule.any():
         return False
     rule_cols, rest_cols = np.nonzero(rule.any(axis=0))[0], np.nonzero(((ink > 0) & ~rule).any(axis=0))[0]
