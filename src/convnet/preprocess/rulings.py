@@ -313,13 +313,13 @@ def _within_edges(lines: np.ndarray, thin: np.ndarray, first: np.ndarray, runs: 
                   thickness: np.ndarray) -> np.ndarray:
     """The pixels of the `lines` along the image's top or bottom side (each of their `thin` columns on it) whose
     vertical run of ink (from row `first`, `runs` long) lies between the line's edges: the side, and a straight line
-    through the inner ends of those columns, give or take a quarter of its `thickness` (every run lies within the
-    side itself). A band's thick end (a shadow's
-    edge at a slant, thin at one end and thick at the other) lies so; a stroke that crosses the band or lies along
-    it, over half as thick again, reaches past the inner edge by more. Not for lines inside the page: a review found
-    a bold 4's crossbar, which filled the space between two lines of ruled paper and made one piece of them, erased
-    between their outer edges, and strokes lying along a line widening its edges enough to go with it. (A pixel of
-    slack instead of a quarter of the thickness let a 5's stem go where it ran down a faint line of squared paper.)"""
+    through the inner ends of those columns, give or take a quarter of its `thickness` (every run lies within the side
+    itself). A band's thick end (a shadow's edge at a slant, thin at one end and thick at the other) lies so; a stroke
+    that crosses the band or lies along it, over half as thick again, reaches past the inner edge by more. Not for lines
+    inside the page: a review found a bold 4's crossbar, which filled the space between two lines of ruled paper and
+    made one piece of them, erased between their outer edges, and strokes lying along a line widening its edges enough
+    to go with it. (A pixel of slack instead of a quarter of the thickness let a 5's stem go where it ran down a faint
+    line of squared paper.)"""
     inside = np.zeros(lines.shape, bool)
     ys, xs = np.nonzero(thin)
     numbers = lines[ys, xs]
