@@ -489,11 +489,12 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     trained_on = [_trained_on(m) for m in ensemble.members]
     common = {"dataset": trained_on[0]} if all(t is not None and t.get("sha256") == trained_on[0].get("sha256")
                                                 for t in trained_on) else {}
+    shipped = shipped_models()  # listed once, not once a member
     # The folder was claimed above, --overwrite and all; a training run's records there go with its model.
     save_model(ensemble, args.out, overwrite=True, **common,
                metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members,
                         "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
-               sources=[m if m in shipped_models() else str(Path(m).resolve()) for m in args.models])
+               sources=[m if m in shipped else str(Path(m).resolve()) for m in args.models])
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
