@@ -453,6 +453,12 @@ def test_a_dataset_refuses_arrays_it_cannot_hold(tiny_arrays, change, words):
         _made(tiny_arrays, **change)
 
 
+@pytest.mark.parametrize("name, source", [(5, ""), ("", ""), ("  ", ""), (None, ""), ("tiny", None)])
+def test_a_dataset_needs_a_name_and_a_text_source(tiny_arrays, name, source):
+    with pytest.raises(DataError, match="a data set's name must be a non-empty string and its source a string"):
+        data.Dataset(name, **tiny_arrays, source=source)
+
+
 def test_labels_are_checked_against_the_classes(tiny_arrays):
     with pytest.raises(DataError, match=r"labels must be 0–2 \(found 0–9\)"):
         _made(tiny_arrays, classes=["a", "b", "c"])

@@ -52,6 +52,10 @@ class Dataset:
         `fit` and `evaluate`, as its arrays may have been replaced since."""
         # Checked where the user's own arrays come in: float pixels would otherwise be divided by 255 a second time
         # without a word, and other labels fail deep inside torch. An empty split is fine until it is used.
+        if not isinstance(self.name, str) or not self.name.strip() or not isinstance(self.source, str):
+            # the name goes into messages, run folders and model cards as text
+            raise DataError(f"a data set's name must be a non-empty string and its source a string, not "
+                            f"{self.name!r:.40} and {self.source!r:.40}.")
         names = self.classes
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, str) for c in names):
             raise DataError(f"data set {self.name!r}: classes must be a non-empty list of class names.")
