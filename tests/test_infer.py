@@ -277,8 +277,15 @@ def test_predict_cli_counts_each_file_left_out_once(tmp_path):
     (tmp_path / "._x.png").write_bytes(b"macOS metadata")
     (tmp_path / "sub" / "notes.txt").write_text("not an image")
     (tmp_path / "sub" / "1.png").write_bytes(DIGITS[0].read_bytes())
+    (tmp_path / "sub" / ".ipynb_checkpoints").mkdir()  # a hidden folder: said once, however many images it holds
+    for name in ("2.png", "3.png"):
+        (tmp_path / "sub" / ".ipynb_checkpoints" / name).write_bytes(DIGITS[1].read_bytes())
     done = cli("predict", tmp_path / "**")  # walks sub/ again under each folder above it, and matches notes.txt
-    assert done.returncode == 0 and "convnet: 2 file(s) of the folders and globs left out" in done.stderr, done.stderr
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1, done.stdout
+    assert "convnet: 3 file(s) or folder(s) of the folders and globs left out" in done.stderr, done.stderr
+    done = cli("predict", tmp_path / "sub")
+    assert f"2 file(s) or folder(s) of the folders and globs left out, as hidden or not named as images (first: " \
+           f"{tmp_path / 'sub' / '.ipynb_checkpoints'}/)" in done.stderr, done.stderr
 
 
 def test_predict_cli_prints_one_line_per_file_whatever_its_name(tmp_path):

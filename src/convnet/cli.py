@@ -542,8 +542,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # The other files of a folder or a glob: said, not read. Each once (`**` walks a subfolder again under each
     # folder above it, and matches its files too), and not those named to be read.
     if left_out := sorted(set(skipped) - read):
-        print(f"convnet: {len(left_out)} file(s) of the folders and globs left out, as hidden or not named as images "
-              f"(first: {left_out[0]}); name a file to read it", file=sys.stderr)
+        print(f"convnet: {len(left_out)} file(s) or folder(s) of the folders and globs left out, as hidden or not "
+              f"named as images (first: {left_out[0]}); name a file to read it", file=sys.stderr)
     if failed:
         print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0

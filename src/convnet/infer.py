@@ -266,9 +266,10 @@ def _prepare(source: Source) -> np.ndarray | ImageError:
 def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily.
 
-    In folders, files not named as images and hidden ones (`.x`, such as macOS's `._photo.png`) are left out, and
-    among a glob's matches those not named as images (hidden ones match only a pattern that names them); they are
-    added to `skipped` when it is given. A file named on its own is always read."""
+    In folders, files not named as images and hidden files and folders (`.x`, such as macOS's `._photo.png`) are left
+    out, and among a glob's matches those not named as images (hidden ones match only a pattern that names them); they
+    are added to `skipped` when it is given (a folder's path ending in a separator). A file named on its own is always
+    read."""
     for pattern in patterns:
         path = Path(pattern)
         if not pattern:
@@ -305,6 +306,8 @@ def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[st
     for root, dirs, files in os.walk(folder, onerror=refuse):
         yield from refused  # the subfolders refused since the last step, in walking order
         refused.clear()
+        if skipped is not None:  # a hidden folder (.git, .ipynb_checkpoints) is said once, not file by file
+            skipped.extend(os.path.join(root, d, "") for d in sorted(dirs) if d.startswith("."))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if walked_image(name):
