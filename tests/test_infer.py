@@ -148,7 +148,8 @@ def test_expand_paths_folders_and_globs(tmp_path):
     found = [p for p, error in expand_paths([str(tmp_path / "a")], skipped)]
     assert found == [str(tmp_path / "a" / "1.png"), str(tmp_path / "a" / "b" / "2.JPG"),
                      str(tmp_path / "a" / "b" / "4.avif")]
-    assert skipped == [str(tmp_path / "a" / "._1.png"), str(tmp_path / "a" / "skip.txt")]
+    assert skipped == [str(tmp_path / "a" / ".hidden") + os.sep, str(tmp_path / "a" / "._1.png"),
+                       str(tmp_path / "a" / "skip.txt")]  # a hidden folder as itself, not its files
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "._1.png")])] == [str(tmp_path / "a" / "._1.png")]
     assert [p for p, _ in expand_paths([str(tmp_path / "a" / "*.png")])] == [str(tmp_path / "a" / "1.png")]
     assert list(expand_paths([str(tmp_path / "nope*.png")]))[0][1].endswith("no files match")
