@@ -1,7 +1,7 @@
 """Recognition of real images with a model (default: the shipped one): three measurements.
 
     python benchmarks/recognition.py realworld DIR     # accuracy on DIR/<label>/*.png|jpg (make_realworld_digits.py)
-    python benchmarks/recognition.py nondigits         # how often non-digits fall below the default threshold
+    python benchmarks/recognition.py nondigits         # how often non-digits get no digit for an answer
     python benchmarks/recognition.py throughput        # files/s of predict over a folder of 10,000 PNGs
 
 Options: --model M, --min-confidence P (default: the CLI's default), --count N (nondigits, throughput).
@@ -32,7 +32,7 @@ def realworld(rec: Recognizer, folder: Path) -> None:
     sources = {}
     if manifest.exists():
         sources = {str(folder / r["path"]): r["source"].split("-")[0] for r in csv.DictReader(manifest.open())}
-    right, total, unsure, unreadable = Counter(), Counter(), 0, []
+    right, total, unsure, unreadable = Counter(), Counter(), Counter(), []
     for p in rec.predict_files(expand_paths([str(folder)])):
         if p.error:  # not an answer of the model's: reported apart, not counted
             unreadable.append(p.error)
@@ -41,12 +41,14 @@ def realworld(rec: Recognizer, folder: Path) -> None:
         group = sources.get(p.path, "all")
         total[group] += 1
         right[group] += p.label == truth
-        unsure += p.label is None
+        if p.label is None:
+            unsure[p.reason] += 1
     n = sum(total.values())
     if not n:
         raise ConfigError(f"{folder}: no readable images ({'; '.join(unreadable[:3])})")
+    withheld = ", ".join(f"{count} {reason!r}" for reason, count in unsure.most_common()) or "none"
     print(f"real-world digits: {sum(right.values())}/{n} = {sum(right.values()) / n:.2%} right "
-          f"(min confidence {rec.min_confidence}; {unsure} answered 'low confidence', counted as wrong)")
+          f"(min confidence {rec.min_confidence}; answers withheld, counted as wrong: {withheld})")
     for group in sorted(total):
         print(f"  {group}: {right[group]}/{total[group]} = {right[group] / total[group]:.2%}")
     if unreadable:
@@ -88,13 +90,15 @@ def nondigits(rec: Recognizer, count: int) -> None:
     rng = np.random.default_rng(0)
     images = nondigit_images(count, rng)
     results = rec.predict([a for _, a in images])
-    below, total = Counter(), Counter()
+    below, total, reasons = Counter(), Counter(), Counter()
     for (kind, _), r in zip(images, results):
         total[kind] += 1
         below[kind] += r.label is None
+        reasons[r.reason] += r.label is None
     n = sum(total.values())
-    print(f"non-digits answered 'low confidence' or 'no ink' at min confidence {rec.min_confidence}: "
-          f"{sum(below.values())}/{n} = {sum(below.values()) / n:.1%}")
+    said = ", ".join(f"{count} {reason!r}" for reason, count in reasons.most_common() if count)
+    print(f"non-digits with no digit for an answer at min confidence {rec.min_confidence}: "
+          f"{sum(below.values())}/{n} = {sum(below.values()) / n:.1%} ({said})")
     for kind in total:
         print(f"  {kind}: {below[kind]}/{total[kind]}")
 

@@ -24,6 +24,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from convnet import __version__
+from convnet.calibrate import attach_typicality, typical_shapes
 from convnet.data import class_names_problem
 from convnet.data.cache import atomic_write, sha256_bytes
 from convnet.device import resolve_device
@@ -38,7 +39,7 @@ RUN_RECORDS = ("config.json", "metrics.json", "history.csv")  # a training run's
 RUN_FILES = (WEIGHTS, CARD, *RUN_RECORDS)  # what a run writes into its folder
 SHIPPED = Path(__file__).parent / "weights"
 CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_size", "classes", "preprocessing",
-               "temperature", "members", "versions", "created", "weights_sha256")
+               "temperature", "typicality", "members", "versions", "created", "weights_sha256")
 # safetensors' names; convnet saves F32, the others load as F32 too (from a card without weights_sha256, or one
 # written with them)
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
@@ -85,6 +86,7 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
             "layout": "white ink on black, digit centred by mass in a 20 px box (MNIST style)",
         },
         "temperature": float(model.temperature),
+        **({"typicality": model.typicality} if getattr(model, "typicality", None) else {}),
         **({"members": model.member_cards()} if isinstance(model, Ensemble) else {}),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -325,7 +327,19 @@ def _build(spec: dict, card: dict) -> Network:
     model = create_model(spec["architecture"], num_classes, in_channels, tuple(input_size))
     model.classes = list(classes)
     model.mean, model.std, model.temperature = float(mean), float(std), float(temperature)
+    if (typicality := spec.get("typicality")) is not None:
+        _typicality_to_load(model, typicality)
     return model
+
+
+def _typicality_to_load(model: Network, record: object) -> None:
+    """Room for the typicality tensors a card says the weights hold, which the strict load then fills."""
+    threshold = record.get("threshold") if isinstance(record, dict) else None
+    if not is_number(threshold) or not 0 < threshold < float("inf"):
+        raise ValueError(f"typicality must hold a positive threshold, not {record!r:.60}")
+    if (shapes := typical_shapes(model)) is None:
+        raise ValueError(f"a {model.arch!r} network has no typicality")
+    attach_typicality(model, torch.zeros(shapes[0]), torch.zeros(shapes[1]), {**record, "threshold": float(threshold)})
 
 
 def check_scaling(mean: float, std: float, temperature: float) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnet.calibrate import expected_calibration_error
+from convnet.calibrate import captured_features, expected_calibration_error, judges, unlike
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
@@ -27,6 +27,10 @@ class EvalResult:
     # The model's softmax temperature, which the loss and `ece` are computed with; None for an ensemble, whose
     # members each divide by their own before their probabilities are averaged.
     temperature: float | None = 1.0
+    # Of the images, how many are unlike the training images (`predict` withholds its answer), and how many of those
+    # the model gets wrong; None for a model without a typicality (calibrate.fit_typicality).
+    unlike: int | None = None
+    unlike_wrong: int | None = None
 
     @property
     def count(self) -> int:
@@ -45,6 +49,8 @@ class EvalResult:
             "ece": self.ece,
             "ece_uncalibrated": self.ece_uncalibrated,
             "temperature": self.temperature,
+            "unlike_training_images": None if self.unlike is None else {"count": self.unlike,
+                                                                         "misclassified": self.unlike_wrong},
             "classes": self.classes,
             "per_class": {
                 c: {**{k: round(float(pc[k][i]), 6) for k in ("precision", "recall", "f1")},
@@ -86,7 +92,10 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch
 
 
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
-    raw = logits_of(model, x)
+    networks = judges(model)
+    with captured_features(networks) as features:
+        raw = logits_of(model, x)
+    far = unlike(networks, features) if networks else None
     temperature = float(getattr(model, "temperature", 1.0))
     logits = raw / temperature  # an ensemble's is 1: its members' temperatures are inside its outputs
     losses = F.cross_entropy(logits, y, reduction="none")
@@ -104,6 +113,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         confusion=cm,
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
+        **({} if far is None else {"unlike": int(far.sum()), "unlike_wrong": int((far & (pred != y)).sum())}),
         **({"ece_uncalibrated": None, "temperature": None} if isinstance(model, Ensemble) else
            {"ece_uncalibrated": expected_calibration_error(raw.softmax(1), y), "temperature": temperature}),
     )
@@ -193,6 +203,9 @@ def format_report(result: EvalResult) -> str:
     lines = [
         f"accuracy {result.accuracy:.4%}   loss {result.loss:.4f}   images {result.count}",
         _calibration_line(result),
+        *([] if result.unlike is None else [
+            f"unlike the training images: {result.unlike} of {result.count} ({result.unlike / max(result.count, 1):.2%}"
+            f"), {result.unlike_wrong} of them misclassified; predict and read withhold their answers"]),
         "",
     ]
     lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")

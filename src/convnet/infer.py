@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from convnet.calibrate import captured_features, judges, unlike
 from convnet.checkpoint import load_model
 from convnet.data import normalize_
 from convnet.device import resolve_device
@@ -31,6 +32,7 @@ from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
+UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm", ".pnm", ".ico", ".avif", ".jp2", ".j2k", ".jpf", ".jpx"}
@@ -107,6 +109,7 @@ class Recognizer:
         self.top_k = min(top_k, model.num_classes)
         self.min_confidence = float(min_confidence)
         self.batch_size = batch_size
+        self._judges = judges(self.model)
 
     @classmethod
     def load(cls, path_or_name: str | Path | Network | Ensemble | None = None, device: str = "cpu",
@@ -117,7 +120,6 @@ class Recognizer:
             return cls(path_or_name, device, **options)
         return cls(load_model(DEFAULT_MODEL if path_or_name is None else path_or_name, device), device, **options)
 
-    @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) MNIST-style images in [0, 1] → (N, classes) calibrated probabilities.
 
@@ -133,14 +135,25 @@ class Recognizer:
         if wrong:
             raise ConfigError(f"probabilities() takes (N, {SIZE}, {SIZE}) float images in [0, 1], as preprocess gives "
                               f"them, not {wrong}; predict() takes images as they come.")
+        return self._outputs(images)[0]
+
+    @torch.inference_mode()
+    def _outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities, and whether each image is unlike the training images (its features far from
+        theirs: `calibrate.fit_typicality`; always False for a model without one)."""
         m = self.model
         # A copy (torch.tensor), normalised in place: the caller's array is left as it was.
         x = normalize_(torch.tensor(images, dtype=torch.float32, device=self.device).unsqueeze(1), m.mean, m.std)
-        out = [torch.softmax(m(x[i : i + self.batch_size]).float() / m.temperature, 1)
-               for i in range(0, len(x), self.batch_size)]
-        return torch.cat(out).cpu().numpy() if out else np.zeros((0, m.num_classes), np.float32)
+        networks = self._judges if self.min_confidence > 0 else []  # 0: every answer is wanted
+        with captured_features(networks) as features:
+            out = [torch.softmax(m(x[i : i + self.batch_size]).float() / m.temperature, 1)
+                   for i in range(0, len(x), self.batch_size)]
+        if not out:
+            return np.zeros((0, m.num_classes), np.float32), np.zeros(0, bool)
+        far = unlike(networks, features).cpu().numpy() if networks else np.zeros(len(x), bool)
+        return torch.cat(out).cpu().numpy(), far
 
-    def _answer(self, probs: np.ndarray) -> Prediction:
+    def _answer(self, probs: np.ndarray, far: bool = False) -> Prediction:
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
             return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
@@ -149,6 +162,8 @@ class Recognizer:
         label, confidence = top[0]
         if confidence < self.min_confidence:
             return Prediction(None, confidence, top, probs.tolist(), reason="low confidence")
+        if far:  # from the training images
+            return Prediction(None, confidence, top, probs.tolist(), reason=UNLIKE)
         return Prediction(label, confidence, top, probs.tolist())
 
     def predict(self, x: Source | list[Source]) -> Prediction | list[Prediction]:
@@ -172,14 +187,15 @@ class Recognizer:
         ok = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         answers = {}
         if ok:
-            probs = self.probabilities(np.concatenate([prepared[i] for i in ok]))
-            ends = np.cumsum([len(prepared[i]) for i in ok])
-            for i, options in zip(ok, np.split(probs, ends[:-1])):
-                answers[i] = options[int(np.argmax(options.max(axis=1)))]  # NaN wins: _answer says so
+            probs, faraway = self._outputs(np.concatenate([prepared[i] for i in ok]))
+            ends = np.cumsum([len(prepared[i]) for i in ok])[:-1]
+            for i, options, far in zip(ok, np.split(probs, ends), np.split(faraway, ends)):
+                surest = int(np.argmax(options.max(axis=1)))  # NaN wins: _answer says so
+                answers[i] = options[surest], bool(far[surest])
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
             if i in answers:
-                result = self._answer(answers[i])
+                result = self._answer(*answers[i])
             elif isinstance(item, NoInkError):
                 result = Prediction(None, reason=str(item))
             else:
@@ -215,16 +231,15 @@ class Recognizer:
             return Reading(None, [], None, reason=str(e))
         except ImageError as e:
             return Reading(None, [], None, error=str(e))
-        probs = self.probabilities(np.stack([b.image for b in boxes]))
+        probs, faraway = self._outputs(np.stack([b.image for b in boxes]))
         if not np.isfinite(probs).all():
             return Reading(None, [], None, error=NON_FINITE)
-        digits = []
-        for box, p in zip(boxes, probs):
-            answer = self._answer(p)
-            digits.append(Digit(answer.label, float(answer.confidence), (box.x0, box.y0, box.x1, box.y1), answer.top_k))
+        answers = [self._answer(p, far) for p, far in zip(probs, faraway)]
+        digits = [Digit(a.label, float(a.confidence), (b.x0, b.y0, b.x1, b.y1), a.top_k)
+                  for a, b in zip(answers, boxes)]
         confidence = float(np.prod([d.confidence for d in digits]))
-        if any(d.label is None for d in digits):
-            return Reading(None, digits, confidence, reason="low confidence")
+        if reasons := [a.reason for a in answers if a.label is None]:
+            return Reading(None, digits, confidence, reason=reasons[0])
         return Reading("".join(d.label for d in digits), digits, confidence)
 
 

@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
-from convnet.calibrate import expected_calibration_error, fit_temperature
+from convnet.calibrate import (TYPICAL_IMAGES, detach_typicality, expected_calibration_error, fit_temperature,
+                               fit_typicality)
 from convnet.checkpoint import (RUN_FILES, RUN_RECORDS, claim_folder, folders_to_make, non_finite, remove_empty,
                                 write_model)
 from convnet.config import TrainConfig
@@ -112,6 +113,7 @@ def fit(
     check_fits(model, data)
     model.mean, model.std = data.normalization()
     model.temperature = 1.0  # one fitted before (a model trained further) belongs to other weights
+    detach_typicality(model)  # and so does its typicality
     model.classes = list(data.classes)
     model.to(dev, memory_format=torch.channels_last)
     if dev.type == "cpu":
@@ -150,7 +152,8 @@ def fit(
             raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
     model.eval()
     if history.epochs and not history.interrupted:
-        _finish(model, loop.ema, x_val, y_val, history, log)
+        _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,
+                log)
     return history
 
 
@@ -245,11 +248,12 @@ def _stop_at_target(history: History, cfg: TrainConfig, dev: torch.device, log: 
     return False
 
 
-def _finish(model: Network, ema: WeightAverage | None, x_val: torch.Tensor, y_val: torch.Tensor, history: History,
-            log: Log) -> None:
-    """After the last epoch: the moving average of the weights takes their place, and the temperature is fitted on
-    the held-out images. Ctrl-C meanwhile leaves the model as the last epoch did, and the history interrupted."""
-    before, main = model.temperature, distributed.world().is_main
+def _finish(model: Network, ema: WeightAverage | None, val: Tensors, fit_typical: Callable[[], None],
+            history: History, log: Log) -> None:
+    """After the last epoch: the moving average of the weights takes their place, the temperature is fitted on the
+    held-out images and the typicality on a sample of the training images. Ctrl-C meanwhile leaves the model as the
+    last epoch did, and the history interrupted."""
+    (x_val, y_val), before, main = val, model.temperature, distributed.world().is_main
     try:
         if ema is not None:
             ema.use()
@@ -263,12 +267,15 @@ def _finish(model: Network, ema: WeightAverage | None, x_val: torch.Tensor, y_va
         elif main:
             log("no images held out (--val-split): the temperature is not fitted, and confidences are the network's "
                 "own, not calibrated")
+        if main:
+            fit_typical()
     except KeyboardInterrupt:  # the model goes back to what the last epoch left, like its checkpoint
         if ema is not None:
             ema.restore()
+        detach_typicality(model)
         model.temperature, history.interrupted, history.ema, history.calibration = before, True, None, None
-        log("interrupted while the weights were averaged or the temperature fitted: stopping; the last epoch's "
-            "checkpoint is kept")
+        log("interrupted while the weights were averaged or the temperature or typicality fitted: stopping; the last "
+            "epoch's checkpoint is kept")
 
 
 def _check_fit_options(options: dict) -> None:
@@ -329,6 +336,19 @@ def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: L
               "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
     log(f"temperature {model.temperature:.3f} fitted on the validation split")  # last: a Ctrl-C before drops it all
     return record
+
+
+def _fit_typicality(model: Network, data: Dataset, seed: int, dev: torch.device, log: Log) -> None:
+    """Fit how far an input's features may lie from the training images' before `predict` calls it unlike them, on
+    up to TYPICAL_IMAGES training images (held-out ones too), a seeded choice."""
+    pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:TYPICAL_IMAGES].numpy()
+    pick.sort()
+    x = to_tensor(data.train_x[pick], model.mean, model.std, dev)
+    if fit_typicality(model, x, torch.from_numpy(data.train_y[pick])) is None:
+        log("typicality not fitted: it needs a last linear layer of at most 1,024 inputs and training images of "
+            "every class, at least twice as many as those inputs; predict will not tell inputs unlike them")
+    else:
+        log(f"typicality fitted on {len(x):,} training images")
 
 
 def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device) -> torch.nn.Module:

@@ -50,7 +50,8 @@ class Ensemble(nn.Module):
     def member_cards(self) -> list[dict]:
         return [
             {"architecture": m.arch, "num_classes": m.num_classes, "in_channels": m.in_channels,
-             "input_size": list(m.input_size), "temperature": float(m.temperature)}
+             "input_size": list(m.input_size), "temperature": float(m.temperature),
+             **({"typicality": m.typicality} if m.typicality else {})}
             for m in self.members
         ]
 

@@ -90,6 +90,7 @@ class Network(nn.Sequential):
         self.classes = [str(i) for i in range(num_classes)]
         self.mean, self.std = 0.0, 1.0  # set from the training data by `fit`
         self.temperature = 1.0  # softmax temperature, fitted on held-out data after training
+        self.typicality: dict | None = None  # fitted after training too: convnet.calibrate.fit_typicality
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Keras-style table: layer, output shape, parameters, totals."""

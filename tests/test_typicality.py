@@ -1,0 +1,196 @@
+"""Typicality: inputs unlike the training images are told apart from the features before the last layer."""
+import json
+from importlib import import_module
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_arrays, write_idx_folder
+from PIL import Image, ImageDraw, ImageFont
+
+from convnet import checkpoint
+from convnet.calibrate import detach_typicality, fit_typicality, typical_distance
+from convnet.data import load_dataset, to_tensor
+from convnet.errors import ConfigError, ModelError
+from convnet.infer import UNLIKE, Recognizer
+from convnet.models import Ensemble, create_model
+from convnet.train import fit
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+FONT = next(Path("/usr/share/fonts").rglob("DejaVuSans.ttf"), None)
+
+
+def trained(data, seed: int = 0):
+    torch.manual_seed(seed)
+    model = create_model("fast")
+    fit(model, data, epochs=3, batch_size=32, lr=0.02, seed=seed, log=lambda m: None)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    data = load_dataset("mnist", write_idx_folder(tmp_path_factory.mktemp("idx"), synthetic_arrays()))
+    return data, trained(data, 0), trained(data, 1)
+
+
+def distances(model, images: np.ndarray) -> torch.Tensor:
+    """Each uint8 image's distance over the threshold, as Recognizer measures it."""
+    found = []
+    hook = model[-1].register_forward_pre_hook(lambda _, inputs: found.append(inputs[0]))
+    with torch.inference_mode():
+        model.eval()(to_tensor(images, model.mean, model.std))
+    hook.remove()
+    return typical_distance(model, found[0])
+
+
+def unlike_squares(n: int = 50) -> np.ndarray:
+    """Images of the synthetic set's kind of noise with no bright square: a bright bar across the middle."""
+    x = np.random.default_rng(5).integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    x[:, 12:16, 2:26] = 230
+    return x
+
+
+def test_training_fits_a_threshold_that_keeps_the_training_images_and_turns_away_others(tiny_models):
+    data, model, _ = tiny_models
+    record = model.typicality
+    assert record["quantile"] == 0.999 and record["features"] == 64 and record["threshold"] > 0
+    assert record["fitted_on"] == "training images (600)"
+    assert float((distances(model, data.train_x) > 1).float().mean()) <= 0.002  # the 99.9th percentile: one image
+    assert float((distances(model, data.test_x) > 1).float().mean()) <= 0.05  # unseen images of the same kind
+    assert bool((distances(model, unlike_squares()) > 1).all())
+
+
+def test_a_saved_model_keeps_its_typicality_and_predict_withholds_the_answer(tiny_models, tmp_path):
+    data, model, _ = tiny_models
+    checkpoint.save_model(model, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert card["typicality"] == model.typicality
+    loaded = checkpoint.load_model(tmp_path / "m")
+    assert loaded.typicality == model.typicality
+    assert torch.equal(loaded.typical_whiten, model.typical_whiten)
+    odd, usual = unlike_squares(1)[0], data.test_x[0]
+    rec = Recognizer(loaded, min_confidence=0.01)
+    bar = rec._answers([None, None], [odd[None] / 255.0, usual[None] / 255.0])  # as preprocess gives them
+    assert bar[0].label is None and bar[0].reason == UNLIKE and bar[0].top_k  # the guess is still shown
+    assert bar[1].label == str(data.test_y[0])
+    everything = Recognizer(loaded, min_confidence=0)._answers([None], [odd[None] / 255.0])  # 0: every answer
+    assert everything[0].label is not None
+
+
+def test_an_ensemble_asks_its_members_and_skips_the_check_if_one_has_none(tiny_models, tmp_path):
+    data, first, second = tiny_models
+    checkpoint.save_model(Ensemble([first, second]), tmp_path / "e")
+    card = json.loads((tmp_path / "e" / "model.json").read_text())
+    assert [m["typicality"] for m in card["members"]] == [first.typicality, second.typicality]
+    ensemble = checkpoint.load_model(tmp_path / "e")
+    rec = Recognizer(ensemble, min_confidence=0.01)
+    answers = rec._answers([None, None], [unlike_squares(1) / 255.0, data.test_x[:1] / 255.0])
+    assert answers[0].reason == UNLIKE and answers[1].label == str(data.test_y[0])
+    plain = create_model("fast")
+    plain.load_state_dict({k: v for k, v in second.state_dict().items() if not k.startswith("typical_")})
+    plain.mean, plain.std = second.mean, second.std
+    mixed = Recognizer(Ensemble([first, plain]), min_confidence=0.01)
+    assert mixed._answers([None], [unlike_squares(1) / 255.0])[0].reason != UNLIKE
+
+
+def test_training_again_drops_an_old_typicality_and_ctrl_c_in_the_fit_drops_the_new_one(tiny_models, monkeypatch):
+    data, _, _ = tiny_models
+    again = create_model("fast")
+    fit_typicality(again, to_tensor(data.train_x, 0.1, 0.3), torch.from_numpy(data.train_y))
+    old = again.typicality
+    trainer = import_module("convnet.train")
+    real_fit = trainer.fit_typicality
+    seen = []
+
+    def fit_then_stop(model, *args, **kwargs):
+        seen.append(model.typicality)  # what the model held when the new fit began
+        real_fit(model, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "fit_typicality", fit_then_stop)
+    history = fit(again, data, epochs=1, batch_size=32, log=lambda m: None)
+    assert old is not None and seen == [None]
+    assert history.interrupted and again.typicality is None and "typical_whiten" not in again.state_dict()
+
+
+def test_typicality_needs_every_class_and_enough_images(tiny_models):
+    data, _, _ = tiny_models
+    model = create_model("fast")
+    x, y = to_tensor(data.train_x, 0.1, 0.3), torch.from_numpy(data.train_y)
+    assert fit_typicality(model, x, y) is not None
+    assert fit_typicality(model, x[y != 3], y[y != 3]) is None  # no 3 to measure a 3 against
+    assert model.typicality is None and "typical_whiten" not in model.state_dict()  # the old one went too
+    assert fit_typicality(model, x[:100], y[:100]) is None  # 100 images for 64 features
+    assert model.typicality is None and fit_typicality(create_model("nopad"), x, y) is None  # 5,120 features
+    detach_typicality(model)  # nothing to drop: no error
+    for images, labels in [(x, y[:10]), (x, y + 5), (x, y.float()), (data.train_x, y), (x, list(y))]:
+        with pytest.raises(ConfigError, match="fit_typicality takes the images as one tensor"):
+            fit_typicality(model, images, labels)
+
+
+@pytest.mark.parametrize("record", [{"threshold": -1}, {"threshold": "big"}, {"quantile": 0.999}, [1, 2]])
+def test_a_card_with_a_broken_typicality_is_refused(tiny_models, tmp_path, record):
+    _, model, _ = tiny_models
+    checkpoint.save_model(model, tmp_path / "m")
+    card_path = tmp_path / "m" / "model.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "typicality": record}))
+    with pytest.raises(ModelError, match="typicality"):
+        checkpoint.load_model(tmp_path / "m")
+
+
+def test_a_card_that_claims_a_typicality_its_weights_lack_is_refused(tiny_models, tmp_path):
+    _, model, _ = tiny_models
+    checkpoint.save_model(model, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    plain = create_model("fast")
+    checkpoint.save_model(plain, tmp_path / "plain")
+    plain_card = json.loads((tmp_path / "plain" / "model.json").read_text())
+    (tmp_path / "plain" / "model.json").write_text(json.dumps({**plain_card, "typicality": card["typicality"]}))
+    with pytest.raises(ModelError):
+        checkpoint.load_model(tmp_path / "plain")
+
+
+@pytest.mark.skipif(FONT is None, reason="needs the DejaVu fonts")
+def test_the_shipped_model_withholds_letters_and_still_reads_the_examples():
+    rec = Recognizer.load()
+    assert rec.model.typicality["quantile"] == 0.999
+    letters = []
+    for letter in "AHKMNWX":
+        img = Image.new("L", (120, 120), 255)
+        ImageDraw.Draw(img).text((20, 5), letter, font=ImageFont.truetype(str(FONT), 90), fill=0)
+        letters.append(np.asarray(img))
+    withheld = [p.reason == UNLIKE for p in rec.predict(letters)]
+    assert sum(withheld) >= 4, withheld
+    examples = sorted((EXAMPLES / "digits").glob("*.*"))
+    assert [p.label for p in rec.predict([str(p) for p in examples])] == [p.name.split("-")[0] for p in examples]
+
+
+def test_evaluate_counts_the_images_predict_would_withhold(tiny_models):
+    from convnet.evaluate import evaluate, format_report
+
+    data, model, _ = tiny_models
+    odd = load_dataset("mnist", write_idx_folder(Path("odd"), {**synthetic_arrays(), "test_x": unlike_squares(200)}))
+    usual, strange = evaluate(model, data), evaluate(model, odd)
+    assert usual.unlike <= 10 and strange.unlike == 200 and 0 < strange.unlike_wrong <= 200
+    assert strange.to_dict()["unlike_training_images"] == {"count": 200, "misclassified": strange.unlike_wrong}
+    assert f"unlike the training images: 200 of 200 (100.00%), {strange.unlike_wrong} of them" in format_report(strange)
+    plain = evaluate(create_model("fast"), data)  # no typicality: nothing to count, nothing said
+    assert plain.unlike is None and plain.to_dict()["unlike_training_images"] is None
+    assert "unlike" not in format_report(plain)
+
+
+@pytest.mark.skipif(FONT is None, reason="needs the DejaVu fonts")
+def test_read_says_why_a_number_has_no_answer():
+    six = Image.open(EXAMPLES / "digits" / "6-uci-dark-on-light-l.png").convert("L").resize((90, 90))
+    rec = Recognizer.load()
+    said = []
+    for letter in "AWX":
+        img = Image.new("L", (300, 120), 255)
+        img.paste(six, (20, 15))
+        ImageDraw.Draw(img).text((150, 5), letter, font=ImageFont.truetype(str(FONT), 90), fill=0)
+        reading = rec.read(np.asarray(img))
+        assert reading.number is None and [d.label for d in reading.digits] == ["6", None]
+        said.append(reading.reason)
+    assert said == [UNLIKE] * 3
