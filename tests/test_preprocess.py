@@ -322,6 +322,17 @@ def test_a_thin_line_beside_a_tall_digit_is_erased() -> None:
     assert correlation(to_mnist(np.asarray(photo, np.float32) / 255), to_mnist(plain)) > 0.95
 
 
+@pytest.mark.parametrize("digit, at", [("5", 0.5), ("2", 0.3), ("0", 0.6), ("3", 0.45), ("4", 0.7)])
+def test_a_thin_margin_line_through_a_digit_is_erased(digit: str, at: float) -> None:
+    """A margin drawn through the digit, much thinner than its strokes, going on far past it up and down: it was kept
+    as it crosses the digit, and the digit read as 1 (14 of 30 photos right)."""
+    ink = np.pad(draw_digit(digit, 200, 16), ((150, 150), (80, 80)))
+    lined = ink.copy()
+    x = 80 + int(at * (ink.shape[1] - 160))
+    lined[20:-20, x : x + 3] = 1
+    assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
+
+
 def test_a_tight_one_beside_a_speck_keeps_its_bar() -> None:
     ink = np.zeros((300, 40), np.float32)
     ink[:, 14:26] = 1  # a 1 as tall as its crop: a line by its shape

@@ -17,6 +17,7 @@ RULING_DIGIT = 0.1  # a line alone along the image's side, or thin, goes only be
 RULING_THIN_STROKE = 0.5  # (thin: at most this share of the other strokes' width)
 RULING_INNER_DIGIT = 0.15  # any other (it might be a tightly cropped 1) beside a digit this share of it...
 RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
+RULING_THROUGH = 0.5  # a thin one may cross the digit, going on past it both ways by this share of its length
 GRID_LINES = 3  # lines of a printed grid go even where a digit at the page's edge stops them going past it: as many,
 GRID_SPAN = 0.95  # across this share of the image,
 GRID_EVEN = 0.15  # evenly spaced to within this share of their spacing
@@ -60,8 +61,12 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         thin = float(ink[mine].sum()) / length <= RULING_THIN_STROKE * stroke_width(rest)
         sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge or thin else RULING_INNER_DIGIT) * length
         alone = sized and (edge or thin or along * RULING_ALONE <= length)
-        row_ok &= alone & _clear(row_boxes[:, [1, 3]], y0, y1)
-        col_ok &= alone & _clear(col_boxes[:, [1, 3]], x0, x1)
+        # A thin line may cross the digit (a margin drawn through it) if it goes on past it both ways by half as much
+        # as the digit is long along it: no stroke of the digit's own is so much thinner than the rest, and so long.
+        start, stop = (y0, y1) if across else (x0, x1)
+        through = thin and bool(_past(line[None, [0, 2]], start, stop, RULING_THROUGH * along).all())
+        row_ok &= alone & (_clear(row_boxes[:, [1, 3]], y0, y1) | through)
+        col_ok &= alone & (_clear(col_boxes[:, [1, 3]], x0, x1) | through)
     if not row_ok.any() and not col_ok.any():
         return ink
     rows = np.where(np.concatenate([[False], row_ok])[rows], rows, 0)
