@@ -124,9 +124,85 @@ def test_typicality_needs_every_class_and_enough_images(tiny_models):
     assert fit_typicality(model, x[:100], y[:100]) is None  # 100 images for 64 features
     assert model.typicality is None and fit_typicality(create_model("nopad"), x, y) is None  # 5,120 features
     detach_typicality(model)  # nothing to drop: no error
-    for images, labels in [(x, y[:10]), (x, y + 5), (x, y.float()), (data.train_x, y), (x, list(y))]:
-        with pytest.raises(ConfigError, match="fit_typicality takes the images as one tensor"):
+    for images, labels in [(x, y[:10]), (x, y + 5), (x, y.float()), (x, y > 4), (data.train_x, y), (x, list(y)),
+                           (x[:, 0], y), (x.long(), y)]:
+        with pytest.raises(ConfigError, match="fit_typicality takes the images as one float tensor"):
             fit_typicality(model, images, labels)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number"):
+        fit_typicality(model, x, y, batch_size=0)
+    assert fit_typicality(model, x[:0], y[:0]) is None  # no images: nothing to fit
+    assert fit_typicality(model, x, y.to(torch.uint8)) is not None  # labels of any integer type
+
+
+def test_features_that_do_not_vary_give_no_typicality_and_no_crash(tiny_models):
+    data, _, _ = tiny_models
+    model = create_model("lesson")
+    y = torch.from_numpy(data.train_y)
+    assert fit_typicality(model, torch.zeros(len(y), 1, 28, 28), y) is None  # every image alike: no spread
+    with torch.no_grad():
+        model[4].bias.fill_(-1e4)  # the hidden layer dead: its features all 0
+    assert fit_typicality(model, to_tensor(data.train_x, 0.1, 0.3), y) is None and model.typicality is None
+    with pytest.raises(ConfigError, match="for an ensemble, fit each of its members"):
+        fit_typicality(Ensemble([create_model("fast"), create_model("fast")]), to_tensor(data.train_x, 0.1, 0.3), y)
+
+
+def test_a_fitted_model_takes_other_weights_in_place(tiny_models, tmp_path):
+    data, model, other = tiny_models
+    again = create_model("fast")
+    again.load_state_dict(model.state_dict(), strict=False)
+    fit_typicality(again, to_tensor(data.train_x, model.mean, model.std), torch.from_numpy(data.train_y))
+    again.load_state_dict(other.state_dict())  # ordinary tensors, not inference-mode ones, can be written over
+    assert torch.equal(again.typical_whiten, other.typical_whiten)
+
+
+def test_save_model_refuses_a_typicality_it_could_not_load_again(tiny_models, tmp_path):
+    _, model, _ = tiny_models
+    plain = create_model("fast")
+    plain.mean, plain.std = model.mean, model.std
+    for record in [{"threshold": 1.0}, {"threshold": 0}, {"threshold": float("nan")}, {"threshold": "1"}, "yes", {}]:
+        plain.typicality = record  # a record without the tensors, or a threshold that makes no sense
+        with pytest.raises(ConfigError, match="model.typicality: "):
+            checkpoint.save_model(plain, tmp_path / "m")
+        with pytest.raises(ConfigError, match="model.typicality: "):
+            checkpoint.save_model(Ensemble([model, plain]), tmp_path / "e")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "e").exists()
+
+
+def test_an_ensemble_card_with_a_typicality_of_its_own_is_refused(tiny_models, tmp_path):
+    _, first, second = tiny_models
+    checkpoint.save_model(Ensemble([first, second]), tmp_path / "e")
+    card = json.loads((tmp_path / "e" / "model.json").read_text())
+    (tmp_path / "e" / "model.json").write_text(json.dumps({**card, "typicality": first.typicality}))
+    with pytest.raises(ModelError, match="an ensemble's typicality is its members'"):
+        checkpoint.load_model(tmp_path / "e")
+
+
+def test_the_same_network_with_and_without_a_typicality_is_the_same_member(tiny_models, tmp_path):
+    _, model, _ = tiny_models
+    plain = create_model("fast")
+    plain.load_state_dict(model.state_dict(), strict=False)
+    plain.mean, plain.std, plain.temperature = model.mean, model.std, model.temperature
+    checkpoint.save_model(model, tmp_path / "a")
+    checkpoint.save_model(plain, tmp_path / "b")
+    with pytest.raises(ModelError, match="are the same model"):
+        checkpoint.build_ensemble([tmp_path / "a", tmp_path / "b"])
+
+
+def test_threads_sharing_a_recognizer_get_their_own_answers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = Recognizer.load()
+    digits = [str(p) for p in sorted((EXAMPLES / "digits").glob("*.*"))]
+    letters = []
+    for letter in "AWX":
+        img = Image.new("L", (120, 120), 255)
+        ImageDraw.Draw(img).text((20, 5), letter, font=ImageFont.truetype(str(FONT), 90), fill=0)
+        letters.append(np.asarray(img))
+    jobs = [digits, letters] * 20
+    alone = [[(p.label, p.reason) for p in rec.predict(job)] for job in jobs[:2]] * 20
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda job: [(p.label, p.reason) for p in rec.predict(job)], jobs))
+    assert together == alone
 
 
 @pytest.mark.parametrize("record", [{"threshold": -1}, {"threshold": "big"}, {"quantile": 0.999}, [1, 2]])

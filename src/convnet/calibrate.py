@@ -6,14 +6,11 @@ leaves the predicted classes unchanged and makes "90 % confident" mean right abo
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, whole_count
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100) -> float:
@@ -57,14 +54,9 @@ TYPICAL_IMAGES = 30_000  # the training images fitted on, at most: a few seconds
 MAX_FEATURES = 1024  # a wider last layer would need a covariance of millions of values
 
 
-def last_linear(model: nn.Module) -> nn.Linear | None:
-    """The network's last linear layer, whose input is the features typicality measures (None: it has none)."""
-    return next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
-
-
 def typical_shapes(model: nn.Module) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """The shapes of a network's typicality tensors (class centres, whitening), or None if it cannot have them."""
-    layer = last_linear(model)
+    layer = model.feature_layer() if hasattr(model, "feature_layer") else None  # an ensemble's members have their own
     if layer is None or layer.in_features > MAX_FEATURES:
         return None
     return (layer.out_features, layer.in_features), (layer.in_features, layer.in_features)
@@ -86,19 +78,6 @@ def detach_typicality(model: nn.Module) -> None:
     model.typicality = None
 
 
-@contextmanager
-def captured_features(networks: list[nn.Module]) -> Iterator[list[list[torch.Tensor]]]:
-    """While open, each forward pass adds the input of each network's last linear layer to that network's list."""
-    found: list[list[torch.Tensor]] = [[] for _ in networks]
-    hooks = [last_linear(n).register_forward_pre_hook(lambda _, inputs, out=out: out.append(inputs[0].float()))
-             for n, out in zip(networks, found)]
-    try:
-        yield found
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-
 def typical_distance(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """Each feature row's squared Mahalanobis distance to the nearest class centre, over the fitted threshold: above
     1 is unlike the training images."""
@@ -113,47 +92,68 @@ def judges(model: nn.Module) -> list[nn.Module]:
     return networks if all(getattr(n, "typicality", None) for n in networks) else []
 
 
-def unlike(networks: list[nn.Module], features: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Which inputs are unlike the training images, from each judge's captured features (`captured_features`): an
+def unlike(networks: list[nn.Module], features: list[torch.Tensor]) -> torch.Tensor:
+    """Which inputs are unlike the training images, from each judge's features (`forward_with_features`): an
     ensemble's members go by the mean of their distances over their thresholds."""
-    return torch.stack([typical_distance(n, torch.cat(f)) for n, f in zip(networks, features)]).mean(0) > 1
+    return torch.stack([typical_distance(n, f) for n, f in zip(networks, features)]).mean(0) > 1
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the tensors kept must stay ordinary ones, which load_state_dict can fill
 def fit_typicality(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> dict | None:
-    """Fit the class centres, the shared covariance and the threshold on the training images `x` (normalised, as the
-    network takes them) with labels `y`, and attach them to the model; returns its record, or None when they cannot
-    be fitted (no linear layer or too wide a one, a class without images, fewer images than twice the features).
-    One fitted before is dropped either way: it belongs to the weights it was fitted with."""
+    """Fit the class centres, the shared covariance and the threshold on the training images `x` (N, C, H, W),
+    normalised as the network takes them, with their class indices `y`, and attach them to the network; returns its
+    record, or None when they cannot be fitted (no linear layer or too wide a one, a class without images, fewer
+    images than twice the features, features that do not vary). One fitted before is dropped either way: it belongs
+    to the weights it was fitted with. An ensemble's members each have their own."""
+    if not hasattr(model, "forward_with_features") or hasattr(model, "members"):
+        raise ConfigError("fit_typicality fits one trained network; for an ensemble, fit each of its members "
+                          "(ensemble.members) and put them together again.")
+    shapes = _check_typical_inputs(model, x, y, batch_size)
     detach_typicality(model)
-    if typical_shapes(model) is None:
+    if shapes is None or len(x) < 2 * shapes[1][0]:
         return None
-    classes = typical_shapes(model)[0][0]
-    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and y.ndim == 1 and len(x) == len(y)
-            and not y.is_floating_point() and (not len(y) or 0 <= int(y.min()) <= int(y.max()) < classes)):
-        raise ConfigError(f"fit_typicality takes the images as one tensor, as the network takes them, and their "
-                          f"labels as a tensor of as many class indices 0–{classes - 1}.")
+    classes = shapes[0][0]
     was_training = model.training
     model.eval()
     try:
-        with captured_features([model]) as (found,):
-            for i in range(0, len(x), batch_size):
-                model(x[i : i + batch_size])
+        f = torch.cat([model.forward_with_features(x[i : i + batch_size])[1][0] for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
-    f = torch.cat(found).cpu().double()  # on the CPU first: MPS has no float64
-    y = y.cpu()
+    f, y = f.cpu().double(), y.cpu().long()  # on the CPU first: MPS has no float64
     dim = f.shape[1]
-    if len(f) < 2 * dim or bool((torch.bincount(y, minlength=classes) == 0).any()):
+    if bool((torch.bincount(y, minlength=classes) == 0).any()) or not f.isfinite().all():
         return None
     means = torch.stack([f[y == c].mean(0) for c in range(classes)])
     centred = f - means[y]
     cov = centred.T @ centred / len(f)
+    if not cov.trace() > 0:  # features that do not vary within the classes: no spread to measure against
+        return None
     cov += 1e-3 * cov.trace() / dim * torch.eye(dim, dtype=cov.dtype)  # features that never fire leave it singular
-    whiten = torch.linalg.cholesky(torch.linalg.inv(cov))  # whiten @ whiten.T is the precision matrix
+    try:
+        whiten = torch.linalg.cholesky(torch.linalg.inv(cov))  # whiten @ whiten.T is the precision matrix
+    except torch.linalg.LinAlgError:
+        return None
     distances = torch.cdist(f @ whiten, means @ whiten).square().min(1).values
-    record = {"threshold": float(torch.quantile(distances, TYPICAL_QUANTILE)), "quantile": TYPICAL_QUANTILE,
-              "fitted_on": f"training images ({len(f)})", "features": dim}
+    threshold = float(torch.quantile(distances, TYPICAL_QUANTILE))
+    if not 0 < threshold < float("inf"):
+        return None
+    record = {"threshold": threshold, "quantile": TYPICAL_QUANTILE, "fitted_on": f"training images ({len(f)})",
+              "features": dim}
     device = next(model.parameters()).device  # where the network's features will be
     attach_typicality(model, (means @ whiten).float().to(device), whiten.float().to(device), record)
     return record
+
+
+def _check_typical_inputs(model: nn.Module, x: object, y: object, batch_size: object) -> tuple | None:
+    """The typicality's shapes (`typical_shapes`; None for a network that cannot have one); a ConfigError for inputs
+    fit_typicality cannot take."""
+    shapes = typical_shapes(model)
+    classes = shapes[0][0] if shapes else model.num_classes
+    if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point() and isinstance(y, torch.Tensor)
+            and y.ndim == 1 and len(x) == len(y) and not y.is_floating_point() and y.dtype != torch.bool
+            and (not len(y) or 0 <= int(y.min()) <= int(y.max()) < classes)):
+        raise ConfigError(f"fit_typicality takes the images as one float tensor (N, channels, height, width), "
+                          f"normalised as the network takes them, and their labels as a tensor of as many class "
+                          f"indices 0–{classes - 1}.")
+    whole_count("batch_size", batch_size)
+    return shapes

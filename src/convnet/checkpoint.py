@@ -72,6 +72,9 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
     if isinstance(model, Ensemble) and model.temperature != 1.0:  # its answers ignore it: a card would mislead
         raise ConfigError("model.temperature: an ensemble's own is 1, as it averages its members' calibrated "
                           "probabilities; set each member's (model.members[i].temperature).")
+    for network in model.members if isinstance(model, Ensemble) else [model]:
+        if network.typicality is not None and (problem := _typicality_problem(network, network.typicality)):
+            raise ConfigError(f"model.typicality: {problem}; fit it with convnet.calibrate.fit_typicality.")
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,
@@ -334,12 +337,24 @@ def _build(spec: dict, card: dict) -> Network:
 
 def _typicality_to_load(model: Network, record: object) -> None:
     """Room for the typicality tensors a card says the weights hold, which the strict load then fills."""
+    if problem := _typicality_problem(model, record, tensors=False):
+        raise ValueError(problem)
+    shapes = typical_shapes(model)
+    attach_typicality(model, torch.zeros(shapes[0]), torch.zeros(shapes[1]),
+                      {**record, "threshold": float(record["threshold"])})
+
+
+def _typicality_problem(network: Network, record: object, tensors: bool = True) -> str | None:
+    """What is wrong with a network's typicality record (and, with `tensors`, its tensors), or None."""
     threshold = record.get("threshold") if isinstance(record, dict) else None
     if not is_number(threshold) or not 0 < threshold < float("inf"):
-        raise ValueError(f"typicality must hold a positive threshold, not {record!r:.60}")
-    if (shapes := typical_shapes(model)) is None:
-        raise ValueError(f"a {model.arch!r} network has no typicality")
-    attach_typicality(model, torch.zeros(shapes[0]), torch.zeros(shapes[1]), {**record, "threshold": float(threshold)})
+        return f"typicality must hold a positive threshold, not {record!r:.60}"
+    if (shapes := typical_shapes(network)) is None:
+        return f"a {network.arch!r} network has no typicality"
+    held = tuple(tuple(getattr(network, name, torch.empty(0)).shape) for name in ("typical_centres", "typical_whiten"))
+    if tensors and held != shapes:
+        return f"its tensors are missing, or not of the shapes {shapes[0]} and {shapes[1]}"
+    return None
 
 
 def check_scaling(mean: float, std: float, temperature: float) -> None:
@@ -393,6 +408,8 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         if ensemble and card.get("temperature", 1.0) != 1.0:  # it would be ignored, and the user's intent with it
             raise ValueError("an ensemble's own temperature is 1: it averages its members' calibrated probabilities; "
                              "set each member's, members[i].temperature")
+        if ensemble and "typicality" in card:
+            raise ValueError("an ensemble's typicality is its members', members[i].typicality")
     members = []
     for i, spec in enumerate(specs):  # member by member: a long list of members costs only with their weights
         with _card_errors(card_path), torch.device("meta"):
@@ -518,12 +535,15 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
 
 
 def _fingerprint(model: Network) -> str:
-    """SHA-256 of what makes a model's answers: its architecture, classes, input, calibration and tensors. Equal for
-    the same model saved in two places or trained twice alike; where and when it was made is no part of it."""
+    """SHA-256 of what makes a model's answers: its architecture, classes, input, temperature and weights. Equal for
+    the same model saved in two places or trained twice alike, with or without a typicality fitted to it; where and
+    when it was made is no part of it."""
     behaviour = [model.arch, model.classes, model.in_channels, list(model.input_size), model.mean, model.std,
                  model.temperature]
     h = hashlib.sha256(json.dumps(behaviour).encode())
     for name, t in model.state_dict().items():
+        if name.startswith("typical_"):  # fitted to the weights afterwards: the same network with or without it
+            continue
         h.update(name.encode())
         h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

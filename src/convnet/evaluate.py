@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnet.calibrate import captured_features, expected_calibration_error, judges, unlike
+from convnet.calibrate import expected_calibration_error, judges, unlike
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
@@ -77,25 +77,31 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np
     return np.bincount(true * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, -1)
 
 
-@torch.inference_mode()
 def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Model outputs for a whole tensor, in batches, in eval mode (restoring the previous mode).
 
     Small batches are faster on a CPU: 256 images' activations stay in the caches, 2,000 images' do not (`fast`
     infers 40,000 images/s at 256 and 20,000 at 2,000 on the 2-core development machine)."""
+    return _outputs_of(model, x, [], batch_size)[0]
+
+
+@torch.inference_mode()
+def _outputs_of(model: nn.Module, x: torch.Tensor, networks: list[nn.Module],
+                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`logits_of`, and which images are unlike the training images as `networks` judge (None without any)."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+        if not networks:
+            return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]), None
+        parts = [model.forward_with_features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return torch.cat([out.float() for out, _ in parts]), torch.cat([unlike(networks, f) for _, f in parts])
     finally:
         model.train(was_training)
 
 
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
-    networks = judges(model)
-    with captured_features(networks) as features:
-        raw = logits_of(model, x)
-    far = unlike(networks, features) if networks else None
+    raw, far = _outputs_of(model, x, judges(model))
     temperature = float(getattr(model, "temperature", 1.0))
     logits = raw / temperature  # an ensemble's is 1: its members' temperatures are inside its outputs
     losses = F.cross_entropy(logits, y, reduction="none")

@@ -2,7 +2,8 @@
 
 Inputs go through `convnet.preprocess` (the steps that made MNIST), then the model's own normalisation from its
 card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
-an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess.
+an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess; one for an input
+unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from convnet.calibrate import captured_features, judges, unlike
+from convnet.calibrate import judges, unlike
 from convnet.checkpoint import load_model
 from convnet.data import normalize_
 from convnet.device import resolve_device
@@ -46,7 +47,7 @@ class Prediction:
     confidence: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
-    reason: str | None = None  # "no ink found" | "low confidence"
+    reason: str | None = None  # "no ink found" | "low confidence" | "unlike the training images" (UNLIKE)
     error: str | None = None  # the input could not be read as an image
     path: str | None = None
 
@@ -144,14 +145,20 @@ class Recognizer:
         m = self.model
         # A copy (torch.tensor), normalised in place: the caller's array is left as it was.
         x = normalize_(torch.tensor(images, dtype=torch.float32, device=self.device).unsqueeze(1), m.mean, m.std)
-        networks = self._judges if self.min_confidence > 0 else []  # 0: every answer is wanted
-        with captured_features(networks) as features:
-            out = [torch.softmax(m(x[i : i + self.batch_size]).float() / m.temperature, 1)
-                   for i in range(0, len(x), self.batch_size)]
-        if not out:
+        judged = self._judges if self.min_confidence > 0 else []  # 0: every answer is wanted
+        parts = [self._batch(x[i : i + self.batch_size], judged) for i in range(0, len(x), self.batch_size)]
+        if not parts:
             return np.zeros((0, m.num_classes), np.float32), np.zeros(0, bool)
-        far = unlike(networks, features).cpu().numpy() if networks else np.zeros(len(x), bool)
-        return torch.cat(out).cpu().numpy(), far
+        return torch.cat([p for p, _ in parts]).cpu().numpy(), np.concatenate([far for _, far in parts])
+
+    def _batch(self, x: torch.Tensor, judged: list) -> tuple[torch.Tensor, np.ndarray]:
+        """One batch's probabilities and which of its images are unlike the training images (judged by `judged`).
+        The features come with the output, not from hooks: several threads may share a Recognizer."""
+        m = self.model
+        if not judged:
+            return torch.softmax(m(x).float() / m.temperature, 1), np.zeros(len(x), bool)
+        out, features = m.forward_with_features(x)
+        return torch.softmax(out.float() / m.temperature, 1), unlike(judged, features).cpu().numpy()
 
     def _answer(self, probs: np.ndarray, far: bool = False) -> Prediction:
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure

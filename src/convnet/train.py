@@ -101,8 +101,9 @@ def fit(
     `on_epoch_end(model, history)` runs after each epoch (the CLI saves a checkpoint there). Ctrl-C stops training
     and returns the history of the epochs completed, marked `interrupted` (the temperature is then not fitted).
     After a complete run, the softmax temperature is fitted on the held-out split (`model.temperature`,
-    `history.calibration`). Under torchrun, every rank calls this with the same arguments; each trains on its shard
-    and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
+    `history.calibration`), and the typicality on up to 30,000 training images (`model.typicality`,
+    `convnet.calibrate.fit_typicality`). Under torchrun, every rank calls this with the same arguments; each trains on
+    its shard and only rank 0 evaluates, calibrates, logs and calls `on_epoch_end`.
     """
     cfg, log = _fit_config(model, data, config, log, on_epoch_end, overrides)
     requested = resolve_device(cfg.device)

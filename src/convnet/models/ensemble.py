@@ -35,8 +35,14 @@ class Ensemble(nn.Module):
         self.temperature = 1.0  # members are calibrated one by one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.softmax(m(x).float() / m.temperature, 1) for m in self.members]).mean(0)
-        return probs.clamp_min(1e-12).log()
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output, and each member's features (`Network.forward_with_features`)."""
+        outputs = [m.forward_with_features(x) for m in self.members]
+        probs = torch.stack([torch.softmax(out.float() / m.temperature, 1)
+                             for m, (out, _) in zip(self.members, outputs)]).mean(0)
+        return probs.clamp_min(1e-12).log(), [f for _, (f,) in outputs]
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Its members, one line each (architecture, parameters, temperature); each member's own `summary()` shows

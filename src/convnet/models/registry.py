@@ -92,6 +92,21 @@ class Network(nn.Sequential):
         self.temperature = 1.0  # softmax temperature, fitted on held-out data after training
         self.typicality: dict | None = None  # fitted after training too: convnet.calibrate.fit_typicality
 
+    def feature_layer(self) -> nn.Linear | None:
+        """The last linear layer, whose input is what typicality measures (None if the network has none)."""
+        return next((m for m in reversed(self) if isinstance(m, nn.Linear)), None)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output, and (as a list of one, as an ensemble gives one a member) the input of the feature layer, in
+        one pass without hooks: several threads may share the network."""
+        last = self.feature_layer()
+        features = [x]
+        for layer in self:
+            if layer is last:
+                features = [x.float()]
+            x = layer(x)
+        return x, features
+
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Keras-style table: layer, output shape, parameters, totals."""
         from convnet.models.summary import summary_table
