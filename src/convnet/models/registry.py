@@ -97,8 +97,8 @@ class Network(nn.Sequential):
         return next((m for m in reversed(self) if isinstance(m, nn.Linear)), None)
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output, and (as a list of one, as an ensemble gives one a member) the input of the feature layer, in
-        one pass without hooks: several threads may share the network."""
+        """The output, and (as a list of one, as an ensemble gives one a member) the input of the feature layer (the
+        network's own input if it has none), in one pass without hooks: several threads may share the network."""
         last = self.feature_layer()
         features = [x]
         for layer in self:
