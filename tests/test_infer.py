@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from convnet.errors import ConfigError
 from convnet.infer import Recognizer, expand_paths
@@ -427,6 +427,24 @@ def test_read_a_whole_number(recognizer):
         assert len(reading.digits) == len(reading.number)
         xs = [d.box[0] for d in reading.digits]
         assert xs == sorted(xs) and 0 < reading.confidence <= 1
+
+
+@pytest.mark.parametrize("angle", [2.5, -3.0])
+def test_read_a_number_on_an_answer_line_a_little_off_level(recognizer, angle):
+    """A thin rule through the digits' feet, far longer than the number, as a margin through a digit is: erased as
+    one, its slant left stair-steps beside the number, read as a digit of their own (the number withheld)."""
+    from test_preprocess import draw_strokes
+
+    scale, width, height, digit = 4, 650, 216, 90  # drawn 4 times as large, then scaled down: smooth edges
+    canvas = Image.new("L", (width * scale, height * scale), 0)
+    draw = ImageDraw.Draw(canvas)
+    for k, name in enumerate("2573"):  # the number across the middle half
+        draw_strokes(draw, name, ((162.5 + k * 89) * scale, 63 * scale, 58 * scale, digit * scale), 8.1 * scale)
+    slope, feet = np.tan(np.radians(angle)), (63 + digit) * scale
+    draw.line([(0, feet - slope * width * scale / 2), (width * scale, feet + slope * width * scale / 2)], fill=255,
+              width=6)
+    ink = np.asarray(canvas.resize((width, height), Image.BOX), np.float32) / 255
+    assert recognizer.read(235 - 195 * ink).number == "2573"
 
 
 def test_read_cli(tmp_path):

@@ -17,7 +17,8 @@ RULING_DIGIT = 0.1  # a line alone along the image's side, or thin, goes only be
 RULING_THIN_STROKE = 0.5  # (thin: at most this share of the other strokes' width)
 RULING_INNER_DIGIT = 0.15  # any other (it might be a tightly cropped 1) beside a digit this share of it...
 RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
-RULING_THROUGH = 0.5  # a thin one may cross the digit, going on past it both ways by this share of its length
+RULING_THROUGH = 0.5  # a thin one may cross the digit, going on past it both ways by this share of its length,
+RULING_INSIDE = 0.1  # ...and this share of its width inside it
 GRID_LINES = 3  # lines of a printed grid go even where a digit at the page's edge stops them going past it: as many,
 GRID_SPAN = 0.95  # across this share of the image,
 GRID_EVEN = 0.15  # evenly spaced to within this share of their spacing
@@ -63,8 +64,12 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         alone = sized and (edge or thin or along * RULING_ALONE <= length)
         # A thin line may cross the digit (a margin drawn through it) if it goes on past it both ways by half as much
         # as the digit is long along it: no stroke of the digit's own is so much thinner than the rest, and so long.
-        start, stop = (y0, y1) if across else (x0, x1)
-        through = thin and bool(_past(line[None, [0, 2]], start, stop, RULING_THROUGH * along).all())
+        # Through it, not along its edge: a rule the digits stand on is `read`'s to take off (find_underlines), and
+        # erased here it left the stair-steps of its slant beside them.
+        (start, stop), (side0, side1) = ((y0, y1), (x0, x1)) if across else ((x0, x1), (y0, y1))
+        inside = RULING_INSIDE * (side1 - side0)
+        through = (thin and bool(_past(line[None, [0, 2]], start, stop, RULING_THROUGH * along).all())
+                   and side0 + inside <= line[1] and line[3] <= side1 - inside)
         row_ok &= alone & (_clear(row_boxes[:, [1, 3]], y0, y1) | through)
         col_ok &= alone & (_clear(col_boxes[:, [1, 3]], x0, x1) | through)
     if not row_ok.any() and not col_ok.any():
