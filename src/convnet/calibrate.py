@@ -92,6 +92,16 @@ def judges(model: nn.Module) -> list[nn.Module]:
     return networks if all(getattr(n, "typicality", None) for n in networks) else []
 
 
+def judged_forward(model: nn.Module, x: torch.Tensor, networks: list[nn.Module]) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor | None]:
+    """The model's output for `x`, and which inputs its judges (`networks`, as `judges` gives them) find unlike the
+    training images; None with no judges, and then no features are gathered."""
+    if not networks:
+        return model(x), None
+    out, features = model.forward_with_features(x)
+    return out, unlike(networks, features)
+
+
 def unlike(networks: list[nn.Module], features: list[torch.Tensor]) -> torch.Tensor:
     """Which inputs are unlike the training images, from each judge's features (`forward_with_features`): an
     ensemble's members go by the mean of their distances over their thresholds."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnet.calibrate import expected_calibration_error, judges, unlike
+from convnet.calibrate import expected_calibration_error, judged_forward, judges
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
@@ -92,10 +92,8 @@ def _outputs_of(model: nn.Module, x: torch.Tensor, networks: list[nn.Module],
     was_training = model.training
     model.eval()
     try:
-        if not networks:
-            return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]), None
-        parts = [model.forward_with_features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        return torch.cat([out.float() for out, _ in parts]), torch.cat([unlike(networks, f) for _, f in parts])
+        parts = [judged_forward(model, x[i : i + batch_size], networks) for i in range(0, len(x), batch_size)]
+        return torch.cat([out.float() for out, _ in parts]), torch.cat([f for _, f in parts]) if networks else None
     finally:
         model.train(was_training)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from convnet.calibrate import judges, unlike
+from convnet.calibrate import judged_forward, judges
 from convnet.checkpoint import load_model
 from convnet.data import normalize_
 from convnet.device import resolve_device
@@ -136,29 +136,25 @@ class Recognizer:
         if wrong:
             raise ConfigError(f"probabilities() takes (N, {SIZE}, {SIZE}) float images in [0, 1], as preprocess gives "
                               f"them, not {wrong}; predict() takes images as they come.")
-        return self._outputs(images)[0]
+        return self._outputs(images, judge=False)[0]
 
     @torch.inference_mode()
-    def _outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _outputs(self, images: np.ndarray, judge: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities, and whether each image is unlike the training images (its features far from
-        theirs: `calibrate.fit_typicality`; always False for a model without one)."""
+        theirs: `calibrate.fit_typicality`; always False for a model without one, or without `judge`)."""
         m = self.model
         # A copy (torch.tensor), normalised in place: the caller's array is left as it was.
         x = normalize_(torch.tensor(images, dtype=torch.float32, device=self.device).unsqueeze(1), m.mean, m.std)
-        judged = self._judges if self.min_confidence > 0 else []  # 0: every answer is wanted
-        parts = [self._batch(x[i : i + self.batch_size], judged) for i in range(0, len(x), self.batch_size)]
-        if not parts:
+        judged = self._judges if judge and self.min_confidence > 0 else []  # 0: every answer is wanted
+        probs, far = [], []
+        for i in range(0, len(x), self.batch_size):
+            # The features come with the output, not from hooks: several threads may share a Recognizer.
+            out, unlike = judged_forward(m, x[i : i + self.batch_size], judged)
+            probs.append(torch.softmax(out.float() / m.temperature, 1))
+            far.append(np.zeros(len(out), bool) if unlike is None else unlike.cpu().numpy())
+        if not probs:
             return np.zeros((0, m.num_classes), np.float32), np.zeros(0, bool)
-        return torch.cat([p for p, _ in parts]).cpu().numpy(), np.concatenate([far for _, far in parts])
-
-    def _batch(self, x: torch.Tensor, judged: list) -> tuple[torch.Tensor, np.ndarray]:
-        """One batch's probabilities and which of its images are unlike the training images (judged by `judged`).
-        The features come with the output, not from hooks: several threads may share a Recognizer."""
-        m = self.model
-        if not judged:
-            return torch.softmax(m(x).float() / m.temperature, 1), np.zeros(len(x), bool)
-        out, features = m.forward_with_features(x)
-        return torch.softmax(out.float() / m.temperature, 1), unlike(judged, features).cpu().numpy()
+        return torch.cat(probs).cpu().numpy(), np.concatenate(far)
 
     def _answer(self, probs: np.ndarray, far: bool = False) -> Prediction:
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure

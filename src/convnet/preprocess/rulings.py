@@ -57,7 +57,9 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         mine = np.concatenate([[False], row_ok])[rows] | np.concatenate([[False], col_ok])[cols]
         rest = np.where(mine, 0, ink)  # every other stroke, line-shaped or not
         x0, y0, x1, y1 = _digit_box(rest)
-        length, along = line[2] - line[0], (y1 - y0 if across else x1 - x0)
+        # The digit's extent along the line and across it.
+        (start, stop), (side0, side1) = ((y0, y1), (x0, x1)) if across else ((x0, x1), (y0, y1))
+        length, along = line[2] - line[0], stop - start
         edge = line[1] == 0 or line[3] == (width if across else height)  # along the image's side: a scan's edge
         thin = float(ink[mine].sum()) / length <= RULING_THIN_STROKE * stroke_width(rest)
         sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge or thin else RULING_INNER_DIGIT) * length
@@ -66,7 +68,6 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         # as the digit is long along it: no stroke of the digit's own is so much thinner than the rest, and so long.
         # Through it, not along its edge: a rule the digits stand on is `read`'s to take off (find_underlines), and
         # erased here it left the stair-steps of its slant beside them.
-        (start, stop), (side0, side1) = ((y0, y1), (x0, x1)) if across else ((x0, x1), (y0, y1))
         inside = RULING_INSIDE * (side1 - side0)
         through = (thin and bool(_past(line[None, [0, 2]], start, stop, RULING_THROUGH * along).all())
                    and side0 + inside <= line[1] and line[3] <= side1 - inside)
