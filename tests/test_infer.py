@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from convnet.errors import ConfigError
-from convnet.infer import Recognizer, expand_paths
+from convnet.infer import BLOB, Recognizer, expand_paths
 from convnet.preprocess import load_gray
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -91,6 +91,15 @@ def test_blank_and_unsure_inputs_get_no_label(recognizer):
     assert blank.label is None and blank.reason == "no ink found" and blank.error is None
     strict = Recognizer(recognizer.model, min_confidence=0.999999).predict(str(DIGITS[0]))
     assert strict.label is None and strict.reason == "low confidence" and strict.top_k
+
+
+@pytest.mark.parametrize("box", [(90, 90, 104, 104), (40, 30, 150, 170)])  # a dot; a filled oval
+def test_a_solid_blob_gets_no_digit_unless_every_answer_is_asked_for(recognizer, box):
+    page = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(page).ellipse(box, fill=0)
+    blob = recognizer.predict(np.asarray(page))
+    assert blob.label is None and blob.reason == BLOB and blob.top_k  # its guesses stay, as for low confidence
+    assert Recognizer(recognizer.model, min_confidence=0).predict(np.asarray(page)).label == blob.top_k[0][0]
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
@@ -427,6 +436,15 @@ def test_read_a_whole_number(recognizer):
         assert len(reading.digits) == len(reading.number)
         xs = [d.box[0] for d in reading.digits]
         assert xs == sorted(xs) and 0 < reading.confidence <= 1
+
+
+def test_a_blob_beside_a_number_withholds_it_and_says_why(recognizer):
+    page = Image.open(EXAMPLES / "numbers" / "156-mnist-test-digits.png").convert("L")
+    width, height = page.size
+    ImageDraw.Draw(page).ellipse([width - 40, height // 2 - 15, width - 10, height // 2 + 15], fill=0)
+    reading = recognizer.read(np.asarray(page))
+    assert reading.number is None and reading.reason == BLOB
+    assert [d.label for d in reading.digits] == ["1", "5", "6", None]
 
 
 @pytest.mark.parametrize("angle", [2.5, -3.0])

@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.errors import ConfigError
 from convnet.preprocess import (
-    WORK_PIXELS, ImageError, NoInkError, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings, to_mnist
+    WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings,
+    to_mnist,
 )
 from convnet.preprocess.morphology import convex_hull, corner_share, polygon_area
 
@@ -601,6 +602,33 @@ def test_thick_marker_is_thinned_not_a_blob() -> None:
     assert out[14, 14] < 0.2 and out.max() == 1  # the hole stays open
     assert out.mean() < 0.2  # left alone it would be 0.24; MNIST's mean is 0.13
     assert correlation(out, reference(draw_digit("0", 400, 60))) > 0.9  # the same 0, half the pen
+
+
+def _shape(kind: str, size: int) -> np.ndarray:
+    """A filled shape, dark on white, somewhere on a page `size` px wide."""
+    page = Image.new("L", (size, size), 255)
+    draw, x, s = ImageDraw.Draw(page), size // 5, size // 3
+    {"disc": lambda: draw.ellipse([x, x, x + s, x + s], fill=0),
+     "oval": lambda: draw.ellipse([x, x, x + s, x + 1.2 * s], fill=0),  # the longer side 1.2 times the shorter
+     "square": lambda: draw.rectangle([x, x, x + s, x + s], fill=0),
+     "dot": lambda: draw.ellipse([x, x, x + 6, x + 6], fill=0)}[kind]()
+    return np.asarray(page, np.float32) / 255
+
+
+def test_filled_shapes_are_blobs_and_digits_are_not_however_thick_the_pen() -> None:
+    shapes = [preprocess(_shape(kind, 300)) for kind in ("disc", "oval", "square", "dot")]
+    # A 60 px marker on a 200 px digit fills a 0's hole to a slit; a 1 from it is a solid bar, but a long one.
+    digits = [to_mnist(draw_digit(digit, 200, stroke)) for digit in sorted(SKELETONS) for stroke in (8, 60)]
+    mixed = [digits[0], shapes[0], *digits[1:], *shapes[1:]]  # each judged as itself, wherever it stands in the stack
+    assert blobs(np.stack(mixed)).tolist() == [False, True] + [False] * (len(digits) - 1) + [True] * 3
+
+
+@pytest.mark.parametrize("width", [20, 100])
+def test_a_solid_upright_bar_is_a_1_not_a_blob(width: int) -> None:
+    bar = np.zeros((300, 300), np.float32)
+    bar[50:250, 150 - width // 2 : 150 + width // 2] = 1  # a 1 from a marker: solid, fills its hull, but long
+    # (100 px: the stroke fix thins it to under half as wide as long; a square of that width would be a blob)
+    assert not blobs(to_mnist(bar)[None])[0]
 
 
 def test_specks_are_ignored(seven: np.ndarray) -> None:

@@ -3,7 +3,8 @@
 Inputs go through `convnet.preprocess` (the steps that made MNIST), then the model's own normalisation from its
 card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
 an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess; one for an input
-unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`.
+unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`, and
+one for a solid blob of ink (a dot, a filled disc: `preprocess.blobs`), which MNIST's digits never are, `reason=BLOB`.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ from convnet.data import normalize_
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
-from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, load_gray_sized, readings
+from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, readings
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
+BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a dot or a filled shape: preprocess.blobs
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm", ".pnm", ".ico", ".avif", ".jp2", ".j2k", ".jpf", ".jpx"}
@@ -47,7 +49,7 @@ class Prediction:
     confidence: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
-    reason: str | None = None  # "no ink found" | "low confidence" | "unlike the training images" (UNLIKE)
+    reason: str | None = None  # "no ink found" | "low confidence" | UNLIKE | BLOB
     error: str | None = None  # the input could not be read as an image
     path: str | None = None
 
@@ -156,7 +158,13 @@ class Recognizer:
             return np.zeros((0, m.num_classes), np.float32), np.zeros(0, bool)
         return torch.cat(probs).cpu().numpy(), np.concatenate(far)
 
-    def _answer(self, probs: np.ndarray, far: bool = False) -> Prediction:
+    def _blobs(self, images: np.ndarray) -> np.ndarray:
+        """Which images are solid blobs (`preprocess.blobs`); none at min_confidence 0, which asks for every answer."""
+        return blobs(images) if self.min_confidence > 0 else np.zeros(len(images), bool)
+
+    def _answer(self, probs: np.ndarray, far: bool = False, blob: bool = False) -> Prediction:
+        """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `blob`: a solid
+        blob (`_blobs`). Either withholds only a confident answer."""
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
             return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
@@ -165,6 +173,8 @@ class Recognizer:
         label, confidence = top[0]
         if confidence < self.min_confidence:
             return Prediction(None, confidence, top, probs.tolist(), reason="low confidence")
+        if blob:
+            return Prediction(None, confidence, top, probs.tolist(), reason=BLOB)
         if far:  # from the training images
             return Prediction(None, confidence, top, probs.tolist(), reason=UNLIKE)
         return Prediction(label, confidence, top, probs.tolist())
@@ -190,11 +200,13 @@ class Recognizer:
         ok = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         answers = {}
         if ok:
-            probs, faraway = self._outputs(np.concatenate([prepared[i] for i in ok]))
-            ends = np.cumsum([len(prepared[i]) for i in ok])[:-1]
-            for i, options, far in zip(ok, np.split(probs, ends), np.split(faraway, ends)):
-                surest = int(np.argmax(options.max(axis=1)))  # NaN wins: _answer says so
-                answers[i] = options[surest], bool(far[surest])
+            images = np.concatenate([prepared[i] for i in ok])
+            probs, faraway = self._outputs(images)
+            starts = np.cumsum([0] + [len(prepared[i]) for i in ok])
+            # Each source's surest reading (NaN wins: _answer says so).
+            picked = [a + int(np.argmax(probs[a:b].max(axis=1))) for a, b in zip(starts[:-1], starts[1:])]
+            answers = {i: (probs[k], bool(faraway[k]), bool(blob))
+                       for i, k, blob in zip(ok, picked, self._blobs(images[picked]))}
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
             if i in answers:
@@ -234,10 +246,11 @@ class Recognizer:
             return Reading(None, [], None, reason=str(e))
         except ImageError as e:
             return Reading(None, [], None, error=str(e))
-        probs, faraway = self._outputs(np.stack([b.image for b in boxes]))
+        images = np.stack([b.image for b in boxes])
+        probs, faraway = self._outputs(images)
         if not np.isfinite(probs).all():
             return Reading(None, [], None, error=NON_FINITE)
-        answers = [self._answer(p, far) for p, far in zip(probs, faraway)]
+        answers = [self._answer(*judged) for judged in zip(probs, faraway, self._blobs(images))]
         digits = [Digit(a.label, float(a.confidence), (b.x0, b.y0, b.x1, b.y1), a.top_k)
                   for a, b in zip(answers, boxes)]
         confidence = float(np.prod([d.confidence for d in digits]))
