@@ -444,7 +444,7 @@ def test_a_blob_beside_a_number_withholds_it_and_says_why(recognizer):
     ImageDraw.Draw(page).ellipse([width - 40, height // 2 - 15, width - 10, height // 2 + 15], fill=0)
     reading = recognizer.read(np.asarray(page))
     assert reading.number is None and reading.reason == BLOB
-    assert [d.label for d in reading.digits] == ["1", "5", "6", None]
+    assert [(d.label, d.reason) for d in reading.digits] == [("1", None), ("5", None), ("6", None), (None, BLOB)]
 
 
 @pytest.mark.parametrize("angle", [2.5, -3.0])

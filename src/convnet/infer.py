@@ -68,15 +68,17 @@ def _rounded(top_k: list) -> list[list]:
 
 @dataclass
 class Digit:
-    label: str | None
+    label: str | None  # None: withheld, and `reason` says why, as a Prediction's
     confidence: float
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the input image
     top_k: list[tuple[str, float]]
+    reason: str | None = None
 
 
 @dataclass
 class Reading:
-    """A whole number read from one image: digits left to right; `number` is None if any digit is unsure."""
+    """A whole number read from one image: digits left to right; `number` is None if any digit is withheld, and
+    `reason` is then the first one's."""
 
     number: str | None
     digits: list[Digit]
@@ -251,10 +253,10 @@ class Recognizer:
         if not np.isfinite(probs).all():
             return Reading(None, [], None, error=NON_FINITE)
         answers = [self._answer(*judged) for judged in zip(probs, faraway, self._blobs(images))]
-        digits = [Digit(a.label, float(a.confidence), (b.x0, b.y0, b.x1, b.y1), a.top_k)
+        digits = [Digit(a.label, float(a.confidence), (b.x0, b.y0, b.x1, b.y1), a.top_k, a.reason)
                   for a, b in zip(answers, boxes)]
         confidence = float(np.prod([d.confidence for d in digits]))
-        if reasons := [a.reason for a in answers if a.label is None]:
+        if reasons := [d.reason for d in digits if d.label is None]:
             return Reading(None, digits, confidence, reason=reasons[0])
         return Reading("".join(d.label for d in digits), digits, confidence)
 
