@@ -1,4 +1,5 @@
 """Recognition of real images with the model shipped in the package, through the API and the CLI."""
+import copy
 import io
 import itertools
 import json
@@ -100,6 +101,9 @@ def test_a_solid_blob_gets_no_digit_unless_every_answer_is_asked_for(recognizer,
     blob = recognizer.predict(np.asarray(page))
     assert blob.label is None and blob.reason == BLOB and blob.top_k  # its guesses stay, as for low confidence
     assert Recognizer(recognizer.model, min_confidence=0).predict(np.asarray(page)).label == blob.top_k[0][0]
+    other = copy.deepcopy(recognizer.model)
+    other.classes = list("abcdefghij")  # a model of other things than digits: a blob may be one of them
+    assert Recognizer(other).predict(np.asarray(page)).reason != BLOB
 
 
 def bad_files(folder: Path) -> dict[str, Path]:

@@ -623,6 +623,21 @@ def test_filled_shapes_are_blobs_and_digits_are_not_however_thick_the_pen() -> N
     assert blobs(np.stack(mixed)).tolist() == [False, True] + [False] * (len(digits) - 1) + [True] * 3
 
 
+def test_a_filled_loop_or_a_small_blurred_bold_digit_is_no_blob() -> None:
+    # Their darkest ink (over half white) is a solid blob: a 9's loop filled in, whose thinner tail the stroke fix
+    # fades to a grey; a bold 4 12 px tall, blurred into a smudge with its arms lighter than its core.
+    nine = Image.new("L", (220, 220), 255)
+    draw = ImageDraw.Draw(nine)
+    draw.ellipse((60, 30, 140, 110), fill=0)
+    draw.line((135, 70, 120, 180), fill=0, width=12)
+    four = Image.fromarray((draw_digit("4", 112, 20) * 255).astype(np.uint8))
+    four = four.resize((round(four.width * 12 / four.height), 12), Image.BILINEAR)
+    page = Image.new("L", (four.width * 3, 36), 255)
+    page.paste(Image.fromarray(255 - np.asarray(four)), (four.width, 12))
+    digits = np.stack([preprocess(np.asarray(nine)), preprocess(np.asarray(page.filter(ImageFilter.GaussianBlur(1))))])
+    assert (digits > 0.5).any() and not blobs(digits).any()
+
+
 @pytest.mark.parametrize("width", [20, 100])
 def test_a_solid_upright_bar_is_a_1_not_a_blob(width: int) -> None:
     bar = np.zeros((300, 300), np.float32)

@@ -282,8 +282,8 @@ def build_parser() -> Parser:
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--min-confidence", type=fraction, default=None,
                       help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
-                      "answers, inputs unlike the training images too; values above 1 are per cent, 1 itself is "
-                      "100 %%)")
+                      "answers, inputs unlike the training images and blobs too; values above 1 are per cent, 1 "
+                      "itself is 100 %%)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_model_options(pred)
 
@@ -292,8 +292,8 @@ def build_parser() -> Parser:
     read.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     read.add_argument("--min-confidence", type=fraction, default=None,
                       help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
-                      "(default 0.5; 0 always answers, digits unlike the training images too; values above 1 are per "
-                      "cent, 1 itself is 100 %%)")
+                      "(default 0.5; 0 always answers, digits unlike the training images and blobs too; values above 1 "
+                      "are per cent, 1 itself is 100 %%)")
     read.add_argument("--json", action="store_true", help="print as JSON")
     _add_model_options(read)
     return parser

@@ -4,7 +4,8 @@ Inputs go through `convnet.preprocess` (the steps that made MNIST), then the mod
 card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
 an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess; one for an input
 unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`, and
-one for a solid blob of ink (a dot, a filled disc: `preprocess.blobs`), which MNIST's digits never are, `reason=BLOB`.
+for a digit model, one for a solid blob of ink (a dot, a filled disc: `preprocess.blobs`), which no MNIST digit is once
+prepared, `reason=BLOB`.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a dot or a filled shape: preprocess.blobs
+DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs are not
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm", ".pnm", ".ico", ".avif", ".jp2", ".j2k", ".jpf", ".jpx"}
@@ -161,8 +163,11 @@ class Recognizer:
         return torch.cat(probs).cpu().numpy(), np.concatenate(far)
 
     def _blobs(self, images: np.ndarray) -> np.ndarray:
-        """Which images are solid blobs (`preprocess.blobs`); none at min_confidence 0, which asks for every answer."""
-        return blobs(images) if self.min_confidence > 0 else np.zeros(len(images), bool)
+        """Which images are solid blobs (`preprocess.blobs`); none at min_confidence 0, which asks for every answer,
+        nor for a model of other classes than the ten digits, for which a blob may be an answer."""
+        if self.min_confidence > 0 and list(self.model.classes) == DIGITS:
+            return blobs(images)
+        return np.zeros(len(images), bool)
 
     def _answer(self, probs: np.ndarray, far: bool = False, blob: bool = False) -> Prediction:
         """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `blob`: a solid

@@ -18,6 +18,8 @@ SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
 BLOB_ASPECT = 2.0  # a solid digit no longer than this is a blob, not a digit (a 1 from a thick marker is longer)
+BLOB_FAINT = 0.3  # its fainter ink too, down to this, fills its hull (a filled 9's tail, which the stroke fix fades)
+BLOB_EVEN = 0.5  # and half of that ink is within 10 % of the brightest: evenly dark, not a blurred bold digit
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
 BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thick are cut off a band to find it
@@ -180,17 +182,26 @@ def _blob(ink: np.ndarray) -> bool:
 
 def blobs(digits: np.ndarray) -> np.ndarray:
     """Which digits in MNIST's layout (`render_digit`; a stack, N x 28 x 28) are solid blobs, not strokes: a filled
-    disc, square or dot. Such ink (the pixels over half white) fills its convex hull, encloses nothing and is at most
-    BLOB_ASPECT times as long as wide. None of MNIST's 60,000 training digits is one, made this way (outside the 1s
-    their ink fills at most 79 % of its hull, and a 1 that fills it is longer); the network, which has never seen
-    one, calls it a confident 0."""
-    masks = np.asarray(digits) > 0.5
+    disc, square or oval, a dot. Such ink (the pixels over half white) fills its convex hull, encloses nothing and is
+    at most BLOB_ASPECT times as long as wide; its faint ink fills the hull too, and it is evenly dark (BLOB_FAINT,
+    BLOB_EVEN): a small bold digit blurred into a smudge, or a 9 whose loop is filled in, is neither. None of MNIST's
+    60,000 training digits is one, made this way; the network, which has never seen one, calls it a confident 0."""
+    digits = np.asarray(digits)
+    masks = digits > 0.5
     # The cheap test on all of them at once: each row's span, from its first pixel to its last, lies in the hull, so
     # a digit that does not fill those spans (nearly all do not) does not fill its hull.
     width = masks.shape[2]
     spans = np.where(masks.any(2), width - masks[:, :, ::-1].argmax(2) - masks.argmax(2), 0).sum(1)
     maybe = masks.sum((1, 2)) >= np.maximum(SHEET_FILL * spans, 3)
-    return np.array([bool(m) and _solid(mask, BLOB_ASPECT) for m, mask in zip(maybe, masks)], bool)
+    return np.array([bool(m) and _solid(mask, BLOB_ASPECT) and _even(digit)
+                     for m, mask, digit in zip(maybe, masks, digits)], bool)
+
+
+def _even(digit: np.ndarray) -> bool:
+    """Whether all of a rendering's ink, down to BLOB_FAINT, fills its hull, and BLOB_EVEN of it is nearly as bright
+    as the brightest."""
+    faint = digit > BLOB_FAINT
+    return _fills_hull(faint) and np.count_nonzero(digit >= 0.9 * digit.max()) >= BLOB_EVEN * np.count_nonzero(faint)
 
 
 def _solid(mask: np.ndarray, max_aspect: float) -> bool:
