@@ -4,8 +4,8 @@ Inputs go through `convnet.preprocess` (the steps that made MNIST), then the mod
 card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
 an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess; one for an input
 unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`, and
-for a digit model, one for a solid blob of ink (a dot, a filled disc: `preprocess.blobs`), which no MNIST digit is once
-prepared, `reason=BLOB`.
+for a digit model, one for a solid blob of ink (a filled disc or square: `preprocess.blobs`), which no MNIST digit is
+once prepared, `reason=BLOB`.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from convnet.segment import segment_digits
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
-BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a dot or a filled shape: preprocess.blobs
+BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
 DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs are not
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
