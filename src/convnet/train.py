@@ -23,8 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
-from convnet.calibrate import (TYPICAL_IMAGES, detach_typicality, expected_calibration_error, fit_temperature,
-                               fit_typicality)
+from convnet.calibrate import (MAX_FEATURES, TYPICAL_IMAGES, detach_typicality, expected_calibration_error,
+                               fit_temperature, fit_typicality)
 from convnet.checkpoint import (RUN_FILES, RUN_RECORDS, claim_folder, folders_to_make, non_finite, remove_empty,
                                 write_model)
 from convnet.config import TrainConfig
@@ -346,8 +346,8 @@ def _fit_typicality(model: Network, data: Dataset, seed: int, dev: torch.device,
     pick.sort()
     x = to_tensor(data.train_x[pick], model.mean, model.std, dev)
     if fit_typicality(model, x, torch.from_numpy(data.train_y[pick])) is None:
-        log("typicality not fitted: it needs a last linear layer of at most 1,024 inputs and training images of "
-            "every class, at least twice as many as those inputs; predict will not tell inputs unlike them")
+        log(f"typicality not fitted: it needs a last linear layer of at most {MAX_FEATURES:,} inputs and training "
+            "images of every class, at least twice as many as those inputs; predict will not tell inputs unlike them")
     else:
         log(f"typicality fitted on {len(x):,} training images")
 
