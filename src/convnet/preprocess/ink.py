@@ -7,7 +7,7 @@ import numpy as np
 from convnet.components import Components, connected_components, major_box, speck_mask
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
-from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, stroke_width
+from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
@@ -191,8 +191,8 @@ def blobs(digits: np.ndarray) -> np.ndarray:
     masks = digits > 0.5
     # The cheap test on all of them at once: each row's span, from its first pixel to its last, lies in the hull, so
     # a digit that does not fill those spans (nearly all do not) does not fill its hull.
-    width = masks.shape[2]
-    spans = np.where(masks.any(2), width - masks[:, :, ::-1].argmax(2) - masks.argmax(2), 0).sum(1)
+    left, right = row_extents(masks)
+    spans = (right - left).sum(1)
     maybe = masks.sum((1, 2)) >= np.maximum(SHEET_FILL * spans, 3)
     return np.array([bool(m) and _solid(mask, BLOB_ASPECT) and _even(digit)
                      for m, mask, digit in zip(maybe, masks, digits)], bool)

@@ -70,13 +70,20 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
     rows = np.nonzero(mask.any(1))[0]
     if not len(rows):
         return np.zeros((0, 2))
-    left = mask[rows].argmax(1)
-    right = mask.shape[1] - mask[rows, ::-1].argmax(1)
+    left, right = row_extents(mask[rows])
     # Each row's ink spans [left, right) x [row, row + 1): the hull of those corners is the hull of the pixels.
     xs = np.concatenate([left, left, right, right]).astype(np.float64)
     ys = np.concatenate([rows, rows + 1, rows, rows + 1]).astype(np.float64)
     points = sorted(set(zip(xs.tolist(), ys.tolist())))
     return np.array(_half_hull(points) + _half_hull(points[::-1]))  # Andrew's monotone chain: lower, upper half
+
+
+def row_extents(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first pixel and one past its last (along the last axis, of a mask or a stack of masks); a row
+    without any spans nothing, from 0 to 0."""
+    filled = mask.any(-1)
+    left = np.where(filled, mask.argmax(-1), 0)
+    return left, np.where(filled, mask.shape[-1] - mask[..., ::-1].argmax(-1), 0)
 
 
 def _half_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
