@@ -44,3 +44,14 @@ def test_lowres_blurs_only_the_asked_share():
     assert not torch.allclose(out[:2], x[:2]) and torch.equal(out[2:], x[2:])
     assert out[:2].std() < x[:2].std()
     assert augment_batch(x, background=0.0).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augment_batch_warps_every_image_then_blurs_its_share():
+    x = _digits()
+    torch.manual_seed(0)
+    out = augment_batch(x, background=0.0, lowres=0.5, rotate=10, shift=0.1, scale=0.1)
+    moved = (out - x).abs().flatten(1).amax(1)
+    assert (moved > 0.1).all()  # each image is warped
+    # Blurring spreads the 4-pixel-wide stroke: few pixels keep nearly full ink, where a warp alone keeps dozens.
+    full = (out > 0.95).sum((1, 2, 3))
+    assert (full[:4] < 15).all() and (full[4:] > 20).all()

@@ -52,8 +52,10 @@ def test_deskewed_model_deskews_at_inference_and_fit_deskews_its_training_images
     seen = []
 
     def spy(m, images):
+        out = deskew_training_images(m, images)
         seen.append(len(images))
-        return deskew_training_images(m, images)
+        assert not torch.equal(out, images) and torch.allclose(out, deskew(images))
+        return out
 
     monkeypatch.setattr(train_module, "deskew_training_images", spy)
     data = load_dataset("mnist", tiny_dir)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, load_dataset
 from convnet.errors import ConfigError, DataError, ModelError
 from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
@@ -55,9 +56,14 @@ def test_evaluate_tensors():
     report = format_report(r)
     assert "accuracy 60.0000%" in report and "confusion matrix" in report
     assert "(no temperature fitted: confidences are the network's own)" in report and d["temperature"] == 1.0
+    # Logits of 10 for the answer: right answers lose log(1 + 2e⁻¹⁰), wrong ones log(e¹⁰ + 2); confident, 60 % right.
+    assert r.loss == pytest.approx((3 * math.log1p(2 * math.exp(-10)) + 2 * math.log(math.exp(10) + 2)) / 5)
+    assert r.ece == pytest.approx(0.4, abs=1e-4)
     scaled = Lookup()
     scaled.temperature = 0.5
-    assert "with the fitted temperature 0.5 (loss too)" in format_report(evaluate_tensors(scaled, x, y, list("abc")))
+    sharper = evaluate_tensors(scaled, x, y, list("abc"))
+    assert "with the fitted temperature 0.5 (loss too)" in format_report(sharper)
+    assert sharper.loss == pytest.approx((3 * math.log1p(2 * math.exp(-20)) + 2 * math.log(math.exp(20) + 2)) / 5)
     members = [create_model("fast"), create_model("fast")]
     for m in members:
         m.temperature = 2.5
@@ -65,6 +71,13 @@ def test_evaluate_tensors():
     said = "(each member of the ensemble with its own temperature, where one was fitted)"
     assert vote.temperature is None and said in format_report(vote)
     assert vote.to_dict()["ece_uncalibrated"] is None  # its outputs hold its members' temperatures already
+
+
+def test_expected_calibration_error_by_hand():
+    # Two answers at 90 % confidence, one right (a gap of 0.4); two at 62 %, both right (0.38): half the images each.
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.38, 0.62], [0.38, 0.62]])
+    assert expected_calibration_error(probs, torch.tensor([0, 1, 1, 1])) == pytest.approx(0.39)
+    assert expected_calibration_error(probs, torch.tensor([0, 0, 1, 1])) == pytest.approx((0.1 + 0.38) / 2)
 
 
 def test_a_model_must_fit_the_data(tiny_dir):

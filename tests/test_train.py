@@ -236,6 +236,21 @@ def test_same_seed_same_split_and_weights(tiny_dir):
     assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
 
 
+def test_another_seed_gives_another_split_batch_order_and_start(tiny_dir):
+    assert not torch.equal(split_indices(100, 0.2, 7)[1], split_indices(100, 0.2, 8)[1])
+    data = load_dataset("mnist", tiny_dir)
+    trained = []
+    for seed in (3, 4):  # the same initial weights: the seed orders the training images and the batches
+        torch.manual_seed(5)
+        trained.append(create_model("fast"))
+        fit(trained[-1], data, epochs=1, batch_size=50, val_split=0.0, augment=False, seed=seed, log=lambda m: None)
+    assert not torch.equal(trained[0][0].weight, trained[1][0].weight)
+    set_up = import_module("convnet.train")._set_up
+    start = [set_up(TrainConfig(model="fast", data_dir=str(tiny_dir), seed=seed), claim=False)[1] for seed in (0, 0, 1)]
+    assert torch.equal(start[0][0].weight, start[1][0].weight)
+    assert not torch.equal(start[0][0].weight, start[2][0].weight)
+
+
 @pytest.mark.parametrize("augment", [None, True, False])
 def test_augment_on_a_recipe_without_augmentation_takes_the_standard_one(tiny_dir, monkeypatch, augment):
     from convnet.augment import STANDARD
