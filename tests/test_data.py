@@ -316,6 +316,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors in /proc")
+def test_atomic_write_closes_its_file_when_setting_the_mode_fails(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(OSError, match="not permitted"):
+            atomic_write(tmp_path / "out.bin", lambda f: f.write(b"data"))
+    assert len(os.listdir("/proc/self/fd")) == before and not list(tmp_path.iterdir())
+
+
 def test_normalised_tensor(tiny_arrays):
     x = data.to_tensor(tiny_arrays["test_x"][:4], 0.5, 0.25)
     assert x.shape == (4, 1, 28, 28) and x.dtype.is_floating_point

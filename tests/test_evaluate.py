@@ -133,6 +133,9 @@ def test_a_mismatch_message_holds_for_any_image_shape(tiny_dir):
         evaluate(create_model("fast"), data)
     with pytest.raises(DataError, match="one-channel"):
         fit(create_model("fast"), data, epochs=1, log=lambda m: None)
+    data.train_x, data.test_x = data.train_x[:, 0], None  # checked before the split is counted
+    with pytest.raises(DataError, match="test images and labels must be numpy arrays, not NoneType"):
+        evaluate(create_model("fast"), data)
 
 
 def test_an_empty_split_is_a_clear_error(tiny_arrays):

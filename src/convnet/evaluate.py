@@ -130,10 +130,10 @@ def evaluate(
     check_kinds(model, data)
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
+    check_fits(model, data)
     images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     if not len(images):  # a Dataset may leave a split empty; scoring it would fail inside torch
         raise DataError(f"the {split} split of {data.name} holds no images: nothing to evaluate.")
-    check_fits(model, data)
     if list(model.classes) != list(data.classes):  # scores would count one class's answers as another's
         raise ConfigError(f"the model answers the classes {_names(model.classes)}, but {data.name} has "
                           f"{_names(data.classes)}: it was trained on other data.")

@@ -44,8 +44,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except OSError as e:  # it names the temporary file, which the user never asked for
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # the file object owns the descriptor now, and closes it on any failure
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
             write(f)
             f.flush()
             os.fsync(f.fileno())
