@@ -81,15 +81,25 @@ def test_an_error_only_rank_0_meets_stops_every_rank_at_once(tiny_dir, tmp_path)
 def test_a_killed_process_leaves_one_clear_line_and_the_last_epoch(tiny_dir, tmp_path):
     run = tmp_path / "run"
     # torchrun stops the other processes once it sees one die: late enough here for rank 0 to see the loss first.
-    done = torchrun("--monitor-interval", 10, Path(__file__).with_name("ddp_killed_worker.py"), "--model", "fast",
-                    "--data-dir", tiny_dir, "--epochs", "3", "--batch-size", "16", "--out", run, "--device", "cpu",
-                    cwd=tmp_path)
+    done = torchrun("--monitor-interval", 10, Path(__file__).with_name("ddp_faulty_worker.py"), "kill", "--model",
+                    "fast", "--data-dir", tiny_dir, "--epochs", "3", "--batch-size", "16", "--out", run, "--device",
+                    "cpu", cwd=tmp_path)
     assert done.returncode != 0
     assert done.stderr.count("convnet: rank 0 stopped: another process of this run is gone") == 1, done.stderr[-3000:]
     assert "interrupted" not in done.stderr and "Connection" not in done.stderr.split("ChildFailedError")[0]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == len(metrics["history"]) == 1 and metrics["interrupted"]
     assert metrics["error"] == "another process of this run is gone"
+    assert json.loads((run / "model.json").read_text())["metrics"]["epochs"] == 1
+
+
+def test_a_divergence_only_another_rank_sees_stops_every_rank(tiny_dir, tmp_path):
+    run = tmp_path / "run"
+    done = torchrun(Path(__file__).with_name("ddp_faulty_worker.py"), "nan", "--model", "fast", "--data-dir", tiny_dir,
+                    "--epochs", "3", "--batch-size", "16", "--out", run, "--device", "cpu", cwd=tmp_path)
+    assert done.returncode != 0
+    words = "convnet: error: training diverged in epoch 2 (on another process)"
+    assert done.stderr.count(words) == 1, done.stderr[-3000:]
     assert json.loads((run / "model.json").read_text())["metrics"]["epochs"] == 1
 
 

@@ -129,10 +129,19 @@ def device_for(device: torch.device, w: World) -> torch.device:
 
 def agree(flag: bool, device: torch.device) -> bool:
     """True on every rank if it is True on rank 0 (e.g. 'the target accuracy is reached, stop')."""
+    return _shared(flag, device, lambda t: dist.broadcast(t, src=0))
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if it is True on any rank (e.g. 'this rank's training diverged')."""
+    return _shared(flag, device, lambda t: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+
+
+def _shared(flag: bool, device: torch.device, collective: Callable[[torch.Tensor], object]) -> bool:
     if not dist.is_initialized():
         return flag
     t = torch.tensor([int(flag)], device=device)
-    dist.broadcast(t, src=0)
+    collective(t)
     return bool(t.item())
 
 

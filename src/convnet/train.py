@@ -225,7 +225,7 @@ def _check_sound(model: Network, row: dict, cfg: TrainConfig, epoch: int, dev: t
     broken = None if math.isfinite(row["train_loss"]) else f"the loss became {row['train_loss']}"
     if broken is None and non_finite(model) is not None:
         broken = "the weights became infinite or NaN"
-    if distributed.agree(broken is not None, dev):
+    if distributed.any_rank(broken is not None, dev):
         # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
         raise ConfigError(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower the "
                           f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
