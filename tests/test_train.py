@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from importlib import import_module
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from convnet.data import load_dataset, to_tensor
 from convnet.errors import ConfigError, DataError
 from convnet.evaluate import logits_of
 from convnet.models import Ensemble, create_model
-from convnet.train import fit, make_optimizer, split_indices, train
+from convnet.train import fit, make_optimizer, new_run_dir, split_indices, train
 
 
 @pytest.mark.parametrize("name", ["lesson", "fast", "accurate"])
@@ -660,3 +661,12 @@ def test_a_model_given_by_name_gets_the_function_that_makes_it(tiny_dir):
         fit("lesson", data, epochs=1)
     with pytest.raises(ConfigError, match=r"load it with load_model\('runs/x'\)"):  # a trained model, to evaluate
         evaluate("runs/x", data)
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(import_module("convnet.train").time, "strftime", lambda fmt: "20261206-120000")
+    first, made = new_run_dir("fast", None)
+    second, _ = new_run_dir("fast", None)
+    assert (first, second) == (Path("runs/fast-20261206-120000"), Path("runs/fast-20261206-120000-2"))
+    assert first.is_dir() and second.is_dir() and made == [tmp_path / first, tmp_path / "runs"]

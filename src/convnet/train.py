@@ -493,17 +493,27 @@ class RunResult:
 
 
 
-def new_run_dir(model: str, out: str | None) -> Path:
+def new_run_dir(model: str, out: str | None) -> tuple[Path, list[Path]]:
+    """The run folder (`out`, or a new runs/<model>-<timestamp>), and the folders that creating it makes.
+
+    A name of its own is taken by creating the folder, so that two runs started in the same second never share one.
+    """
     if out == "":
         raise ConfigError("--out is empty; leave it out for runs/<model>-<timestamp>.")
     if out:
-        return Path(out)
+        return Path(out), folders_to_make(Path(out))
     base = Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
+    while True:
+        made = folders_to_make(path)
+        try:
+            path.mkdir(parents=True)
+            return path, made
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+        except OSError:  # claim_folder says why, in the words it has for an --out of the user's
+            return path, made
 
 
 def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult:
@@ -543,9 +553,12 @@ def _set_up(cfg: TrainConfig, claim: bool) -> tuple[Dataset, Network, Path | Non
     model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
     if not claim:
         return data, model, None, []
-    run_dir = new_run_dir(cfg.model, cfg.out)
-    made = folders_to_make(run_dir)
-    return data, model, claim_folder(run_dir, cfg.overwrite, RUN_FILES), made
+    run_dir, made = new_run_dir(cfg.model, cfg.out)
+    try:
+        return data, model, claim_folder(run_dir, cfg.overwrite, RUN_FILES), made
+    except ConfigError:
+        remove_empty(made)
+        raise
 
 
 def _metrics(cfg: TrainConfig, data: Dataset, history: History, world_size: int) -> dict:
