@@ -363,6 +363,14 @@ def test_idx_of_an_absurd_rank_is_refused():
         parse_idx(b"\x00\x00\x08\xff" + b"\x00" * 1020)
 
 
+def test_normalization_is_the_pixels_mean_and_deviation(tiny_arrays):
+    x = np.random.default_rng(0).integers(0, 256, (9000, 28, 28), dtype=np.uint8)  # more than one chunk of 4,096
+    x[:3000] //= 4  # and chunks unlike each other
+    ds = data.Dataset("noise", **dict(tiny_arrays, train_x=x, train_y=np.zeros(9000, dtype=np.int64)))
+    pixels = x.astype(np.float64) / 255
+    assert ds.normalization() == (round(pixels.mean(), 4), round(pixels.std(), 4))
+
+
 def test_images_of_one_shade_do_not_divide_by_zero(tmp_path, tiny_arrays):
     flat = np.zeros_like(tiny_arrays["train_x"])
     assert data.load_dataset("mnist", _folder_with(tmp_path, tiny_arrays, train_x=flat)).normalization() == (0.0, 1.0)
