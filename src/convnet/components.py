@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convnet.errors import NoInkError
+
 SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
 SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
 
@@ -25,6 +27,21 @@ class Components:
         return len(self.mass)
 
 
+def runs(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of ink (non-zero pixels) along the rows, row by row: each run's row, first column and end column
+    (one past its last)."""
+    edges = np.diff(np.pad(ink > 0, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    return rows, starts, np.nonzero(edges == -1)[1]
+
+
+def run_pixels(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of runs of these lengths, one run after another: the index of its run, and how far into the
+    run it lies. Scattering through these fills whole runs with no loop over them."""
+    run_of = np.repeat(np.arange(len(lengths)), lengths)
+    return run_of, np.arange(len(run_of)) - (np.cumsum(lengths) - lengths)[run_of]
+
+
 def connected_components(ink: np.ndarray) -> Components:
     """Label runs of ink per row, then join runs that touch across rows.
 
@@ -32,9 +49,7 @@ def connected_components(ink: np.ndarray) -> Components:
     by vectorised min-label hooking plus pointer jumping.
     """
     height, width = ink.shape
-    edges = np.diff(np.pad(ink > 0, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]
+    rows, starts, ends = runs(ink)
     # Run j in the next row touches run i (8-connected) iff s_j <= e_i and e_j >= s_i.
     stride = width + 2
     below = (rows + 1) * stride
@@ -52,10 +67,9 @@ def connected_components(ink: np.ndarray) -> Components:
             root = root[root]
     _, comp = np.unique(root, return_inverse=True)
     n = int(comp.max()) + 1 if len(comp) else 0
-    lengths = ends - starts
     labels = np.zeros(height * width, np.int32)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    labels[np.repeat(rows * width + starts, lengths) + offsets] = np.repeat(comp + 1, lengths)
+    run_of, offsets = run_pixels(ends - starts)
+    labels[(rows * width + starts)[run_of] + offsets] = (comp + 1)[run_of]
     cumulative = np.pad(np.cumsum(ink, axis=1, dtype=np.float64), ((0, 0), (1, 0)))
     boxes = np.empty((n, 4), np.int64)
     boxes[:, :2] = np.iinfo(np.int64).max
@@ -78,6 +92,14 @@ def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     tiny = sides < max(2.0, SPECK_SIDE * max(shape))
     return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
+
+
+def strokes(components: Components, shape: tuple[int, ...]) -> np.ndarray:
+    """True for the components that are not specks (`speck_mask`); NoInkError if none is left."""
+    keep = ~speck_mask(components, shape) if len(components) else np.zeros(0, bool)
+    if not keep.any():
+        raise NoInkError("no ink found")
+    return keep
 
 
 def major_box(components: Components, keep: np.ndarray) -> tuple[int, int, int, int]:

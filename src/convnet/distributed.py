@@ -16,7 +16,7 @@ from typing import NoReturn, TypeVar
 import torch
 import torch.distributed as dist
 
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -173,7 +173,7 @@ def failure_reason(error: BaseException) -> str:
     """Why a process stopped, in one line: another process gone, or the error's type and first line."""
     if peer_gone(error):
         return "another process of this run is gone"
-    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    return f"{type(error).__name__}: {first_line(error, '')}"
 
 
 def finish() -> None:

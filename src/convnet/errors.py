@@ -4,6 +4,11 @@ import numbers
 import operator
 
 
+def first_line(error: BaseException, empty: str = "no reason given") -> str:
+    """The first line of an error's message (PyTorch's run over many), or `empty` if it has none."""
+    return (str(error).strip().splitlines() or [empty])[0]
+
+
 class ConvnetError(Exception):
     """Base class: the CLI prints the message and exits non-zero."""
 

@@ -82,13 +82,14 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch
 
     Small batches are faster on a CPU: 256 images' activations stay in the caches, 2,000 images' do not (`fast`
     infers 40,000 images/s at 256 and 20,000 at 2,000 on the 2-core development machine)."""
-    return _outputs_of(model, x, [], batch_size)[0]
+    return judged_outputs(model, x, [], batch_size)[0]
 
 
 @torch.inference_mode()
-def _outputs_of(model: nn.Module, x: torch.Tensor, networks: list[nn.Module],
-                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`logits_of`, and which images are unlike the training images as `networks` judge (None without any)."""
+def judged_outputs(model: nn.Module, x: torch.Tensor, networks: list[nn.Module],
+                   batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`logits_of`, and which images are unlike the training images as `networks` judge (None without any).
+    The features come with the outputs, not from hooks: several threads may share a model."""
     was_training = model.training
     model.eval()
     try:
@@ -99,7 +100,7 @@ def _outputs_of(model: nn.Module, x: torch.Tensor, networks: list[nn.Module],
 
 
 def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> EvalResult:
-    raw, far = _outputs_of(model, x, judges(model))
+    raw, far = judged_outputs(model, x, judges(model))
     temperature = float(getattr(model, "temperature", 1.0))
     logits = raw / temperature  # an ensemble's is 1: its members' temperatures are inside its outputs
     losses = F.cross_entropy(logits, y, reduction="none")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, first_line
 
 WARM_UP = 3  # eager passes before recording: cuDNN and autograd set themselves up, which a graph cannot hold
 
@@ -66,8 +66,7 @@ class StepGraph:
                 with torch.cuda.graph(self.graph, stream=side):
                     step(self.idx)
             except RuntimeError as e:  # an operation this PyTorch cannot record, or out of memory
-                reason = (str(e).strip().splitlines() or ["no reason given"])[0]
-                raise ConfigError(f"--cuda-graphs could not record a training step ({reason}); train without "
+                raise ConfigError(f"--cuda-graphs could not record a training step ({first_line(e)}); train without "
                                   "--cuda-graphs.") from None
 
     def __call__(self, idx: torch.Tensor) -> None:

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from convnet.calibrate import judged_forward, judges
+from convnet.calibrate import judges
 from convnet.checkpoint import load_model
 from convnet.data import normalize_
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
+from convnet.evaluate import judged_outputs
 from convnet.models import Ensemble, Network
 from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, readings
 from convnet.segment import segment_digits
@@ -152,15 +153,11 @@ class Recognizer:
         # A copy (torch.tensor), normalised in place: the caller's array is left as it was.
         x = normalize_(torch.tensor(images, dtype=torch.float32, device=self.device).unsqueeze(1), m.mean, m.std)
         judged = self._judges if judge and self.min_confidence > 0 else []  # 0: every answer is wanted
-        probs, far = [], []
-        for i in range(0, len(x), self.batch_size):
-            # The features come with the output, not from hooks: several threads may share a Recognizer.
-            out, unlike = judged_forward(m, x[i : i + self.batch_size], judged)
-            probs.append(torch.softmax(out.float() / m.temperature, 1))
-            far.append(np.zeros(len(out), bool) if unlike is None else unlike.cpu().numpy())
-        if not probs:
+        if not len(x):
             return np.zeros((0, m.num_classes), np.float32), np.zeros(0, bool)
-        return torch.cat(probs).cpu().numpy(), np.concatenate(far)
+        out, unlike = judged_outputs(m, x, judged, self.batch_size)
+        far = np.zeros(len(out), bool) if unlike is None else unlike.cpu().numpy()
+        return torch.softmax(out / m.temperature, 1).cpu().numpy(), far
 
     def _blobs(self, images: np.ndarray) -> np.ndarray:
         """Which images are solid blobs (`preprocess.blobs`); none at min_confidence 0, which asks for every answer,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnet.components import Components, connected_components, speck_mask
+from convnet.components import Components, connected_components, strokes
 from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, frames, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
@@ -109,9 +109,7 @@ Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering
 
 def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     """The indices of the components that are not dust; NoInkError if none, NotANumberError if too many."""
-    keep = ~speck_mask(components, shape) if len(components) else np.zeros(0, bool)
-    if not keep.any():
-        raise NoInkError("no ink found")
+    keep = strokes(components, shape)
     # Specks are small against the image, so on a big page the digits of a small number are too: one read as dust
     # is a digit dropped from a confident answer. Pieces half as tall as the tallest kept are not dust.
     heights = components.boxes[:, 3] - components.boxes[:, 1]

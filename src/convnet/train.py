@@ -31,7 +31,7 @@ from convnet.config import TrainConfig
 from convnet.data import Dataset, load_dataset, to_tensor
 from convnet.data.cache import atomic_write, atomic_write_json
 from convnet.device import exact_fp32, keep_freed_memory, resolve_device, use_bf16
-from convnet.errors import ConfigError, DataError
+from convnet.errors import ConfigError, DataError, first_line
 from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors, logits_of
 from convnet.graphs import StepGraph, check_graphs
 from convnet.interrupt import ctrl_c_held
@@ -149,8 +149,7 @@ def fit(
                 + ("; the last completed epoch's checkpoint is kept" if done else ""))
             break
         except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
-            reason = (str(e).strip().splitlines() or ["no reason given"])[0]
-            raise ConfigError(f"--compile failed ({reason}); train without --compile.") from None
+            raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
     model.eval()
     if history.epochs and not history.interrupted:
         _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,

@@ -28,7 +28,8 @@ class Recipe:
     weight_decay: float = 0.0
     schedule: str = "onecycle"  # onecycle | constant
     label_smoothing: float = 0.0
-    augment: dict[str, float] = field(default_factory=dict)  # rotate (degrees), shift (fraction), scale (fraction)
+    # rotate (degrees), shift and scale (fractions), lowres (the share of each batch blurred: `augment.random_lowres`)
+    augment: dict[str, float] = field(default_factory=dict)
     val_split: float = 0.1  # the share of the training images held out for validation and the temperature fit
     # With `--precision auto` on bf16 hardware: the share of the last epochs computed in fp32 anyway. bf16's coarse
     # gradients cost the last hundredths of a percent once the learning rate has annealed; the early epochs do not

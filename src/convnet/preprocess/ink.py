@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnet.components import Components, connected_components, major_box, speck_mask
+from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
 from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
@@ -367,9 +367,7 @@ def digit_ink(ink: np.ndarray, components: Components | None = None) -> np.ndarr
     """Keep the heavy components and the smaller ones next to them; drop specks and a frame drawn around them.
     `components` are the ink's, when the caller has them."""
     components = connected_components(ink) if components is None else components
-    keep = ~speck_mask(components, ink.shape) if len(components) else np.zeros(0, bool)
-    if not keep.any():
-        raise NoInkError("no ink found")
+    keep = strokes(components, ink.shape)
     keep &= ~frames(components, keep)
     boxes = components.boxes
     widths = boxes[:, 2] - boxes[:, 0]

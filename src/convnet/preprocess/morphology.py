@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 
+from convnet.components import run_pixels, runs
+
 
 def stroke_width(ink: np.ndarray) -> float:
     """Mean stroke width = 2 * area / perimeter, the perimeter from edge crossings.
@@ -54,14 +56,12 @@ def vertical_runs(mask: np.ndarray) -> np.ndarray:
 
 def vertical_run_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each ink pixel, the first row of the vertical run of ink it belongs to, and the run's length (0 on paper)."""
-    edges = np.diff(np.pad(mask, ((1, 1), (0, 0))).astype(np.int8), axis=0)
-    starts, ends = np.nonzero(edges.T == 1), np.nonzero(edges.T == -1)  # (column, row), in column-major order
-    lengths = ends[1] - starts[1]
+    columns, starts, ends = runs(mask.T)  # the columns' runs, column by column
+    lengths = ends - starts
     first, out = np.zeros(mask.T.shape, np.int32), np.zeros(mask.T.shape, np.int32)
-    run_of = np.repeat(np.arange(len(lengths)), lengths)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    where = starts[0][run_of], starts[1][run_of] + offsets
-    first[where], out[where] = starts[1][run_of], lengths[run_of]
+    run_of, offsets = run_pixels(lengths)
+    where = columns[run_of], starts[run_of] + offsets
+    first[where], out[where] = starts[run_of], lengths[run_of]
     return first.T, out.T
 
 
