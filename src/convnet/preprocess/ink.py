@@ -185,8 +185,8 @@ def blobs(digits: np.ndarray) -> np.ndarray:
     disc, square or oval, a sharp dot. Such ink (the pixels over half white) fills its convex hull, encloses nothing
     and is at most BLOB_ASPECT times as long as wide; its faint ink fills the hull too, and it is evenly dark
     (BLOB_FAINT, BLOB_EVEN): a small bold digit blurred into a smudge, or a 9 whose loop is filled in, is neither. None
-    of MNIST's 60,000 training digits is one, made this way; the network, which has never seen one, calls it a
-    confident 0."""
+    of MNIST's 60,000 training digits is one once through `preprocess` (three raw ones are: solid 8s); the network,
+    which has never seen one, calls it a confident 0."""
     digits = np.asarray(digits)
     masks = digits > 0.5
     # The cheap test on all of them at once: each row's span, from its first pixel to its last, lies in the hull, so
