@@ -632,6 +632,36 @@ def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp
     assert said[-1] == f"stopped after epoch 1: {out} keeps its checkpoint"
 
 
+def test_a_full_disk_at_the_final_save_keeps_the_last_epoch_and_says_why(tiny_dir, tmp_path, monkeypatch):
+    train_module = import_module("convnet.train")
+    real_save, said = train_module.write_model, []
+
+    def disk_full_once_tested(model, folder, **card):
+        if "test_accuracy" in card["metrics"]:
+            raise OSError(28, "No space left on device")
+        return real_save(model, folder, **card)
+
+    monkeypatch.setattr(train_module, "write_model", disk_full_once_tested)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        train(TrainConfig(model="fast", epochs=2, data_dir=str(tiny_dir), out=str(out)), log=said.append)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["interrupted"] and "No space left" in metrics["error"]
+    assert json.loads((out / "model.json").read_text())["metrics"]["epochs"] == 2
+    assert re.fullmatch(r"test accuracy \d+\.\d\d% of the trained model, which could not be saved", said[-2])
+    assert said[-1] == f"stopped after epoch 2: {out} keeps its checkpoint"
+
+
+def test_a_log_that_fails_at_once_leaves_no_folder(tiny_dir, tmp_path):
+    def stderr_full(message):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        train(TrainConfig(model="fast", epochs=1, data_dir=str(tiny_dir), out=str(tmp_path / "new" / "run")),
+              log=stderr_full)
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_second_run_into_the_same_out_stops_instead_of_replacing_the_first(tiny_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     loop = import_module("convnet.train")._Loop

@@ -592,9 +592,6 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
     dataset_info = {"name": data.name, "sha256": data.sha256, "source": data.source}
     card = {"dataset": dataset_info, "seed": cfg.seed, "training": dataclasses.asdict(cfg)}
     world_size = distributed.world().size
-    log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {_share(cfg.val_split)} held out) "
-        f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
-        + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
 
     def records(h: History) -> None:
         atomic_write_json(run_dir / "config.json", dataclasses.asdict(cfg))
@@ -632,7 +629,10 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
         if save_epoch(m, h):
             raise KeyboardInterrupt  # now: fit stops after this epoch, whose files are whole
 
-    try:
+    try:  # the first line too: a log that fails (stderr on a full disk) leaves no empty folder either
+        log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {_share(cfg.val_split)} held out) "
+            f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
+            + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
     except BaseException as e:
         remove_empty(made)
@@ -661,11 +661,17 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             log("interrupted before or during the test evaluation: stopping; the trained model is kept, untested")
         else:
             metrics.update(test_accuracy=result.accuracy, test_loss=round(result.loss, 6))
-    with ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
-        if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
-            write_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
-        records(history)
-        atomic_write_json(run_dir / "metrics.json", metrics)
+    try:
+        with ctrl_c_held() as pressed:  # the files of a run that ended, whichever way, agree with each other
+            if not history.interrupted:  # trained to the end: the model in memory has its temperature fitted too
+                write_model(model, run_dir, **card, metrics={k: v for k, v in metrics.items() if k != "history"})
+            records(history)
+            atomic_write_json(run_dir / "metrics.json", metrics)
+    except Exception as e:  # a full disk: the folder keeps the last epoch's checkpoint, and says why it is no more
+        if "test_accuracy" in metrics:  # of the model that could not be saved: said, as it is nowhere else
+            log(f"test accuracy {metrics['test_accuracy']:.2%} of the trained model, which could not be saved")
+        _record_failure(run_dir, _metrics(cfg, data, saved, world_size), e, log)
+        raise
     if "test_accuracy" in metrics:
         scaled = " (with the fitted temperature)" if history.calibration else ""
         log(f"test accuracy {metrics['test_accuracy']:.2%}  test loss {metrics['test_loss']:.4f}{scaled}  "
