@@ -546,6 +546,14 @@ def test_scaling_load_model_would_refuse_is_not_saved(tmp_path, name, value):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_member_s_scaling_load_model_would_refuse_is_not_saved(tmp_path):
+    model, other = _trained_like(), _trained_like()
+    other.temperature = float("nan")
+    with pytest.raises(ConfigError, match=r"model.members\[1\]: .*temperature nan must be finite"):
+        save_model(Ensemble([model, other]), tmp_path / "vote")
+    assert not (tmp_path / "vote").exists()
+
+
 def test_two_trainings_alike_are_the_same_ensemble_member(tmp_path, monkeypatch):
     import time
 

@@ -449,7 +449,9 @@ def test_a_dataset_of_arrays_made_in_memory_has_a_fingerprint(tiny_arrays):
     ({"test_x": np.zeros((200, 28, 28), np.float32)}, "test images must be uint8 pixels 0–255, not float32; convert"),
     ({"train_x": np.full((600, 28, 28), np.nan)}, "train images must be uint8 pixels 0–255, not float64"),
     ({"test_x": np.zeros((200, 1, 28, 28), np.uint8)},
-     r"one-channel, shaped \(N, height, width\), not \(200, 1, 28, 28\)"),
+     r"one-channel, shaped \(N, height, width\), at least 1×1 pixel, not \(200, 1, 28, 28\); drop a channel axis"),
+    ({"test_x": np.zeros(200, np.uint8)}, r"at least 1×1 pixel, not \(200,\)\.$"),  # a labels file: no reshape helps
+    ({"test_x": np.zeros((200, 0, 28), np.uint8)}, r"at least 1×1 pixel, not \(200, 0, 28\)\.$"),
     ({"test_x": np.zeros((200, 28, 28, 1), np.uint8)}, r"not \(200, 28, 28, 1\)"),
     ({"test_x": np.zeros((200, 32, 32), np.uint8)}, "train images are 28×28 pixels but test images 32×32"),
     ({"test_y": np.zeros(200, np.float32)}, "test labels must be whole numbers, not float32"),

@@ -129,7 +129,7 @@ def test_a_mismatch_message_holds_for_any_image_shape(tiny_dir):
         evaluate(create_model("fast", in_channels=3), data)
     # A Dataset checks its arrays when made, and again when used: one changed afterwards gets the same message
     data.train_x = data.train_x[:, None]
-    with pytest.raises(DataError, match=r"one-channel, shaped \(N, height, width\), not \(600, 1, 28, 28\)"):
+    with pytest.raises(DataError, match=r"shaped \(N, height, width\), at least 1×1 pixel, not \(600, 1, 28, 28\)"):
         evaluate(create_model("fast"), data)
     with pytest.raises(DataError, match="one-channel"):
         fit(create_model("fast"), data, epochs=1, log=lambda m: None)

@@ -131,6 +131,8 @@ def test_images_too_small_for_the_layers_are_refused_at_build(name):
     ({"num_classes": "10"}, "num_classes must be a whole number of at least 1, not '10'"),
     ({"num_classes": -1}, "num_classes must be a whole number of at least 1, not -1"),
     ({"in_channels": True}, "in_channels must be a whole number of at least 1, not True"),
+    ({"num_classes": 100_001}, "at most 100,000 classes and 4 image channels, not num_classes=100,001"),  # unloadable
+    ({"in_channels": 5}, "at most 100,000 classes and 4 image channels, not num_classes=10 and in_channels=5"),
     ({"input_size": 28}, "input_size must be (height, width) in whole pixels, 1 to 8,192, e.g. (28, 28); not 28"),
     ({"input_size": (100_000, 100_000)}, "not (100000, 100000)"),  # a model that could not be loaded
     ({"input_size": ("a", "b")}, "not ('a', 'b')"),

@@ -31,7 +31,7 @@ from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError, is_number
 from convnet.interrupt import deferred
 from convnet.models import Ensemble, Network, create_model
-from convnet.models.registry import MAX_SIDE
+from convnet.models.registry import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 
 CARD_FORMAT = "convnet-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -72,7 +72,13 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
     if isinstance(model, Ensemble) and model.temperature != 1.0:  # its answers ignore it: a card would mislead
         raise ConfigError("model.temperature: an ensemble's own is 1, as it averages its members' calibrated "
                           "probabilities; set each member's (model.members[i].temperature).")
-    for network in model.members if isinstance(model, Ensemble) else [model]:
+    members = model.members if isinstance(model, Ensemble) else []
+    for i, member in enumerate(members):  # each is loaded as a network is, and refused alike
+        try:
+            check_scaling(member.mean, member.std, member.temperature)
+        except ValueError as e:
+            raise ConfigError(f"model.members[{i}]: {e}.") from None
+    for network in members or [model]:
         if network.typicality is not None and (problem := _typicality_problem(network, network.typicality)):
             raise ConfigError(f"model.typicality: {problem}; fit it with convnet.calibrate.fit_typicality.")
     return {
@@ -321,7 +327,7 @@ def _build(spec: dict, card: dict) -> Network:
     if not isinstance(prep, dict):
         raise ValueError(f"preprocessing must hold the mean and std, not {prep!r:.40}")
     mean, std, temperature = prep["mean"], prep["std"], spec.get("temperature", 1.0)
-    if not _whole(num_classes, 1, 100_000) or not _whole(in_channels, 1, 4):
+    if not _whole(num_classes, 1, MAX_CLASSES) or not _whole(in_channels, 1, MAX_CHANNELS):
         raise ValueError(f"num_classes {num_classes!r} or in_channels {in_channels!r} out of range")
     if not isinstance(input_size, list) or len(input_size) != 2 or not all(_whole(s, 1, MAX_SIDE) for s in input_size):
         raise ValueError(f"input_size {input_size!r} is not two positive whole numbers")

@@ -252,10 +252,11 @@ def _split_problem(arrays: dict[str, np.ndarray], num_classes: int = len(DIGITS)
         if x.dtype != np.uint8:  # to_tensor and normalization divide by 255: pixels in [0, 1] would end up near black
             return (f"{split} images must be uint8 pixels 0–255, not {x.dtype}; convert images scaled to [0, 1] with "
                     "(x * 255).round().astype(np.uint8)")
-        if x.ndim != 3:
-            fix = "shape flat rows" if x.ndim == 2 else "drop a channel axis"
-            return (f"{split} images must be one-channel, shaped (N, height, width), not {x.shape}; {fix} with "
-                    "x.reshape(len(x), height, width)")
+        if x.ndim != 3 or 0 in x.shape[1:]:
+            fix = {2: "; shape flat rows with x.reshape(len(x), height, width)",
+                   4: "; drop a channel axis with x.reshape(len(x), height, width)"}.get(x.ndim, "")
+            return (f"{split} images must be one-channel, shaped (N, height, width), at least 1×1 pixel, not "
+                    f"{x.shape}{fix}")
         if y.ndim != 1 or len(x) != len(y):
             return f"{split} images {x.shape} and labels {y.shape} do not match: one label per image"
         if not len(y) and not allow_empty:

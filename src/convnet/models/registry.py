@@ -125,6 +125,7 @@ def show(text: str, print_fn: Callable[[str], None]) -> None:
 
 CHECKED_AREA = 256 * 256  # input sizes up to this get a test pass in create_model
 MAX_SIDE = 8192  # no image side a network is built for is longer (a card that says more is refused too)
+MAX_CLASSES, MAX_CHANNELS = 100_000, 4  # nor has it more classes or image channels (grey, RGB, RGBA)
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, input_size=(28, 28)) -> Network:
@@ -151,6 +152,9 @@ def _check_shape(num_classes: object, in_channels: object, input_size: object) -
     """The sizes a network is built for as plain ints of at least 1 (numpy's too), with input_size as (height,
     width): anything else would fail inside a layer's constructor, or build a network that cannot run."""
     classes, channels = whole_count("num_classes", num_classes), whole_count("in_channels", in_channels)
+    if classes > MAX_CLASSES or channels > MAX_CHANNELS:  # a model saved with more could not be loaded
+        raise ConfigError(f"a network has at most {MAX_CLASSES:,} classes and {MAX_CHANNELS} image channels, not "
+                          f"num_classes={classes:,} and in_channels={channels}.")
     try:
         if not isinstance(input_size, (tuple, list, np.ndarray)) or len(input_size) != 2:
             raise ConfigError("not a pair")
