@@ -612,44 +612,31 @@ def test_a_full_disk_at_the_first_records_leaves_nothing_half_made(tiny_dir, tmp
     assert not (tmp_path / "new").exists()
 
 
-def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("epochs, fails, kept", [
+    (3, lambda metrics: metrics["epochs"] == 2, 1),  # at an epoch's checkpoint
+    (2, lambda metrics: "test_accuracy" in metrics, 2),  # at the final save, once tested: the figures are said
+])
+def test_a_run_an_error_stops_after_an_epoch_keeps_it_and_says_why(tiny_dir, tmp_path, monkeypatch, epochs, fails,
+                                                                    kept):
     train_module = import_module("convnet.train")
     real_save, said = train_module.write_model, []
 
-    def disk_full_at_epoch_2(model, folder, **card):
-        if card["metrics"]["epochs"] == 2:
+    def disk_full(model, folder, **card):
+        if fails(card["metrics"]):
             raise OSError(28, "No space left on device")
         return real_save(model, folder, **card)
 
-    monkeypatch.setattr(train_module, "write_model", disk_full_at_epoch_2)
+    monkeypatch.setattr(train_module, "write_model", disk_full)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space left"):
-        train(TrainConfig(model="fast", epochs=3, data_dir=str(tiny_dir), out=str(out)), log=said.append)
+        train(TrainConfig(model="fast", epochs=epochs, data_dir=str(tiny_dir), out=str(out)), log=said.append)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == len(metrics["history"]) == 1 and metrics["interrupted"]
+    assert metrics["epochs"] == len(metrics["history"]) == kept and metrics["interrupted"]
     assert metrics["error"] == "OSError: [Errno 28] No space left on device"
-    assert json.loads((out / "model.json").read_text())["metrics"]["epochs"] == 1
-    assert said[-1] == f"stopped after epoch 1: {out} keeps its checkpoint"
-
-
-def test_a_full_disk_at_the_final_save_keeps_the_last_epoch_and_says_why(tiny_dir, tmp_path, monkeypatch):
-    train_module = import_module("convnet.train")
-    real_save, said = train_module.write_model, []
-
-    def disk_full_once_tested(model, folder, **card):
-        if "test_accuracy" in card["metrics"]:
-            raise OSError(28, "No space left on device")
-        return real_save(model, folder, **card)
-
-    monkeypatch.setattr(train_module, "write_model", disk_full_once_tested)
-    out = tmp_path / "run"
-    with pytest.raises(OSError, match="No space left"):
-        train(TrainConfig(model="fast", epochs=2, data_dir=str(tiny_dir), out=str(out)), log=said.append)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["interrupted"] and "No space left" in metrics["error"]
-    assert json.loads((out / "model.json").read_text())["metrics"]["epochs"] == 2
-    assert re.fullmatch(r"test accuracy \d+\.\d\d% of the trained model, which could not be saved", said[-2])
-    assert said[-1] == f"stopped after epoch 2: {out} keeps its checkpoint"
+    assert json.loads((out / "model.json").read_text())["metrics"]["epochs"] == kept
+    assert said[-1] == f"stopped after epoch {kept}: {out} keeps its checkpoint"
+    tested = re.fullmatch(r"test accuracy \d+\.\d\d% of the trained model, which could not be saved", said[-2])
+    assert bool(tested) == (kept == epochs)
 
 
 def test_a_log_that_fails_at_once_leaves_no_folder(tiny_dir, tmp_path):
