@@ -116,6 +116,19 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert scored.returncode == 0 and "note:" not in scored.stderr, scored.stderr  # the test files are enough
 
 
+@pytest.mark.parametrize(("said", "noted"), [("f" * 64, True), (None, False), (123, False), (["a"], False)])
+def test_only_a_card_checksum_that_differs_says_other_data(said, noted, capsys):
+    """A card edited by hand said "trained on other data (mnist) than it is evaluated on here (mnist)"."""
+    from types import SimpleNamespace
+
+    from convnet.cli import _note_other_data
+
+    model = SimpleNamespace(card={"dataset": {"name": "mnist", "sha256": said, "source": "mnist"}})
+    data = SimpleNamespace(train_x=[0], sha256="0" * 64, source="mnist", name="mnist")
+    _note_other_data("m", model, data)
+    assert ("m was trained on other data (mnist)" in capsys.readouterr().err) == noted
+
+
 def test_out_never_replaces_a_model_unasked(tiny_dir, tmp_path):
     out = tmp_path / "run"
     train_args = ["train", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "32", "--out", out]

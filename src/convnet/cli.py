@@ -452,7 +452,9 @@ def _note_other_data(name: str, model, data) -> None:
     misleading if they were meant for the others."""
     trained_on = _trained_on(model)
     # The card's checksum covers all four files: without the training ones there is nothing to compare.
-    if trained_on is not None and len(data.train_x) and trained_on.get("sha256") not in (None, data.sha256):
+    # A card edited by hand may hold anything there: only a checksum can say the data differ.
+    said = trained_on.get("sha256") if trained_on is not None else None
+    if isinstance(said, str) and len(data.train_x) and said != data.sha256:
         print(f"convnet: note: {name} was trained on other data ({trained_on.get('source') or 'unknown'}) "
               f"than it is evaluated on here ({data.source or data.name})", file=sys.stderr)
 
