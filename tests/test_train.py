@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import synthetic_arrays, write_idx_folder
 from convnet import checkpoint
 from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
@@ -324,6 +325,17 @@ def test_a_target_accuracy_needs_test_images(tiny_dir):
     data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     with pytest.raises(DataError, match="test split of mnist holds no images: no test accuracy to stop at"):
         fit(create_model("fast"), data, target_accuracy=0.5, log=None)
+
+
+def test_images_wider_than_any_network_are_the_datas_fault(tmp_path):
+    """The message was about an input_size, which no one gave."""
+    arrays = synthetic_arrays(n_train=20, n_test=10)
+    for part in ("train_x", "test_x"):
+        arrays[part] = arrays[part].reshape(len(arrays[part]), -1)[:, :1].repeat(9000, axis=1).reshape(-1, 1, 9000)
+    folder = write_idx_folder(tmp_path / "wide", arrays)
+    with pytest.raises(DataError, match=r"wide has 1×9000 images; a network takes at most 8,192 pixels a side"):
+        train(TrainConfig(model="fast", data_dir=str(folder), out=str(tmp_path / "run")), log=None)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors
 from convnet.graphs import StepGraph, check_graphs
 from convnet.interrupt import ctrl_c_held
 from convnet.models import Network, create_model, get_spec
+from convnet.models.registry import MAX_SIDE
 from convnet.models.deskew import deskew_training_images
 from convnet.progress import Log, progress_bar, stderr_log
 
@@ -544,12 +545,22 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
     return result
 
 
+def _model_for(name: str, data: Dataset) -> Network:
+    """A new network of that name for the data's images: images too large for any network are the data's fault, not
+    an input_size the user never gave."""
+    channels, *sides = data.input_shape
+    if max(sides) > MAX_SIDE:
+        raise DataError(f"{data.source or data.name} has {sides[0]}×{sides[1]} images; a network takes at most "
+                        f"{MAX_SIDE:,} pixels a side: scale them down first.")
+    return create_model(name, len(data.classes), channels, tuple(sides))
+
+
 def _set_up(cfg: TrainConfig, claim: bool) -> tuple[Dataset, Network, Path | None, list[Path]]:
     """The data, the model, and (with `claim`, for the process that writes) the run folder with the folders made for
     it; the folder last, so that a data set or model that fails leaves none behind."""
     data = load_dataset(cfg.dataset, cfg.data_dir)
     torch.manual_seed(cfg.seed)  # the initial weights too come from the seed
-    model = create_model(cfg.model, len(data.classes), data.input_shape[0], data.input_shape[1:])
+    model = _model_for(cfg.model, data)
     if not claim:
         return data, model, None, []
     run_dir, made = new_run_dir(cfg.model, cfg.out)
