@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
 import warnings
 import zlib
 
@@ -681,6 +682,44 @@ def test_exif_orientation_is_applied(seven: np.ndarray) -> None:
     gray = load_gray(encode(stored, "JPEG", exif=exif, quality=95))
     assert gray.shape == seven.shape
     assert np.abs(gray - (1 - seven)).mean() < 0.02
+
+
+def test_an_odd_exif_tag_beside_the_orientation_still_turns_the_image(seven: np.ndarray) -> None:
+    """A camera's tag of an unexpected type (a name stored as a number) made PIL's exif_transpose fail to write the
+    EXIF anew, and the whole photo was refused as corrupt."""
+    stored = Image.fromarray(to_u8(1 - seven)).transpose(Image.Transpose.ROTATE_90)
+    entries = [(0x0109, 2, 4, b"Cam\x00"), (0x0112, 3, 1, struct.pack("<HH", 6, 0))]  # Model as ASCII; turn 90°
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHI", *e[:3]) + e[3] for e in entries)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4
+    gray = load_gray(encode(stored, "JPEG", exif=exif, quality=95))
+    assert gray.shape == seven.shape and np.abs(gray - (1 - seven)).mean() < 0.02
+
+
+def test_a_palette_image_without_its_palette_is_damaged(seven: np.ndarray) -> None:
+    """PIL reads it as black throughout, which `predict` answered with "no ink found"."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\x00" + row.tobytes() for row in (seven > 0.5).astype(np.uint8))  # indices 0 and 1
+    header = struct.pack(">IIBBBBB", seven.shape[1], seven.shape[0], 8, 3, 0, 0, 0)  # 8-bit, palette
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageError, match="image data is damaged: its pixels index a palette the file does not hold"):
+        load_gray(png)
+    palette = chunk(b"PLTE", bytes([255, 255, 255, 0, 0, 0]))  # with it, the same file is the digit
+    gray = load_gray(png[:33] + palette + png[33:])
+    assert np.abs(gray - (1 - (seven > 0.5))).mean() < 0.01
+
+
+def test_a_damaged_compressed_tiff_is_one_error_and_no_libtiff_chatter(capfd) -> None:
+    """libtiff wrote "tempfile.tif: Using code not yet in table." to standard error itself, past Python."""
+    stored = io.BytesIO()
+    Image.new("L", (64, 48), 255).save(stored, "TIFF", compression="tiff_lzw")
+    data = bytearray(stored.getvalue())
+    data[10:60] = bytes(b ^ 0x55 for b in data[10:60])  # the LZW codes
+    with pytest.raises(ImageError, match="image data is truncated or corrupt"):
+        load_gray(bytes(data))
+    print("still heard", file=sys.stderr)  # and standard error works again
+    assert capfd.readouterr().err == "still heard\n"
 
 
 def test_damaged_metadata_is_skipped_without_a_warning(seven: np.ndarray) -> None:

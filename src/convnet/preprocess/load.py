@@ -10,6 +10,7 @@ import io
 import numbers
 import os
 import stat
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Union, cast
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from convnet.errors import ConfigError, ImageError
 
@@ -216,6 +217,29 @@ def _pil_warnings() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _quiet_libtiff(image: Image.Image) -> Iterator[None]:
+    """For a TIFF, standard error is shut while it decodes: libtiff, which decodes its compressed kinds, writes its
+    complaints about a damaged file there itself ("tempfile.tif: Using code not yet in table."), past Python, on top
+    of the one line that says which file is damaged. Other formats and their decoders say nothing there."""
+    if image.format != "TIFF":
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error: nothing to shut
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode(image: Image.Image, name: str, max_pixels: int,
             work_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Check size and frame count from the header, then decode to gray; also the image's (height, width), upright.
@@ -228,7 +252,7 @@ def _decode(image: Image.Image, name: str, max_pixels: int,
     if width == 0 or height == 0:
         raise ImageError(f"{name}: image has no pixels")
     try:
-        with _pil_warnings():
+        with _pil_warnings(), _quiet_libtiff(image):
             # Cameras write MPO: the photo first, then previews; that is not an animation.
             if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
                 raise ImageError("images of several frames (an animation, a multi-page TIFF) are not supported: "
@@ -238,7 +262,7 @@ def _decode(image: Image.Image, name: str, max_pixels: int,
                 image.draft("L", (int(width / factor), int(height / factor)))
             if image.size[0] * image.size[1] > max_pixels:  # before decoding; a JPEG's draft size once drafted
                 raise ImageError(f"image is too large: {width}x{height} pixels (limit {max_pixels:,})")
-            upright = ImageOps.exif_transpose(image)
+            upright = _upright(image)
             turned = upright.size != image.size  # EXIF said to turn it a quarter: height and width swap
             return _pil_to_gray(upright), (width, height) if turned else (height, width)
     except ImageError as exc:  # raised by the checks above and below, which do not know the name
@@ -247,9 +271,29 @@ def _decode(image: Image.Image, name: str, max_pixels: int,
         raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from exc
 
 
+# EXIF's Orientation tag: how to turn the stored pixels upright.
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says. Not `ImageOps.exif_transpose`, which writes the EXIF anew and
+    fails on a camera's odd tag next to it (a name stored as a number, say): the pixels are what is wanted here. A
+    tag that cannot be read leaves the image as it is stored, like one without."""
+    try:
+        orientation = image.getexif().get(0x0112)  # Orientation
+    except Exception:  # damaged EXIF raises many types; the pixels may still be fine
+        orientation = None
+    method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
+
+
 def _pil_to_gray(image: Image.Image) -> np.ndarray:
     """Any PIL mode to float gray: alpha over white, 16/32-bit by their range."""
     image.load()  # corrupt data fails here, as corrupt; a mode PIL cannot convert fails below
+    if image.mode in ("P", "PA") and image.palette is None:  # a PNG without its PLTE chunk: PIL would make it black
+        raise ImageError("image data is damaged: its pixels index a palette the file does not hold")
     if image.mode in WIDE_MODES:  # by value, as arrays are: PIL's conversions clip them to 8 bits
         array = np.asarray(image)
         clear = image.info.get("transparency")  # a PNG's one transparent gray value
