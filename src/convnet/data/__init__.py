@@ -232,7 +232,9 @@ def read_idx_folder(folder: Path, name: str = "mnist", test_only: bool = False) 
             raise DataError(f"{folder}: {found[0].name} and {found[1].name} hold different data; remove the one "
                             "that is not meant.")
     if test_only and not {"train_x", "train_y"} <= arrays.keys():
-        arrays["train_x"] = np.zeros((0, *arrays["test_x"].shape[1:]), np.uint8)
+        # Of the test images' size; test images of the wrong shape are then the ones the check below names.
+        side = arrays["test_x"].shape[1:] if arrays["test_x"].ndim == 3 else (1, 1)
+        arrays["train_x"] = np.zeros((0, *side), np.uint8)
         arrays["train_y"] = np.zeros(0, np.uint8)
     if problem := _split_problem(arrays, allow_empty=test_only):
         raise DataError(f"{folder}: {problem}.")
