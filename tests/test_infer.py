@@ -545,6 +545,16 @@ def test_folders_that_cannot_be_listed_are_reported(tmp_path, monkeypatch):
         assert "Permission denied" in error and "no images found" not in error
     globbed = list(expand_paths([str(tmp_path / "a*")]))
     assert [error is None for _, error in globbed] == [True, False, True]
+    # `**` lists the folders itself: it left the locked one out without a word. Said once, though both `**` and the
+    # walk of the folder it matches find it locked.
+    for pattern, images in [("**/*.png", ["a/1.png", "a/z/3.png"]), ("**", ["a/1.png", "a/z/3.png"]),
+                            ("a/**/3.png", ["a/z/3.png"])]:
+        globbed = list(expand_paths([str(tmp_path / pattern)]))
+        assert sorted(p for p, error in globbed if error is None) == [str(tmp_path / i) for i in images], pattern
+        errors = {p: error for p, error in globbed if error is not None}
+        locked_here = sorted(p for p in locked if pattern != "a/**/3.png" or "/a/" in p)
+        assert sorted(errors) == locked_here and all("cannot list this folder (Permission denied)" in e
+                                                    for e in errors.values()), (pattern, errors)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may list any folder")

@@ -334,11 +334,7 @@ def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[st
     """(path, None) for each image under a folder, and (folder, error) for each folder that cannot be listed, which
     os.walk alone would skip in silence."""
     refused: list[tuple[str, str]] = []
-
-    def refuse(e: OSError) -> None:
-        refused.append((str(e.filename), f"{e.filename}: cannot list this folder ({e.strerror or e})"))
-
-    for root, dirs, files in os.walk(folder, onerror=refuse):
+    for root, dirs, files in os.walk(folder, onerror=lambda e: refused.append(_cannot_list(e))):
         yield from refused  # the subfolders refused since the last step, in walking order
         refused.clear()
         if skipped is not None:  # a hidden folder (.git, .ipynb_checkpoints) is said once, not file by file
@@ -352,6 +348,10 @@ def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[st
     yield from refused
 
 
+def _cannot_list(e: OSError) -> tuple[str, str]:
+    return str(e.filename), f"{e.filename}: cannot list this folder ({e.strerror or e})"
+
+
 def walked_image(name: str) -> bool:
     """Whether a folder walk reads a file of this name: named as an image, and not hidden."""
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
@@ -359,10 +359,12 @@ def walked_image(name: str) -> bool:
 
 def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str, str | None]]:
     """The files a pattern matches, and the images in the folders it matches, each file once however many names
-    reach it (`**` matches a folder and what is in it; links can lead to a file again)."""
+    reach it (`**` matches a folder and what is in it; links can lead to a file again); and, once each, the folders
+    on the way that cannot be listed, as a folder's walk says them."""
     seen: set[str] = set()
     others: list[str] = []  # as in a folder: `dir/*` or `dir/**` reads the images, not the notes beside them
-    for match in _glob(pattern):
+    refused: list[tuple[str, str]] = []  # filled by _glob as it goes
+    for match in _glob(pattern, refused):
         # os.path.isdir, not Path.is_dir: a match too long to stat is not a folder; opening it as a file says why
         if os.path.isdir(match):
             found: Iterable[tuple[str, str | None]] = _folder_images(Path(match), skipped)
@@ -371,10 +373,8 @@ def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str,
         else:
             others.append(match)
             found = []
-        for path, error in found:
-            if (real := os.path.realpath(path)) not in seen:
-                seen.add(real)
-                yield path, error
+        yield from _once(itertools.chain(_drain(refused), found), seen)
+    yield from _once(_drain(refused), seen)
     if skipped is not None:
         skipped.extend(others)
     if not seen:
@@ -382,7 +382,22 @@ def _glob_images(pattern: str, skipped: list[str] | None) -> Iterator[tuple[str,
                                          else "no files match")
 
 
-def _glob(pattern: str) -> Iterator[str]:
+def _drain(items: list) -> list:
+    """What the list holds, leaving it empty."""
+    taken = items[:]
+    items.clear()
+    return taken
+
+
+def _once(items: Iterable[tuple[str, str | None]], seen: set[str]) -> Iterator[tuple[str, str | None]]:
+    """The items whose path (as a real path) is not in `seen`, which they are added to."""
+    for path, error in items:
+        if (real := os.path.realpath(path)) not in seen:
+            seen.add(real)
+            yield path, error
+
+
+def _glob(pattern: str, refused: list[tuple[str, str]]) -> Iterator[str]:
     """What glob.iglob(pattern, recursive=True) matches, found lazily, each folder's matches sorted and before those
     of its subfolders. Unlike glob, `**` neither matches nor enters links to folders, as the folder walk does not
     follow them: over a loop of links glob's `**` never ends."""
@@ -390,43 +405,47 @@ def _glob(pattern: str) -> Iterator[str]:
     *folders, last = re.split(r"[\\/]" if os.altsep else "/", rest)
     base = drive + os.sep if folders and not folders[0] else drive  # "/x" splits into "" and "x"
     parts = [part for part in folders if part] + [last]  # "a//*" is "a/*", to glob too
-    return (match for match in _match(base, parts) if match)  # `**` at the start also matches "" itself
+    return (match for match in _match(base, parts, refused) if match)  # `**` at the start also matches "" itself
 
 
-def _match(base: str, parts: list[str]) -> Iterator[str]:
+def _match(base: str, parts: list[str], refused: list[tuple[str, str]]) -> Iterator[str]:
     part, rest = parts[0], parts[1:]
     if part == "**":  # the folder itself, and what is below it
         here = [os.path.join(base, "")] if os.path.isdir(base or os.curdir) else []
-        matches: Iterable[str] = itertools.chain(here, _under(base, dirs_only=bool(rest)))
+        matches: Iterable[str] = itertools.chain(here, _under(base, bool(rest), refused))
     elif glob.has_magic(part):
-        matches = (os.path.join(base, e.name) for e in _entries(base) if fnmatch.fnmatch(e.name, part)
+        matches = (os.path.join(base, e.name) for e in _entries(base, refused) if fnmatch.fnmatch(e.name, part)
                    and (part.startswith(".") or not e.name.startswith(".")) and (not rest or _is_dir(e)))
     else:  # a name as it is: checked only at the end, as glob does; "" (a pattern ending in "/") asks for a folder
         path = os.path.join(base, part)
         matches = [path] if rest or (os.path.lexists(path) if part else os.path.isdir(path)) else []
     for path in matches:
-        yield from _match(path, rest) if rest else [path]
+        yield from _match(path, rest, refused) if rest else [path]
 
 
-def _under(folder: str, dirs_only: bool) -> Iterator[str]:
+def _under(folder: str, dirs_only: bool, refused: list[tuple[str, str]]) -> Iterator[str]:
     """What `**` matches below a folder, depth first: hidden names and links to folders are left out."""
-    for entry in _entries(folder):
+    for entry in _entries(folder, refused):
         if entry.name.startswith("."):
             continue
         path = os.path.join(folder, entry.name)
         if _is_dir(entry, follow=False):
             yield path
-            yield from _under(path, dirs_only)
+            yield from _under(path, dirs_only, refused)
         elif not dirs_only and not _is_dir(entry):
             yield path
 
 
-def _entries(folder: str) -> list[os.DirEntry]:
-    """A folder's entries sorted by name; none if it cannot be listed, as glob has it."""
+def _entries(folder: str, refused: list[tuple[str, str]]) -> list[os.DirEntry]:
+    """A folder's entries sorted by name; none if it is not there or cannot be listed, as glob has it, but a folder
+    that is there and refuses to be listed is added to `refused`: its images would be missing without a word."""
     try:
         with os.scandir(folder or os.curdir) as entries:
             return sorted(entries, key=lambda entry: entry.name)
-    except (OSError, ValueError):  # ValueError: a NUL byte in the pattern
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte in the pattern
+        return []
+    except OSError as e:
+        refused.append(_cannot_list(e))
         return []
 
 
