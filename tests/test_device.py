@@ -1,3 +1,4 @@
+import contextlib
 import platform
 import subprocess
 import sys
@@ -45,9 +46,23 @@ def test_other_devices_are_not_assumed_to_have_bf16():
 @pytest.mark.parametrize("native", [True, False])
 def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch, native):
     # torch's own answer counts emulated bf16 (a T4, a V100) unless asked not to; emulation is slower than fp32.
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
-    gpu = torch.device("cuda")
+    # It asks the current GPU: the one to train on is made current while it answers (a T4 beside an A100).
+    current = [torch.device("cuda", 0)]
+
+    @contextlib.contextmanager
+    def make_current(gpu):
+        current.append(gpu)
+        yield
+        current.pop()
+
+    def supported(including_emulation=True):
+        return (native and current[-1].index == 1) or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    monkeypatch.setattr(torch.cuda, "device", make_current)
+    gpu = torch.device("cuda", 1)
     assert native_bf16(gpu) is native and use_bf16("auto", gpu) is native
+    assert not native_bf16(torch.device("cuda", 0)) and len(current) == 1
 
 
 def test_training_on_the_cpu_keeps_freed_memory_on_linux(monkeypatch):

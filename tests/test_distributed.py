@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from convnet import distributed
+from convnet.errors import ConfigError
 
 
 def torchrun(*args, cwd):
@@ -130,6 +131,20 @@ def test_only_a_world_of_several_makes_a_rank_other_than_0(monkeypatch, env, exp
         monkeypatch.setenv(name, value)
     w = distributed.world()
     assert (w.rank, w.size, w.local_rank) == expected
+
+
+def test_one_gpu_a_process_by_local_rank(monkeypatch):
+    """Two processes on one GPU failed deep in NCCL's first collective ("Duplicate GPU detected"); a LOCAL_RANK past
+    the GPUs, with CUDA's "invalid device ordinal"."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert distributed._own_gpu(torch.device("cuda"), distributed.World(3, 4, 1)) == torch.device("cuda", 1)
+    assert chosen == [torch.device("cuda", 1)]
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK=2, but this machine has 2 GPU\(s\): .* --nproc-per-node 2 at "
+                                          r"most here \(or --device cpu\)"):
+        distributed._own_gpu(torch.device("cuda"), distributed.World(2, 4, 2))
+    assert distributed._own_gpu(torch.device("cpu"), distributed.World(2, 4, 2)) is None and len(chosen) == 1
 
 
 @pytest.mark.parametrize("env, words", [({"RANK": "abc"}, "must be whole numbers, got RANK='abc'"),

@@ -56,7 +56,9 @@ def random_lowres(x: torch.Tensor, fraction: float, sizes: tuple[int, int] = (8,
     n = int(round(x.shape[0] * fraction))
     if n == 0:
         return x
-    side = int(torch.randint(sizes[0], sizes[1] + 1, (1,), generator=generator))
+    # Drawn where the generator is, which may be a GPU's (random_affine's must be on the images' device).
+    where = generator.device if generator is not None else None
+    side = int(torch.randint(sizes[0], sizes[1] + 1, (1,), generator=generator, device=where))
     small = F.interpolate(x[:n], size=(side, side), mode="area")
     x = x.clone()
     x[:n] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)

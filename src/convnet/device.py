@@ -56,7 +56,8 @@ def native_bf16(device: torch.device) -> bool:
     instructions multiply twice as many numbers per cycle as their fp32 ones (see `_cpu_bf16_pays`)."""
     if device.type == "cuda":
         # Older GPUs (a T4, a V100) run bf16 only emulated, slower than fp32: torch counts them unless told not to.
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        with torch.cuda.device(device):  # it asks the current GPU, which need not be this one
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return _cpu_bf16_pays()
     return False

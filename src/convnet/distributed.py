@@ -72,15 +72,16 @@ def init(device: torch.device) -> World:
     w = world()
     if not w.active or dist.is_initialized():
         return w
-    if device.type == "cuda":
-        torch.cuda.set_device(w.local_rank)
+    gpu = _own_gpu(device, w)
     failed: list[BaseException] = []
 
     def join() -> None:
         try:
-            if device.type == "cuda":
-                torch.cuda.set_device(w.local_rank)  # the current device is the thread's own
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            if gpu is None:
+                dist.init_process_group("gloo")
+            else:  # bound to its GPU: NCCL sets up at once, and barrier() knows which GPU to wait on
+                torch.cuda.set_device(gpu)  # the current device is the thread's own
+                dist.init_process_group("nccl", device_id=gpu)
         except BaseException as e:  # raised again in the main thread, which the user sees
             failed.append(e)
 
@@ -96,6 +97,20 @@ def init(device: torch.device) -> World:
     if failed:
         raise failed[0]
     return w
+
+
+def _own_gpu(device: torch.device, w: World) -> torch.device | None:
+    """This process's GPU, one per process by LOCAL_RANK, made current; None on CPUs. NCCL refuses two processes on
+    one GPU ("Duplicate GPU detected"), deep in the first collective: said here, before the joining."""
+    if device.type != "cuda":
+        return None
+    count = torch.cuda.device_count()
+    if w.local_rank >= count:
+        raise ConfigError(f"LOCAL_RANK={w.local_rank}, but this machine has {count} GPU(s): one process per GPU, so "
+                          f"--nproc-per-node {count} at most here (or --device cpu).")
+    gpu = torch.device("cuda", w.local_rank)
+    torch.cuda.set_device(gpu)
+    return gpu
 
 
 def first_on_main(step: Callable[[], T], device: torch.device) -> T | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import io
 import math
 import time
@@ -356,12 +357,23 @@ def _wrap(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.dev
     """The module the training steps call: DDP across processes, compiled if asked; `model` stays the plain one."""
     net: torch.nn.Module = model
     if w.active:
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      **_rank_local_buffers())
     if cfg.compile:
         # On a GPU a small CNN's step is bound by kernel launches, not arithmetic: "reduce-overhead" also records
-        # the compiled forward and backward as CUDA graphs, replayed with one launch each.
-        net = torch.compile(net, mode="reduce-overhead" if dev.type == "cuda" else None)
+        # the compiled forward and backward as CUDA graphs, replayed with one launch each. Not under DDP, whose
+        # BatchNorm buffers and autograd hooks PyTorch's graph trees do not take (they skip or fail there).
+        graphs = dev.type == "cuda" and not w.active
+        net = torch.compile(net, mode="reduce-overhead" if graphs else None)
     return net
+
+
+def _rank_local_buffers() -> dict[str, bool]:
+    """DDP's option for each rank to keep its own BatchNorm statistics, averaged at each epoch's end
+    (`distributed.average_buffers`): by default it sends rank 0's to every rank before each step, a broadcast a step
+    for nothing. PyTorch renamed it after 2.11 and warns at the old name."""
+    init = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers" if "forward_sync_buffers" in init else "broadcast_buffers": False}
 
 
 @dataclass
