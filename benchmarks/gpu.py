@@ -24,6 +24,7 @@ import torch
 from convnet.cli import positive_int, report_errors
 from convnet.data import load_dataset
 from convnet.device import resolve_device
+from convnet.errors import ConvnetError
 from convnet.evaluate import evaluate
 from convnet.models import create_model
 from convnet.train import fit
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one repeat and only the first recipe (CPU smoke run)")
     args = parser.parse_args()
     device = str(resolve_device(args.device))
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}", file=sys.stderr)
     data = load_dataset("mnist", fetch_missing=False)
     speed = {"compile": args.compile, "cuda_graphs": args.cuda_graphs}
@@ -71,7 +72,7 @@ def main() -> None:
         try:
             once(data, {k: v for k, v in options.items() if k != "target_accuracy"}, device, seed=100, **speed)
             runs = [once(data, options, device, seed, **speed) for seed in range(1 if args.quick else args.repeats)]
-        except RuntimeError:  # a recipe that fails on this device (memory, a kernel, a graph): the others still run
+        except (RuntimeError, ConvnetError):  # a recipe that fails here (memory, a kernel, a graph): the others run
             traceback.print_exc()
             print(f"| {options['target_accuracy']:.1%} | {options} | | failed: see the log | | |", flush=True)
             continue
