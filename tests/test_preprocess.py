@@ -13,6 +13,7 @@ import struct
 import sys
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from convnet.preprocess import (
     WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings,
     to_mnist,
 )
+from convnet.preprocess.load import UPRIGHT
 from convnet.preprocess.morphology import convex_hull, corner_share, polygon_area
 
 # Digit skeletons in a unit box (x to the right, y down), one list per stroke.
@@ -720,6 +722,45 @@ def test_a_damaged_compressed_tiff_is_one_error_and_no_libtiff_chatter(capfd) ->
         load_gray(bytes(data))
     print("still heard", file=sys.stderr)  # and standard error works again
     assert capfd.readouterr().err == "still heard\n"
+
+
+def test_tiffs_decoded_in_threads_leave_standard_error_open(seven: np.ndarray, capfd, monkeypatch) -> None:
+    """Each decode saved and restored standard error on its own: one thread saved what another had shut, and
+    restored that, for good."""
+    tiff = encode(Image.fromarray(to_u8(seven)), "TIFF", compression="tiff_deflate")
+    with ThreadPoolExecutor(4) as pool:
+        assert all(g.shape == seven.shape for g in pool.map(load_gray, [tiff] * 32))
+    print("still heard", file=sys.stderr)
+    assert capfd.readouterr().err == "still heard\n"
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, or started with standard error closed: nothing to flush
+    assert load_gray(tiff).shape == seven.shape
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_exif_orientation_turns_the_image_once(seven: np.ndarray, fmt: str, orientation: int) -> None:
+    """A TIFF's loader turns its pixels itself as it decodes: turned again after, it came out turned twice."""
+    upright = Image.fromarray(to_u8(seven))
+    if orientation == 1:
+        stored = upright
+    else:  # as a camera stores it: turned by the inverse of what makes it upright (flips are their own inverse)
+        turns = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270:
+                 Image.Transpose.ROTATE_90}
+        stored = upright.transpose(turns.get(UPRIGHT[orientation], UPRIGHT[orientation]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    options = {"lossless": True} if fmt == "WEBP" else {"quality": 95} if fmt == "JPEG" else {}
+    gray = load_gray(encode(stored, fmt, exif=exif, **options))
+    assert gray.shape == seven.shape and np.abs(gray - seven).mean() < 0.02
+
+
+def test_a_png_whose_pixels_fail_to_decode_is_refused(seven: np.ndarray) -> None:
+    """Reading the EXIF decodes a PNG; its failure was taken for unreadable EXIF, and a blank image read."""
+    png = bytearray(encode(Image.fromarray(to_u8(seven))))
+    start = png.index(b"IDAT") + 4
+    png[start + 20:start + 60] = bytes(b ^ 0xA5 for b in png[start + 20:start + 60])
+    with pytest.raises(ImageError, match="image data is truncated or corrupt"):
+        load_gray(bytes(png))
 
 
 def test_damaged_metadata_is_skipped_without_a_warning(seven: np.ndarray) -> None:

@@ -11,9 +11,10 @@ import numbers
 import os
 import stat
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO, Union, cast
 
@@ -217,27 +218,51 @@ def _pil_warnings() -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _quiet_libtiff(image: Image.Image) -> Iterator[None]:
+class _StderrShut:
+    """Standard error (the descriptor, which C libraries write to) sent to /dev/null while any thread is inside, and
+    given back when the last one leaves: two threads saving and restoring it each on its own could leave it shut for
+    good. Another thread's writes to standard error are lost meanwhile."""
+
+    def __init__(self) -> None:
+        self.lock, self.inside, self.saved = threading.Lock(), 0, -1
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.lock:
+            if self.inside == 0:
+                self.saved = self._shut()
+            self.inside += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.inside -= 1
+                if self.inside == 0 and self.saved >= 0:
+                    os.dup2(self.saved, 2)
+                    os.close(self.saved)
+
+    @staticmethod
+    def _shut() -> int:
+        """The descriptor that was standard error, after sending it to /dev/null; -1 where there is none to shut."""
+        if sys.stderr is not None:
+            sys.stderr.flush()  # what Python holds for it goes out first
+        try:
+            saved = os.dup(2)
+        except OSError:
+            return -1
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        return saved
+
+
+_shut_stderr = _StderrShut()
+
+
+def _quiet_libtiff(image: Image.Image) -> AbstractContextManager[None]:
     """For a TIFF, standard error is shut while it decodes: libtiff, which decodes its compressed kinds, writes its
     complaints about a damaged file there itself ("tempfile.tif: Using code not yet in table."), past Python, on top
     of the one line that says which file is damaged. Other formats and their decoders say nothing there."""
-    if image.format != "TIFF":
-        yield
-        return
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no standard error: nothing to shut
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as sink:
-            os.dup2(sink.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    return _shut_stderr() if image.format == "TIFF" else nullcontext()
 
 
 def _decode(image: Image.Image, name: str, max_pixels: int,
@@ -281,6 +306,9 @@ def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF Orientation says. Not `ImageOps.exif_transpose`, which writes the EXIF anew and
     fails on a camera's odd tag next to it (a name stored as a number, say): the pixels are what is wanted here. A
     tag that cannot be read leaves the image as it is stored, like one without."""
+    # Decoded first: a TIFF's loader turns the pixels itself as it decodes, and a PNG's EXIF may lie past pixels that
+    # fail to decode (an error to raise, not to take for unreadable EXIF).
+    image.load()
     try:
         orientation = image.getexif().get(0x0112)  # Orientation
     except Exception:  # damaged EXIF raises many types; the pixels may still be fine
