@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-python3}
 QUICK=${QUICK:+--quick}
 DEADLINE=${DEADLINE:-420}
 case $DEADLINE in
-    '' | *[!0-9]*) echo "DEADLINE must be whole seconds, not '$DEADLINE'" >&2; exit 2 ;;
+    '' | *[!0-9]* | 0?*) echo "DEADLINE must be whole seconds, not '$DEADLINE'" >&2; exit 2 ;;  # 0…: octal to sh
 esac
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
@@ -59,8 +59,8 @@ step() {  # step NAME SECONDS COMMAND...: the command's output added to $OUT/tab
 # shellcheck disable=SC2086  # QUICK and MEMBERS are split into words on purpose
 step tests 60 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_device.py
 step gpu-graphs 90 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK --cuda-graphs
-# The ensemble's steps as graphs too, unless graphs were refused or could not be recorded (not for a time limit or
-# a recipe out of memory, which eager steps would not mend).
+# The ensemble's steps as graphs too, unless graphs were refused or could not be recorded (out of memory while
+# recording included); not for a time limit, or a failure after the recording, which eager steps would not mend.
 GRAPHS=--cuda-graphs
 grep -q "ConfigError: --cuda-graphs" "$OUT/last.log" && GRAPHS=
 step gpu-eager 90 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK

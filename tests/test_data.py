@@ -525,8 +525,10 @@ def test_evaluation_reads_a_folder_without_the_training_files(tiny_arrays, tmp_p
     assert len(ds.train_x) == 0 and ds.train_x.shape[1:] == ds.test_x.shape[1:]
     assert np.array_equal(ds.test_y, tiny_arrays["test_y"])
     # Test images of the wrong shape are named as such, not the training images that were never there.
-    flat = write_idx_folder(tmp_path / "flat", {**tiny_arrays, "test_x": tiny_arrays["test_x"].reshape(-1, 784)})
-    for stem in (mnist.FILES["train_x"], mnist.FILES["train_y"]):
-        (flat / f"{stem}.gz").unlink()
-    with pytest.raises(DataError, match=r"test images must be one-channel, .* not \(200, 784\); shape flat rows"):
-        data.load_dataset("mnist", flat, test_only=True)
+    for name, test_x, shown in [("flat", tiny_arrays["test_x"].reshape(-1, 784), r"\(200, 784\); shape flat rows"),
+                                ("empty", np.zeros((200, 0, 28), np.uint8), r"\(200, 0, 28\)")]:
+        bad = write_idx_folder(tmp_path / name, {**tiny_arrays, "test_x": test_x})
+        for stem in (mnist.FILES["train_x"], mnist.FILES["train_y"]):
+            (bad / f"{stem}.gz").unlink()
+        with pytest.raises(DataError, match=rf"test images must be one-channel, .* not {shown}"):
+            data.load_dataset("mnist", bad, test_only=True)

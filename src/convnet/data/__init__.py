@@ -233,7 +233,8 @@ def read_idx_folder(folder: Path, name: str = "mnist", test_only: bool = False) 
                             "that is not meant.")
     if test_only and not {"train_x", "train_y"} <= arrays.keys():
         # Of the test images' size; test images of the wrong shape are then the ones the check below names.
-        side = arrays["test_x"].shape[1:] if arrays["test_x"].ndim == 3 else (1, 1)
+        shape = arrays["test_x"].shape
+        side = shape[1:] if len(shape) == 3 and 0 not in shape[1:] else (1, 1)
         arrays["train_x"] = np.zeros((0, *side), np.uint8)
         arrays["train_y"] = np.zeros(0, np.uint8)
     if problem := _split_problem(arrays, allow_empty=test_only):
