@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from importlib import import_module
@@ -699,3 +700,27 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monk
     second, _ = new_run_dir("fast", None)
     assert (first, second) == (Path("runs/fast-20261206-120000"), Path("runs/fast-20261206-120000-2"))
     assert first.is_dir() and second.is_dir() and made == [tmp_path / first, tmp_path / "runs"]
+
+
+@pytest.mark.parametrize("runs", ["broken link", "file"])
+def test_a_runs_folder_that_cannot_be_one_is_said_not_looped_over(tmp_path, monkeypatch, runs):
+    """`runs` a link to an unmounted drive: mkdir said the name was taken, and the next names forever after."""
+    monkeypatch.chdir(tmp_path)
+    if runs == "file":
+        Path("runs").write_text("notes")
+    else:
+        Path("runs").symlink_to(tmp_path / "unmounted")
+    def looping(*_):
+        raise AssertionError("new_run_dir still looks for a name after 10 s")
+
+    before = signal.signal(signal.SIGALRM, looping)
+    signal.alarm(10)
+    try:
+        path, _ = new_run_dir("fast", None)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert path.parent == Path("runs")
+    words = "a link to .*unmounted, which does not exist" if runs != "file" else "cannot create this folder"
+    with pytest.raises(ConfigError, match=words):
+        checkpoint.claim_folder(path, False, checkpoint.RUN_FILES)

@@ -522,6 +522,8 @@ def new_run_dir(model: str, out: str | None) -> tuple[Path, list[Path]]:
             path.mkdir(parents=True)
             return path, made
         except FileExistsError:
+            if not (path.exists() or path.is_symlink()):  # a folder above it is in the way (a broken link, a file)
+                return path, made
             k += 1
             path = base.with_name(f"{base.name}-{k}")
         except OSError:  # claim_folder says why, in the words it has for an --out of the user's
