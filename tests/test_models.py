@@ -121,10 +121,18 @@ def test_batchnorm_folding_keeps_the_function(name):
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["lesson", "fast", "accurate"])  # strided pads enough to take even 1×1
+@pytest.mark.parametrize("name", ["fast", "accurate"])  # strided pads enough to take even 1×1
 def test_images_too_small_for_the_layers_are_refused_at_build(name):
     with pytest.raises(ConfigError, match=f"{name} cannot take 1×1 images"):
         create_model(name, input_size=(1, 1))
+
+
+@pytest.mark.parametrize("size", [(1, 28), (28, 3), (1, 1)])
+def test_the_lesson_needs_images_its_dense_layer_can_be_sized_for(size):
+    """1×28 made a dense layer of negative size (a RuntimeError), 3×3 one of none (a warning), 1×1 of 32 inputs."""
+    with pytest.raises(ConfigError, match=re.escape(f"lesson needs inputs of at least 4 pixels a side, got {size}")):
+        create_model("lesson", input_size=size)
+    assert create_model("lesson", input_size=(4, 4))(torch.zeros(2, 1, 4, 4)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("sizes, words", [

@@ -321,6 +321,22 @@ def test_batch_larger_than_data(tiny_dir):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
 
 
+def test_a_fit_refused_before_its_first_step_leaves_the_model_as_it_was(tiny_dir):
+    """It had already taken the other data's scaling and dropped its temperature and typicality."""
+    data = load_dataset("mnist", tiny_dir)
+    model = create_model("fast")
+    fit(model, data, epochs=1, batch_size=32, log=None)
+    assert model.typicality is not None and model.temperature != 1.0
+    kept = (model.mean, model.std, model.temperature, list(model.classes), model.typicality)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    inverted = dataclasses.replace(data, train_x=255 - data.train_x, classes=[f"c{i}" for i in range(10)])
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        fit(model, inverted, epochs=1, batch_size=10_000, log=None)
+    assert (model.mean, model.std, model.temperature, model.classes, model.typicality) == kept
+    state = model.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)
+
+
 def test_a_target_accuracy_needs_test_images(tiny_dir):
     data = load_dataset("mnist", tiny_dir)
     data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])

@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
-from convnet.calibrate import (MAX_FEATURES, TYPICAL_IMAGES, detach_typicality, expected_calibration_error,
-                               fit_temperature, fit_typicality)
+from convnet.calibrate import (MAX_FEATURES, TYPICAL_IMAGES, attach_typicality, detach_typicality,
+                               expected_calibration_error, fit_temperature, fit_typicality)
 from convnet.checkpoint import (RUN_FILES, RUN_RECORDS, claim_folder, folders_to_make, non_finite, remove_empty,
                                 write_model)
 from convnet.config import TrainConfig
@@ -114,15 +114,20 @@ def fit(
     if not w.is_main:
         log, on_epoch_end = (lambda message: None), None
     check_fits(model, data)
-    model.mean, model.std = data.normalization()
-    model.temperature = 1.0  # one fitted before (a model trained further) belongs to other weights
-    detach_typicality(model)  # and so does its typicality
-    model.classes = list(data.classes)
-    model.to(dev, memory_format=torch.channels_last)
-    if dev.type == "cpu":
-        keep_freed_memory()
-    (x, y), (x_val, y_val), test = _tensors(model, data, cfg, dev)
-    loop = _make_loop(model, cfg, w, dev, len(x), log)
+    before = _Calibration.of(model)
+    try:  # a refusal before the first step (a batch larger than the data, say) leaves the model as it was
+        model.mean, model.std = data.normalization()
+        model.temperature = 1.0  # one fitted before (a model trained further) belongs to other weights
+        detach_typicality(model)  # and so does its typicality
+        model.classes = list(data.classes)
+        model.to(dev, memory_format=torch.channels_last)
+        if dev.type == "cpu":
+            keep_freed_memory()
+        (x, y), (x_val, y_val), test = _tensors(model, data, cfg, dev)
+        loop = _make_loop(model, cfg, w, dev, len(x), log)
+    except BaseException:
+        before.restore(model)
+        raise
     torch.manual_seed(cfg.seed + w.rank)  # augmentation differs per rank; batch order has its own generator
     history = History()
 
@@ -157,6 +162,33 @@ def fit(
         _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,
                 log)
     return history
+
+
+@dataclass
+class _Calibration:
+    """What `fit` sets on a model before its first step: its scaling, classes, temperature, typicality and device."""
+
+    mean: object
+    std: object
+    temperature: float
+    classes: list[str]
+    typicality: tuple[torch.Tensor, torch.Tensor, dict] | None
+    device: torch.device | None
+
+    @classmethod
+    def of(cls, model: Network) -> _Calibration:
+        typical = ((model.typical_centres, model.typical_whiten, model.typicality)
+                   if model.typicality is not None and hasattr(model, "typical_whiten") else None)
+        device = next((p.device for p in model.parameters()), None)
+        return cls(model.mean, model.std, model.temperature, model.classes, typical, device)
+
+    def restore(self, model: Network) -> None:
+        if self.device is not None:
+            model.to(self.device)
+        model.mean, model.std, model.temperature, model.classes = self.mean, self.std, self.temperature, self.classes
+        detach_typicality(model)
+        if self.typicality is not None:
+            attach_typicality(model, *self.typicality)
 
 
 def _fit_config(model: Network, data: Dataset, config: TrainConfig | dict | None, log: Log | None,

@@ -20,12 +20,19 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int = 3, pool: bool = False, stri
     return layers + [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def _check_sides(name: str, input_size: tuple[int, int], least: int) -> None:
+    """Networks whose layer sizes follow from the image's: smaller images would make layers of no size."""
+    if min(input_size) < least:
+        raise ConfigError(f"{name} needs inputs of at least {least} pixels a side, got {input_size}")
+
+
 @register_model(
     "lesson",
     "The lesson's network: Conv(32, 3×3)+ReLU → MaxPool → Dense(100)+ReLU → Dense(10)",
     Recipe(epochs=10, batch_size=32, lr=1e-3, optimizer="adam", schedule="constant"),
 )
 def lesson(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> list[nn.Module]:
+    _check_sides("lesson", input_size, 4)  # its dense layer's size comes from them: 0 or less could not be built
     h, w = ((s - 2) // 2 for s in input_size)  # 3×3 'valid' convolution, then 2×2 pooling
     layers = [
         nn.Conv2d(in_channels, 32, 3),
@@ -171,9 +178,8 @@ def nopad(num_classes: int, in_channels: int, input_size: tuple[int, int]) -> li
     # Each 'valid' 5×5 convolution trims 2 pixels a side, so 28×28 ends at 8×8 with no pooling at all: every layer
     # sees every position, and its mistakes differ from the pooled networks' (99.65 and 99.73 % over two seeds).
     trim = 4 * len(NOPAD_WIDTHS)
+    _check_sides("nopad", input_size, trim + 1)
     h, w = (s - trim for s in input_size)
-    if min(h, w) < 1:
-        raise ConfigError(f"nopad needs inputs of at least {trim + 1} pixels a side, got {input_size}")
     layers: list[nn.Module] = []
     for cin, cout in zip((in_channels, *NOPAD_WIDTHS), NOPAD_WIDTHS):
         layers += [nn.Conv2d(cin, cout, 5, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
