@@ -697,6 +697,13 @@ def test_a_second_run_into_the_same_out_stops_instead_of_replacing_the_first(tin
 def test_a_batch_of_one_is_refused_where_batchnorm_needs_two(tiny_dir):
     with pytest.raises(ConfigError, match="--batch-size 1: the 'nopad' network normalises its features"):
         fit(create_model("nopad"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=1, log=None)
+    # A BatchNorm2d over a 1×1 map: `fast` on 4×4 images raised BatchNorm's own ValueError in the first step.
+    data = load_dataset("mnist", tiny_dir)
+    small = dataclasses.replace(data, train_x=data.train_x[:, ::7, ::7].copy(), test_x=data.test_x[:, ::7, ::7].copy())
+    with pytest.raises(ConfigError, match="'fast' network normalises .* one value a channel of a 4×4 image"):
+        fit(create_model("fast", input_size=(4, 4)), small, epochs=1, batch_size=1, log=None)
+    history = fit(create_model("fast"), data, epochs=1, batch_size=1, lr=1e-3, log=None)  # 28×28: trains
+    assert len(history.epochs) == 1
 
 
 def test_a_model_given_by_name_gets_the_function_that_makes_it(tiny_dir):

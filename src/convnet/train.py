@@ -37,7 +37,7 @@ from convnet.evaluate import check_fits, check_kinds, evaluate, evaluate_tensors
 from convnet.graphs import StepGraph, check_graphs
 from convnet.interrupt import ctrl_c_held
 from convnet.models import Network, create_model, get_spec
-from convnet.models.registry import MAX_SIDE
+from convnet.models.registry import MAX_SIDE, blank_pass
 from convnet.models.deskew import deskew_training_images
 from convnet.progress import Log, progress_bar, stderr_log
 
@@ -231,15 +231,27 @@ def _tensors(model: Network, data: Dataset, cfg: TrainConfig, dev: torch.device)
     return train, (x_all[val_idx], y_all[val_idx]), test
 
 
+def _normalises_single_values(model: Network) -> bool:
+    """Whether a BatchNorm of the network sees one value a channel in one image (features, or a 1×1 map of small
+    images): BatchNorm cannot train on a batch of one image there."""
+    shapes: list[torch.Size] = []
+    hooks = [m.register_forward_pre_hook(lambda _, inputs: shapes.append(inputs[0].shape))
+             for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    blank_pass(model, hooks)
+    return any(math.prod(shape[2:]) == 1 for shape in shapes)
+
+
 def _make_loop(model: Network, cfg: TrainConfig, w: distributed.World, dev: torch.device, n: int, log: Log) -> _Loop:
     """The training steps over `n` images, checked for sense first."""
     steps = n // (cfg.batch_size * w.size)
     if steps == 0:
         raise ConfigError(f"{n} training image(s) left after holding out {_share(cfg.val_split)}: fewer than one "
                           f"batch of {cfg.batch_size} × {w.size} process(es); lower --batch-size or --val-split.")
-    if cfg.batch_size == 1 and any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
+    if cfg.batch_size == 1 and _normalises_single_values(model):
+        height, width = model.input_size
         raise ConfigError(f"--batch-size 1: the {model.arch!r} network normalises its features over each batch "
-                          "(BatchNorm1d), which takes at least 2 images.")
+                          f"(a BatchNorm that sees one value a channel of a {height}×{width} image), "
+                          "which takes at least 2 images.")
     if cfg.cuda_graphs:
         check_graphs(dev, w.active, cfg.compile, augmentation(cfg))
     loop = _Loop(cfg, _wrap(model, cfg, w, dev), make_optimizer(model, cfg), w, steps, -model.mean / model.std)
