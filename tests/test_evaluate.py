@@ -100,6 +100,20 @@ def test_a_model_must_fit_the_data(tiny_dir):
         evaluate(fashion, data)
 
 
+@pytest.mark.parametrize("attribute, value, words", [
+    ("mean", None, r"model.mean, model.std or model.temperature: mean must be a number, not None"),
+    ("std", 0.0, r"model.mean, model.std or model.temperature: .* std in \[1e-4, 10\]"),
+    ("temperature", 0.0, r"model.mean, model.std or model.temperature: .* temperature in \[1e-3, 1e3\]"),
+    ("classes", None, r"model.classes: classes must be a list of num_classes \(10\) names"),
+])
+def test_settings_made_by_hand_are_named_when_wrong(tiny_dir, attribute, value, words):
+    """None failed inside torch or Python ("NoneType is not iterable"); a 0 was blamed on the weights."""
+    model = create_model("fast")
+    setattr(model, attribute, value)
+    with pytest.raises(ConfigError, match=words):
+        evaluate(model, load_dataset("mnist", tiny_dir))
+
+
 class Broken(nn.Module):
     """Gives `value`, 0, -`value` for the first image, zeros for the rest: weights gone NaN, or outputs too far apart
     for a float32 loss."""

@@ -51,17 +51,13 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def make_card(model: Network | Ensemble, **extra) -> dict:
-    """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from.
-
-    `extra` adds fields (metrics, dataset, …); it cannot replace the card's own, which must describe the model.
-    """
-    if taken := [key for key in extra if key in CARD_FIELDS]:
-        raise ConfigError(f"{', '.join(taken)}: the model card's own field{'s' * (len(taken) > 1)}, taken from the "
-                          "model; set it on the model (model.classes, model.temperature, …) or give the extra field "
-                          "another name.")
-    try:  # what load_model would refuse
-        check_classes(list(model.classes), model.num_classes)
+def check_settings(model: Network | Ensemble) -> None:
+    """A ConfigError, naming the attribute, unless what is set on the model by hand (classes, normalisation,
+    temperature, typicality) is what load_model would take: a card that says otherwise could not be loaded, and an
+    evaluation would fail deep inside or blame the weights."""
+    classes = list(model.classes) if isinstance(model.classes, (list, tuple)) else model.classes
+    try:
+        check_classes(classes, model.num_classes)
     except ValueError as e:
         raise ConfigError(f"model.classes: {e}; set it to {model.num_classes} different names, e.g. "
                           f"{[str(i) for i in range(min(model.num_classes, 3))]} and so on.") from None
@@ -81,6 +77,18 @@ def make_card(model: Network | Ensemble, **extra) -> dict:
     for network in members or [model]:
         if network.typicality is not None and (problem := _typicality_problem(network, network.typicality)):
             raise ConfigError(f"model.typicality: {problem}; fit it with convnet.calibrate.fit_typicality.")
+
+
+def make_card(model: Network | Ensemble, **extra) -> dict:
+    """The JSON card: everything needed to rebuild the model and feed it correctly, plus where it came from.
+
+    `extra` adds fields (metrics, dataset, …); it cannot replace the card's own, which must describe the model.
+    """
+    if taken := [key for key in extra if key in CARD_FIELDS]:
+        raise ConfigError(f"{', '.join(taken)}: the model card's own field{'s' * (len(taken) > 1)}, taken from the "
+                          "model; set it on the model (model.classes, model.temperature, …) or give the extra field "
+                          "another name.")
+    check_settings(model)
     return {
         "format": CARD_FORMAT,
         "architecture": model.arch,

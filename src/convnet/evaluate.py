@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnet.calibrate import expected_calibration_error, judged_forward, judges
+from convnet.checkpoint import check_settings
 from convnet.data import Dataset, to_tensor
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, DataError, ModelError
@@ -132,6 +133,7 @@ def evaluate(
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', not {split!r}.")
     check_fits(model, data)
+    check_settings(model)  # set by hand, maybe: a temperature of 0 would be blamed on the weights
     images, labels = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     if not len(images):  # a Dataset may leave a split empty; scoring it would fail inside torch
         raise DataError(f"the {split} split of {data.name} holds no images: nothing to evaluate.")
