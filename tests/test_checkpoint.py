@@ -458,6 +458,30 @@ def test_a_card_json_cannot_hold_is_refused_before_any_file_changes(tmp_path):
     with pytest.raises(ConfigError, match="'sources.1' cannot be written"):
         save_model(_trained_like(), tmp_path / "new", sources=["a", {"b"}])
     assert not (tmp_path / "new").exists()
+    with pytest.raises(ConfigError, match="'metrics.x' cannot be written as JSON .*Out of range float"):
+        save_model(_trained_like(), run, overwrite=True, metrics={"x": float("nan")})  # was written as NaN
+    looped: list = [1]
+    looped.append(looped)
+    with pytest.raises(ConfigError, match=r"'metrics.a.1' cannot be written as JSON \(Circular reference"):
+        save_model(_trained_like(), run, overwrite=True, metrics={"a": looped})
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize("name", ["a\0b", "caf\udce9"])  # a NUL; a Latin-1 é as Python gets it from the disk
+def test_a_folder_no_one_could_read_back_is_refused_before_the_work(tmp_path, name):
+    """A NUL raised Python's ValueError; a name that is not UTF-8 was written, then never opened by safetensors."""
+    with pytest.raises(ConfigError, match="must be valid UTF-8 text without NUL characters"):
+        save_model(_trained_like(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_under_a_path_that_is_not_utf8_are_not_called_corrupt(tmp_path):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9"))
+    run.rename(odd)
+    with pytest.raises(ModelError, match="safetensors opens only paths that are valid UTF-8, which this one is not"):
+        load_model(odd)
 
 
 def test_a_failed_card_write_keeps_the_old_weights(tmp_path, monkeypatch):

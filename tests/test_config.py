@@ -61,6 +61,8 @@ def test_whole_number_options_are_checked(options, words):
 @pytest.mark.parametrize("options, words", [
     ({"lr": "0.01"}, "lr must be a number, not '0.01'"),
     ({"lr": True}, "lr must be a number, not True"),
+    ({"lr": 10**400}, r"lr is a whole number past the largest a float holds"),  # float() overflowed
+    ({"val_split": -10**5000}, r"val split is a whole number past the largest a float holds"),
     ({"val_split": [0.1]}, "val split must be a number"),
     ({"augment": "no"}, "augment must be True or False, not 'no'"),
     ({"compile": 1}, "compile must be True or False"),

@@ -162,23 +162,23 @@ def _write(folder: Path, weights: bytes, card: bytes) -> Path:
 def _card_json(card: dict) -> bytes:
     """The card as JSON; a value JSON cannot hold (a tensor, a set) is a ConfigError that names its field."""
     try:
-        return json.dumps(card, indent=2).encode()
+        return json.dumps(card, indent=2, allow_nan=False).encode()  # NaN is no JSON: other tools refuse it
     except (TypeError, ValueError) as e:
         field, error = _unwritable(card, e)
-        raise ConfigError(f"the model card's {field!r} cannot be written as JSON ({error}); pass plain numbers, "
+        raise ConfigError(f"the model card's {field!r} cannot be written as JSON ({error}); pass finite numbers, "
                           "strings, lists and dicts, e.g. float(x) for a tensor.") from None
 
 
-def _unwritable(value, error: Exception, field: str = "") -> tuple[str, Exception]:
+def _unwritable(value, error: Exception, field: str = "", inside: tuple[int, ...] = ()) -> tuple[str, Exception]:
     """The deepest field of `value` (which fails with `error`) that JSON cannot hold, as "metrics.test_accuracy"."""
-    if field and isinstance(error, ValueError):  # a value that holds itself: each level inside fails alike
+    if id(value) in inside:  # a value that holds itself: each level inside fails alike
         return field, error
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
     for key, item in items:
         try:
-            json.dumps(item)
+            json.dumps(item, allow_nan=False)
         except (TypeError, ValueError) as e:
-            return _unwritable(item, e, f"{field}.{key}" if field else str(key))
+            return _unwritable(item, e, f"{field}.{key}" if field else str(key), (*inside, id(value)))
     return field, error  # this value itself, e.g. a dict with a tuple for a key
 
 
@@ -227,6 +227,9 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
         raise ConfigError(f"{overwrite_option.split('=')[0]} must be True or False, not {overwrite!r}.")
     if not str(folder):
         raise ConfigError(f"{option} is empty; name a folder.")
+    if "\0" in str(folder) or not _utf8(Path(folder)):  # a file no one could write, or safetensors read back
+        raise ConfigError(f"{option} {str(folder)!r}: a folder's name must be valid UTF-8 text without NUL "
+                          "characters; choose another.")
     folder = Path(folder)
     if folder.suffix in (".safetensors", ".json"):  # the user meant a file: it would become a folder of that name
         raise ConfigError(f"{folder}: a model is saved as a folder that holds {WEIGHTS} and {CARD}; choose a "
@@ -256,6 +259,15 @@ def claim_folder(folder: Path | str, overwrite: bool = False, files: tuple[str, 
         raise ConfigError(f"{folder}: cannot write into this folder (no permission, or a read-only file system); "
                           f"choose another {option}.")
     return folder if folder.is_dir() else real  # "new/../run" can only be written to as the folder it names
+
+
+def _utf8(path: Path) -> bool:
+    """Whether a path is text safetensors can open: names in another encoding come to Python as lone surrogates."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dangling(link: Path) -> bool:
@@ -467,6 +479,9 @@ def _header(weights: Path) -> dict[str, tuple[list[int], str]]:
     is read."""
     # safetensors reports any failure to open as "No such file"; open() raises the real reason (permission denied…).
     open(weights, "rb").close()
+    if not _utf8(weights):
+        raise ModelError(f"{weights}: safetensors opens only paths that are valid UTF-8, which this one is not; rename "
+                         "the folder or file.")
     try:
         with safe_open(str(weights), framework="pt") as f:
             slices = {name: f.get_slice(name) for name in f.keys()}

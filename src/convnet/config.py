@@ -94,7 +94,11 @@ class TrainConfig:
             if not isinstance(value, want) or (isinstance(value, bool) and kind is not bool):
                 raise ConfigError(f"{name.replace('_', ' ')} must be {words}, not {value!r}.")
             if kind in (float, int):  # numpy's float32 and int64 are no JSON numbers
-                value = kind(value)
+                try:
+                    value = kind(value)
+                except OverflowError:  # a Python int past float's range
+                    raise ConfigError(f"{name.replace('_', ' ')} is a whole number past the largest a float holds "
+                                      "(about 1.8e308).") from None
             setattr(self, name, value)
 
     def check(self) -> None:
