@@ -89,3 +89,11 @@ def test_numbers_and_paths_of_other_types_are_taken(tmp_path):
     assert (cfg.lr, cfg.weight_decay, cfg.out, cfg.data_dir) == (0.5, 0.0, str(tmp_path / "r"), str(tmp_path))
     assert cfg.device == "cpu"
     assert type(cfg.lr) is float and json.dumps(dataclasses.asdict(cfg))  # config.json can be written
+
+
+def test_every_refusal_is_caught_as_the_packages_own_error():
+    import convnet
+
+    with pytest.raises(convnet.ConvnetError, match="epochs must be at least 1"):
+        convnet.TrainConfig(epochs=0).resolved()
+    assert "ConvnetError" in convnet.__all__ and issubclass(ConfigError, convnet.ConvnetError)

@@ -23,11 +23,13 @@ with imports_held("convnet"):  # Ctrl-C while PyTorch loads: the imports finish,
     from convnet.checkpoint import build_ensemble, load_model, save_model
     from convnet.config import TrainConfig
     from convnet.data import Dataset, load_dataset
+    from convnet.errors import ConvnetError
     from convnet.evaluate import EvalResult, evaluate
     from convnet.models import Ensemble, create_model, list_models
     from convnet.train import fit, train
 
 __all__ = [
+    "ConvnetError",
     "Dataset",
     "Ensemble",
     "EvalResult",
