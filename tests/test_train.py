@@ -175,6 +175,16 @@ def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_pat
     assert "target_reached" not in no_target
 
 
+@pytest.mark.parametrize("val_split, said", [(0.1, "(600 images, 10 % held out) for"),
+                                              (0.0001, "(600 images, 0.01 % held out: no image of 600) for")])
+def test_the_first_line_says_how_much_is_held_out(tiny_dir, tmp_path, val_split, said):
+    """A share that rounds to no image was said as if some were held out."""
+    lines: list[str] = []
+    train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=1, val_split=val_split, out=str(tmp_path / "r")),
+          log=lines.append)
+    assert said in lines[0]
+
+
 def test_a_run_folder_named_through_dot_dot_makes_only_that_folder(tiny_dir, tmp_path):
     train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=1, out=str(tmp_path / "new" / ".." / "r")),
           log=lambda m: None)

@@ -528,6 +528,13 @@ def _share(fraction: float) -> str:
     return f"{fraction * 100:.3g} %"
 
 
+def _held_out(n: int, cfg: TrainConfig) -> str:
+    """The share held out, and where it rounds to no image (as `split_indices` rounds), that none is."""
+    if cfg.val_split and not round(n * cfg.val_split):
+        return f"{_share(cfg.val_split)} held out: no image of {n:,}"
+    return f"{_share(cfg.val_split)} held out"
+
+
 def _epoch_line(row: dict, cfg: TrainConfig) -> str:
     # The training loss is what the steps minimise, label smoothing included: higher than a plain cross-entropy.
     loss = "smoothed loss" if cfg.label_smoothing else "loss"
@@ -699,7 +706,7 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             raise KeyboardInterrupt  # now: fit stops after this epoch, whose files are whole
 
     try:  # the first line too: a log that fails (stderr on a full disk) leaves no empty folder either
-        log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {_share(cfg.val_split)} held out) "
+        log(f"training {cfg.model} on {data.name} ({len(data.train_x):,} images, {_held_out(len(data.train_x), cfg)}) "
             f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
             + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
