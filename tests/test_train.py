@@ -162,6 +162,14 @@ def test_what_the_log_says_about_targets_and_temperatures(tiny_dir, monkeypatch)
     assert not any("fitted on the validation split" in m for m in messages)  # never announced, as never kept
     assert messages[0].startswith("epoch 1/1  smoothed loss ")
 
+    monkeypatch.undo()  # a temperature at the fit's bound was said to be fitted, as any other
+    for fitted, bound in [(20.0, True), (0.05, True), (1.7, False)]:
+        monkeypatch.setattr(import_module("convnet.train"), "fit_temperature", lambda logits, y: fitted)
+        messages.clear()
+        fit(create_model("fast"), data, epochs=1, batch_size=32, val_split=0.5, log=messages.append)
+        said = next(m for m in messages if m.startswith("temperature "))
+        assert said.startswith(f"temperature {fitted:.3f} fitted") and ("at the bound of its fit" in said) == bound
+
 
 def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_path):
     def run(lr: float, out: str) -> dict:

@@ -13,8 +13,11 @@ from torch import nn
 from convnet.errors import ConfigError, whole_count
 
 
+TEMPERATURES = (0.05, 20.0)  # the fitted temperature is kept within these
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100) -> float:
-    """The T > 0 minimising cross-entropy of logits / T on (logits, labels), kept within [0.05, 20]: held-out
+    """The T > 0 minimising cross-entropy of logits / T on (logits, labels), kept within TEMPERATURES: held-out
     images the model never misses would send it towards 0."""
     logits, labels = logits.detach().float().cpu().clone(), labels.cpu()  # clone: may be an inference tensor
     log_t = torch.zeros((), requires_grad=True)  # optimise log T so that T stays positive
@@ -27,7 +30,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(*TEMPERATURES))
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:

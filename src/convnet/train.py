@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from convnet import distributed
 from convnet.augment import STANDARD, augment_batch
 from convnet.average import WeightAverage
-from convnet.calibrate import (MAX_FEATURES, TYPICAL_IMAGES, attach_typicality, detach_typicality,
+from convnet.calibrate import (MAX_FEATURES, TEMPERATURES, TYPICAL_IMAGES, attach_typicality, detach_typicality,
                                expected_calibration_error, fit_temperature, fit_typicality)
 from convnet.checkpoint import (RUN_FILES, RUN_RECORDS, claim_folder, folders_to_make, non_finite, remove_empty,
                                 write_model)
@@ -380,7 +380,9 @@ def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: L
     record = {"temperature": model.temperature, "fitted_on": f"validation split ({len(y_val)} images)",
               "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
               "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
-    log(f"temperature {model.temperature:.3f} fitted on the validation split")  # last: a Ctrl-C before drops it all
+    bound = (", at the bound of its fit: the network's confidences are far off, and may stay so" if
+             model.temperature in TEMPERATURES else "")
+    log(f"temperature {model.temperature:.3f} fitted on the validation split{bound}")  # last: a Ctrl-C drops it all
     return record
 
 
