@@ -154,21 +154,33 @@ def test_what_the_log_says_about_targets_and_temperatures(tiny_dir, monkeypatch)
     def interrupted(*args):  # Ctrl-C as the fit's calibration errors are measured: the fit is dropped
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(import_module("convnet.train"), "expected_calibration_error", interrupted)
-    messages.clear()
-    history = fit(create_model("fast"), data, epochs=1, batch_size=32, label_smoothing=0.1, val_split=0.5,
-                  log=messages.append)
+    with monkeypatch.context() as patched:
+        patched.setattr(import_module("convnet.train"), "expected_calibration_error", interrupted)
+        messages.clear()
+        history = fit(create_model("fast"), data, epochs=1, batch_size=32, label_smoothing=0.1, val_split=0.5,
+                      log=messages.append)
     assert history.interrupted and history.calibration is None
     assert not any("fitted on the validation split" in m for m in messages)  # never announced, as never kept
     assert messages[0].startswith("epoch 1/1  smoothed loss ")
 
-    monkeypatch.undo()  # a temperature at the fit's bound was said to be fitted, as any other
-    for fitted, bound in [(20.0, True), (0.05, True), (1.7, False)]:
+    for fitted, bound in [(20.0, True), (0.05, True), (1.7, False)]:  # at the fit's bound: said, not just "fitted"
         monkeypatch.setattr(import_module("convnet.train"), "fit_temperature", lambda logits, y: fitted)
         messages.clear()
         fit(create_model("fast"), data, epochs=1, batch_size=32, val_split=0.5, log=messages.append)
         said = next(m for m in messages if m.startswith("temperature "))
         assert said.startswith(f"temperature {fitted:.3f} fitted") and ("at the bound of its fit" in said) == bound
+
+
+@pytest.mark.parametrize("sign, bound", [(1, 0.05), (-1, 20.0)])
+def test_a_temperature_fit_that_reaches_its_bound_returns_the_bound_itself(sign, bound):
+    """float32's 0.05 came back, which is not 0.05: the log missed that the fit had stopped at its bound."""
+    from convnet.calibrate import fit_temperature
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 10, (200,))
+    logits = torch.randn(200, 10) * 0.01
+    logits[torch.arange(200), y] += 0.05  # right, but barely: the fit wants confidence (a small T); wrong: a big one
+    assert fit_temperature(sign * logits, y) == bound
 
 
 def test_the_run_folder_records_whether_the_target_was_reached(tiny_dir, tmp_path):
@@ -339,7 +351,7 @@ def test_batch_larger_than_data(tiny_dir):
         fit(create_model("fast"), load_dataset("mnist", tiny_dir), batch_size=10_000, log=lambda m: None)
 
 
-def test_a_fit_refused_before_its_first_step_leaves_the_model_as_it_was(tiny_dir):
+def test_a_fit_refused_before_its_first_step_leaves_the_model_as_it_was(tiny_dir, monkeypatch):
     """It had already taken the other data's scaling and dropped its temperature and typicality."""
     data = load_dataset("mnist", tiny_dir)
     model = create_model("fast")
@@ -353,6 +365,23 @@ def test_a_fit_refused_before_its_first_step_leaves_the_model_as_it_was(tiny_dir
     assert (model.mean, model.std, model.temperature, model.classes, model.typicality) == kept
     state = model.state_dict()
     assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)
+
+    # Refused in the first step, before the weights changed (--compile without a compiler, a CUDA graph that cannot
+    # be recorded): as it was too. After a step, the old calibration belongs to other weights: it stays dropped.
+    train_module = import_module("convnet.train")
+    real_epoch = train_module._Loop.epoch
+    for after_steps in (False, True):
+        def failing(loop, x, y, epoch):
+            if after_steps:
+                real_epoch(loop, x, y, epoch)
+            raise ConfigError("--cuda-graphs could not record a training step")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(train_module._Loop, "epoch", failing)
+            with pytest.raises(ConfigError, match="could not record"):
+                fit(model, inverted, epochs=1, batch_size=32, log=None)
+        calibration = (model.mean, model.std, model.temperature, model.classes, model.typicality)
+        assert (calibration == kept) != after_steps
 
 
 def test_a_target_accuracy_needs_test_images(tiny_dir):

@@ -30,7 +30,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp().clamp(*TEMPERATURES))
+    low, high = TEMPERATURES
+    return min(max(float(log_t.detach().exp()), low), high)  # in Python: float32's 0.05 is not 0.05
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:

@@ -156,7 +156,11 @@ def fit(
                 + ("; the last completed epoch's checkpoint is kept" if done else ""))
             break
         except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
+            before.restore_unless(loop.stepped, model)
             raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
+        except Exception:  # a CUDA graph that cannot be recorded, say: before any step, the model is as it was
+            before.restore_unless(loop.stepped, model)
+            raise
     model.eval()
     if history.epochs and not history.interrupted:
         _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,
@@ -181,6 +185,11 @@ class _Calibration:
                    if model.typicality is not None and hasattr(model, "typical_whiten") else None)
         device = next((p.device for p in model.parameters()), None)
         return cls(model.mean, model.std, model.temperature, model.classes, typical, device)
+
+    def restore_unless(self, stepped: bool, model: Network) -> None:
+        """`restore`, unless the weights have changed since: then the old calibration would not fit them."""
+        if not stepped:
+            self.restore(model)
 
     def restore(self, model: Network) -> None:
         if self.device is not None:
@@ -436,6 +445,7 @@ class _Loop:
     ema: WeightAverage | None = None
     log: Log | None = None  # where there is no progress bar, a line now and then during an epoch
     graph: tuple[bool, StepGraph] | None = None  # with --cuda-graphs: the recorded step, and whether it is bf16's
+    stepped: bool = False  # whether the weights have changed yet
     # The epoch's summed loss and hits, kept on the device (the steps never wait for the host) in tensors that stay
     # the same, as a recorded step needs.
     loss_sum: torch.Tensor = field(init=False)
@@ -478,6 +488,7 @@ class _Loop:
                     self.opt.zero_grad(set_to_none=True)
                     self.forward_backward(x, y, idx, augment, bf16)
                 self.opt.step()
+                self.stepped = True
                 if self.sched is not None:
                     self.sched.step()
                 if self.ema is not None:
