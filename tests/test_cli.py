@@ -1,5 +1,6 @@
 """Every CLI command, run as a user would, on tiny data; bad input gives a clear message and a non-zero exit."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -463,3 +464,35 @@ def test_evaluate_checks_the_device_before_the_data(monkeypatch, capsys):
     monkeypatch.setattr(convnet.data, "fetch", must_not_run)
     assert main(["evaluate", "default", "--device", "mps"]) == 1
     assert "--device mps: Apple's MPS is not available here." in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a device that is always full")
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["models"]])
+def test_standard_output_that_cannot_be_written_is_named(args):
+    """--help to a full disk exited 0 with nothing written; a run saved whole, then "No space left on device",
+    read as a run that failed."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "convnet", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "convnet: error: cannot write to standard output (No space left on device)")
+
+
+def test_a_leftover_torchrun_rank_silences_only_train(tmp_path):
+    """WORLD_SIZE=2 RANK=1 in a shell made every command's --help and usage errors print nothing."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    ask = [sys.executable, "-m", "convnet"]
+    helped = subprocess.run([*ask, "predict", "--help"], capture_output=True, text=True, timeout=300, env=env)
+    assert helped.returncode == 0 and "usage: convnet predict" in helped.stdout
+    typo = subprocess.run([*ask, "predict", "--bogus", "x"], capture_output=True, text=True, timeout=300, env=env)
+    assert typo.returncode == 2 and "unrecognized arguments: --bogus" in typo.stderr
+    rank1 = subprocess.run([*ask, "train", "--help"], capture_output=True, text=True, timeout=300, env=env)
+    assert rank1.returncode == 0 and rank1.stdout == ""  # torchrun's other ranks: rank 0 says it once
+
+
+def test_closed_standard_error_keeps_messages_off_standard_output(tiny_dir, tmp_path):
+    """`2>&-`: print(file=None) wrote every message to stdout, and the progress bar crashed on sys.stderr.isatty."""
+    done = subprocess.run(f"{sys.executable} -m convnet train --epochs 1 --data-dir {tiny_dir} --out {tmp_path / 'r'}"
+                          " 2>&-", shell=True, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("test accuracy:") and done.stdout.count("\n") == 1
+    assert (tmp_path / "r" / "metrics.json").exists()

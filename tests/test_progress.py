@@ -31,3 +31,43 @@ def test_a_quiet_bar_is_never_due(monkeypatch):
     with progress.progress_bar("epoch 1/1", 4, log=print) as logged:
         now[0] += 1000.0
         assert logged.due()
+
+
+class _Terminal:
+    """A stand-in for a terminal on stderr: rich draws to it, and what it draws is kept."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return 2
+
+
+def test_the_bar_is_drawn_on_stderr_and_never_on_stdout(monkeypatch, capsys):
+    """It went to stdout through rich's own console, while stderr decided whether to show it: no bar on a
+    terminal whose stdout was redirected, and a blank line among the results."""
+    terminal = _Terminal()
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(progress.sys, "stderr", terminal)
+    with progress.progress_bar("epoch 1/1", 4) as bar:
+        assert bar.due()
+        bar.update(2, "loss 0.5")
+    assert "epoch 1/1" in terminal.text and capsys.readouterr().out == ""
+    monkeypatch.setenv("TERM", "dumb")  # draws nothing there: the plain lines instead
+    said: list[str] = []
+    with progress.progress_bar("epoch 1/1", 4, log=said.append) as plain:
+        plain.update(1, "loss 0.9")
+    assert said == ["epoch 1/1: 1/4 steps  loss 0.9"]
+    monkeypatch.setattr(progress.sys, "stderr", None)  # closed (2>&-): no bar, no crash
+    with progress.progress_bar("epoch 1/1", 4) as none:
+        assert not none.due()

@@ -54,7 +54,7 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if not _main_process():  # under torchrun every process parses the same line; one says so
+        if not _speaks():  # under torchrun every process parses the same line; one says so
             self.exit(2)
         hint = _suggestion(message, [o for o in self._option_string_actions if o.startswith("--") and o != "--help"])
         if "unrecognized arguments: --model" in message and any(a.dest in ("model", "models") for a in self._actions):
@@ -63,12 +63,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
     def _print_message(self, message: str, file=None) -> None:
-        if _main_process():  # --help and --version: once, not once per torchrun process
+        if not _speaks():  # --help and --version: once, not once per torchrun process
+            return
+        if message and file is sys.stdout:  # argparse drops a failed write: --help to a full disk would exit 0
+            file.write(message)
+            file.flush()
+        else:
             super()._print_message(message, file)
 
     def add_argument(self, *args, **kwargs):
         Parser.known_words.update(a for a in args if a.startswith("-"))
         return super().add_argument(*args, **kwargs)
+
+
+def _speaks() -> bool:
+    """Whether this process prints what the parser says: for any command but `train`, which alone runs under
+    torchrun (a RANK left in a shell must not silence `predict --help`); for `train` and the top level's own options
+    (`torchrun … -m convnet --version`), only rank 0."""
+    command = next((word for word in Parser.argv if not word.startswith("-")), None)
+    return command not in (None, "train") or _main_process()
 
 
 def _main_process() -> bool:
@@ -139,6 +152,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+class _Output:
+    """Standard output for a command: a write that fails (`> /dev/full`) says it was standard output, not a file of
+    the command's (a run saved whole, then "No space left on device", reads as a run that failed)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._said(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._said(self._stream.flush)
+
+    def _said(self, action, *args):
+        try:
+            return action(*args)
+        except BrokenPipeError:  # the reader left: report_errors stops quietly
+            raise
+        except OSError as e:
+            raise ConvnetError(f"cannot write to standard output ({e.strerror or e})") from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def report_errors(run: Callable[[], int | None], prog: str) -> int:
@@ -578,6 +616,8 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Started with `>&-` (no stdout at all) or closed from Python: every answer would vanish without a word.
+    if sys.stderr is None or getattr(sys.stderr, "closed", False):  # `2>&-`: print(file=None) writes to stdout
+        sys.stderr = open(os.devnull, "w")  # messages go nowhere, as asked; stdout keeps to results
     if sys.stdout is None or getattr(sys.stdout, "closed", False):
         print("convnet: error: standard output is closed; nothing could be printed", file=sys.stderr)
         return 1
@@ -589,10 +629,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int | None:
         args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # now, not at exit: a failure is still this command's to report
+        return code
 
-    with sigterm_as_ctrl_c():
-        return report_errors(run, "convnet")
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
+    try:
+        with sigterm_as_ctrl_c():
+            return report_errors(run, "convnet")
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

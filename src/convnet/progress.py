@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 try:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 except ImportError:  # pragma: no cover - exercised only without rich
     Progress = None
@@ -46,9 +47,12 @@ class _Bar:
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool | None = None, log: Log | None = None) -> Iterator[_Bar]:
-    """A bar for `total` steps; `enabled=None` shows it only when stderr is a terminal. Where no bar shows, `log`
-    (if given) gets a line every PLAIN_EVERY seconds: a long epoch in a log file is not silence."""
-    show = Progress is not None and (sys.stderr.isatty() if enabled is None else enabled)
+    """A bar on stderr for `total` steps (stdout is for results); `enabled=None` shows it only when stderr is a
+    terminal that can draw one (not TERM=dumb). Where no bar shows, `log` (if given) gets a line every PLAIN_EVERY
+    seconds: a long epoch in a log file is not silence."""
+    console = Console(stderr=True) if Progress is not None and sys.stderr is not None else None
+    terminal = console is not None and sys.stderr.isatty() and not console.is_dumb_terminal
+    show = console is not None and (terminal if enabled is None else enabled)
     if not show:
         yield _Bar(None, None, description, total, log if enabled is not False else None)
         return
@@ -59,7 +63,7 @@ def progress_bar(description: str, total: int, enabled: bool | None = None, log:
         TextColumn("{task.fields[status]}"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, transient=True) as progress:
+    with Progress(*columns, transient=True, console=console) as progress:
         yield _Bar(progress, progress.add_task(description, total=total, status=""))
 
 
