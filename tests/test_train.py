@@ -794,3 +794,29 @@ def test_a_runs_folder_that_cannot_be_one_is_said_not_looped_over(tmp_path, monk
     words = "a link to .*unmounted, which does not exist" if runs != "file" else "cannot create this folder"
     with pytest.raises(ConfigError, match=words):
         checkpoint.claim_folder(path, False, checkpoint.RUN_FILES)
+
+
+@pytest.mark.parametrize("epochs_done", [0, 1])
+def test_a_second_ctrl_c_as_the_run_stops_still_leaves_its_folder_tidy(tiny_dir, tmp_path, monkeypatch, epochs_done):
+    """Pressed twice, the second Ctrl-C came between the training's end and the hold on Ctrl-C after it: an empty
+    folder stayed when no epoch had ended, and a folder without its metrics.json when one had."""
+    train_module = import_module("convnet.train")
+    real_metrics, calls = train_module._metrics, []
+
+    def pressed_again(*args):  # the first thing done in the hold; a KeyboardInterrupt there is the one that slipped by
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_metrics(*args)
+
+    monkeypatch.setattr(train_module, "_metrics", pressed_again)
+    if not epochs_done:
+        monkeypatch.setattr(train_module, "fit", lambda *args, **kwargs: train_module.History(interrupted=True))
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(model="fast", data_dir=str(tiny_dir), epochs=1, out=str(out)), log=None)
+    if not epochs_done:
+        assert not out.exists()
+    else:
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["interrupted"] is True and metrics["epochs"] == 1 and "error" not in metrics

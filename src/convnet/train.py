@@ -665,12 +665,13 @@ def _metrics(cfg: TrainConfig, data: Dataset, history: History, world_size: int)
 
 
 def _record_failure(run_dir: Path, metrics: dict, error: BaseException, log: Log) -> None:
-    """metrics.json of a run that an error stopped after some epochs: which epochs its checkpoint holds, and why."""
-    why = distributed.failure_reason(error)
+    """metrics.json of a run that an error (or a second Ctrl-C while it stopped) ended after some epochs: which
+    epochs its checkpoint holds, and why."""
+    why = {} if isinstance(error, KeyboardInterrupt) else {"error": distributed.failure_reason(error)}
     unsaid = ""
     try:
         with ctrl_c_held():  # torchrun stops the other processes once one fails: the error is the news, not that
-            atomic_write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, "error": why})
+            atomic_write_json(run_dir / "metrics.json", {**metrics, "interrupted": True, **why})
     except OSError as e:  # the disk that refused the checkpoint may refuse this too: the error itself is the news
         unsaid = f" (its metrics.json could not say so: {e.strerror or e})"
     log(f"stopped after epoch {metrics['epochs']}: {run_dir} keeps its checkpoint{unsaid}")
@@ -723,20 +724,22 @@ def _main_run(cfg: TrainConfig, data: Dataset, model: Network, log: Log, run_dir
             f"for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} on {resolve_device(cfg.device)}"
             + (f" × {world_size} processes" if world_size > 1 else "") + f" → {run_dir}")
         history = fit(model, data, cfg, log=log, on_epoch_end=checkpoint)
+        # A second Ctrl-C, pressed as the first stops the training, may come before Ctrl-C is held here: it is
+        # caught below, with the folder tidied and its metrics.json written.
+        with ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
+            if history.interrupted and history.epochs and len(saved.epochs) < len(history.epochs):
+                # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is that epoch's.
+                save_epoch(model, history)
+            if history.calibration:
+                card["calibration"] = history.calibration
+            if history.ema:
+                card["ema"] = history.ema
+            metrics = _metrics(cfg, data, history, world_size)
     except BaseException as e:
         remove_empty(made)
         if saved.epochs:  # a full disk, a diverged loss, a lost process: the folder's last epoch is whole, says why
             _record_failure(run_dir, _metrics(cfg, data, saved, world_size), e, log)
         raise
-    with ctrl_c_held() as late:  # Ctrl-C from here on skips the test evaluation, and nothing else
-        if history.interrupted and history.epochs and len(saved.epochs) < len(history.epochs):
-            # Ctrl-C came after the last epoch ended, before its checkpoint: the model in memory is that epoch's.
-            save_epoch(model, history)
-        if history.calibration:
-            card["calibration"] = history.calibration
-        if history.ema:
-            card["ema"] = history.ema
-        metrics = _metrics(cfg, data, history, world_size)
     if not history.epochs:  # stopped before an epoch ended: nothing of this run to keep, an older run's files stay
         remove_empty(made)
         return RunResult(run_dir, metrics, model)
