@@ -496,3 +496,21 @@ def test_closed_standard_error_keeps_messages_off_standard_output(tiny_dir, tmp_
                           " 2>&-", shell=True, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("test accuracy:") and done.stdout.count("\n") == 1
     assert (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_the_program_ignores_signals_once_its_command_has_ended(monkeypatch):
+    """A second Ctrl-C landing while the interpreter shut down printed a traceback from an exit handler."""
+    import signal
+
+    from convnet import cli
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda: seen.append(signal.getsignal(signal.SIGINT)) or 7)
+    try:
+        assert cli.console() == 7
+        assert seen == [before[signal.SIGINT]]  # the command itself is stopped by Ctrl-C as ever
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -1,5 +1,5 @@
 import sys
 
-from convnet.cli import main
+from convnet.cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -11,6 +11,7 @@ with imports_held("convnet"):  # as the package's own: the `convnet` command imp
     import os
     import re
     import shlex
+    import signal
     import sys
     from collections.abc import Callable, Sequence
     from pathlib import Path
@@ -641,5 +642,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = stdout
 
 
+def console() -> int:
+    """The `convnet` program: `main`, then deaf to Ctrl-C and SIGTERM while the interpreter shuts down. The command
+    has ended and said so; a second Ctrl-C landing now printed Python's traceback from an exit handler."""
+    code = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
