@@ -155,11 +155,11 @@ def fit(
             log(f"interrupted {'after' if done == epoch else 'during'} epoch {epoch}: stopping"
                 + ("; the last completed epoch's checkpoint is kept" if done else ""))
             break
-        except torch._dynamo.exc.BackendCompilerFailed as e:  # --compile's first step: no C++ compiler, say
-            before.restore_unless(loop.stepped, model)
-            raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
-        except Exception:  # a CUDA graph that cannot be recorded, say: before any step, the model is as it was
-            before.restore_unless(loop.stepped, model)
+        except Exception as e:
+            if not loop.stepped:  # --compile without a compiler, a CUDA graph that cannot be recorded: as it was
+                before.restore(model)
+            if isinstance(e, torch._dynamo.exc.BackendCompilerFailed):  # --compile's first step: no C++ compiler
+                raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
             raise
     model.eval()
     if history.epochs and not history.interrupted:
@@ -185,11 +185,6 @@ class _Calibration:
                    if model.typicality is not None and hasattr(model, "typical_whiten") else None)
         device = next((p.device for p in model.parameters()), None)
         return cls(model.mean, model.std, model.temperature, model.classes, typical, device)
-
-    def restore_unless(self, stepped: bool, model: Network) -> None:
-        """`restore`, unless the weights have changed since: then the old calibration would not fit them."""
-        if not stepped:
-            self.restore(model)
 
     def restore(self, model: Network) -> None:
         if self.device is not None:
