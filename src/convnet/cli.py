@@ -317,25 +317,24 @@ def build_parser() -> Parser:
     pred = sub.add_parser("predict", help="recognise one digit per image in files, folders or globs")
     pred.add_argument("paths", nargs="+", metavar="PATH", type=image_path,
                       help="image files, folders (recursive), glob patterns, or - for standard input")
-    pred.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
+    _add_answer_options(pred, "below this confidence, no label but 'low confidence'", "inputs")
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
-    pred.add_argument("--min-confidence", type=fraction, default=None,
-                      help="below this confidence, no label but 'low confidence': 0.5 or 50 (default 0.5; 0 always "
-                      "answers, inputs unlike the training images and blobs too; values above 1 are per cent, 1 "
-                      "itself is 100 %%)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
-    _add_model_options(pred)
 
     read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
     read.add_argument("image", type=image_path, help="image file of the number, or - for standard input")
-    read.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
-    read.add_argument("--min-confidence", type=fraction, default=None,
-                      help="if a digit's confidence is below this, no number but 'low confidence': 0.5 or 50 "
-                      "(default 0.5; 0 always answers, digits unlike the training images and blobs too; values above 1 "
-                      "are per cent, 1 itself is 100 %%)")
+    _add_answer_options(read, "if a digit's confidence is below this, no number but 'low confidence'", "digits")
     read.add_argument("--json", action="store_true", help="print as JSON")
-    _add_model_options(read)
     return parser
+
+
+def _add_answer_options(command: argparse.ArgumentParser, below: str, inputs: str) -> None:
+    """The options of the commands that answer with the shipped or a given model: `predict` and `read`."""
+    command.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
+    command.add_argument("--min-confidence", type=fraction, default=None,
+                         help=f"{below}: 0.5 or 50 (default 0.5; 0 always answers, {inputs} unlike the training "
+                         "images and blobs too; values above 1 are per cent, 1 itself is 100 %%)")
+    _add_model_options(command)
 
 
 def _version() -> str:
