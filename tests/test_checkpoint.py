@@ -99,8 +99,11 @@ def test_ensemble_members_must_match(tmp_path):
     b.mean = 0.9
     save_model(a, tmp_path / "a")
     save_model(b, tmp_path / "b")
-    with pytest.raises(ModelError, match="share classes"):
+    with pytest.raises(ModelError, match=r"member 2 \(fast\) has normalisation \(mean, std\) \(0.9, 0.3\), not "
+                       r"\(0.2, 0.3\)"):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
+    b.mean, b.classes = a.mean, tuple(a.classes)  # the same names in a tuple are the same classes
+    Ensemble([a, b])
     with pytest.raises(ModelError, match="at least two"):
         build_ensemble([tmp_path / "a"])
     c = _trained_like()
@@ -184,7 +187,7 @@ def test_an_ensemble_is_not_a_member(tmp_path):
     for seed in (1, 2):
         save_model(_trained_like(seed=seed), tmp_path / f"m{seed}")
     save_model(build_ensemble([tmp_path / "m1", tmp_path / "m2"]), tmp_path / "vote")
-    with pytest.raises(ModelError, match="is itself an ensemble; list its members"):
+    with pytest.raises(ModelError, match="is itself an ensemble; list the models it was made from"):
         build_ensemble([tmp_path / "vote", tmp_path / "m1"])
     with pytest.raises(ModelError, match="a list of models"):
         build_ensemble(str(tmp_path / "m1"))
@@ -289,6 +292,44 @@ def test_an_ensemble_with_a_temperature_of_its_own_is_not_saved(tmp_path):
     with pytest.raises(ConfigError, match="an ensemble's own is 1"):
         save_model(vote, tmp_path / "vote")
     assert not (tmp_path / "vote").exists()
+
+
+def test_an_ensemble_changed_by_hand_is_checked_again_before_it_is_saved(tmp_path):
+    """Its members are public: one added or changed after the ensemble was made must still take the ensemble's
+    input, which the ensemble normalises for all of them."""
+    vote = Ensemble([_trained_like(seed=1), _trained_like(seed=2)])
+    other = _trained_like(seed=3)
+    other.mean = 0.25
+    vote.members.append(other)
+    with pytest.raises(ConfigError, match=r"model.members: .*member 3 \(fast\) has normalisation"):
+        save_model(vote, tmp_path / "vote")
+    other.mean, vote.members[0].classes = vote.mean, list("0123456789")
+    with pytest.raises(ConfigError, match=r"member 1 \(fast\) has classes \['0'"):
+        save_model(vote, tmp_path / "vote")
+    assert not (tmp_path / "vote").exists()
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda card: card.update(num_classes=3), "num_classes is 3, but its members' is 10"),
+    (lambda card: card.update(in_channels=True), "in_channels is True, but its members' is 1"),
+    (lambda card: card.update(input_size=[9, 9]), r"input_size is \[9, 9\], but its members' is \[28, 28\]"),
+    (lambda card: card.update(temperature=True), "temperature must be a number, not True"),
+    (lambda card: card.update(temperature="1"), "temperature must be a number, not '1'"),
+])
+def test_an_ensemble_card_must_describe_its_members(tmp_path, change, words):
+    save_model(Ensemble([_trained_like(seed=1), _trained_like(seed=2)]), tmp_path / "vote")
+    _edit_card(tmp_path / "vote", change)
+    with pytest.raises(ModelError, match=words):
+        load_model(tmp_path / "vote")
+
+
+def test_a_network_card_with_members_is_refused(tmp_path):
+    save_model(Ensemble([_trained_like(seed=1), _trained_like(seed=2)]), tmp_path / "vote")
+    members = json.loads((tmp_path / "vote" / "model.json").read_text())["members"]
+    save_model(_trained_like(), tmp_path / "one")
+    _edit_card(tmp_path / "one", lambda card: card.update(members=members))
+    with pytest.raises(ModelError, match="members belong to an ensemble's card, not to a 'fast' network's"):
+        load_model(tmp_path / "one")
 
 
 def test_unreadable_weights_say_permission_denied(tmp_path, monkeypatch):

@@ -519,8 +519,13 @@ def test_evaluation_reads_a_folder_without_the_training_files(tiny_arrays, tmp_p
     folder = write_idx_folder(tmp_path / "test-only", tiny_arrays)
     for stem in (mnist.FILES["train_x"], mnist.FILES["train_y"]):
         (folder / f"{stem}.gz").unlink()
-    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte\[.gz\] \(need train-images-idx3-ubyte, "):
         data.load_dataset("mnist", folder)
+    (folder / f"{mnist.FILES['test_y']}.gz").rename(tmp_path / "labels.gz")
+    with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\[.gz\] \(need t10k-images-idx3-ubyte, "
+                       r"t10k-labels-idx1-ubyte; IDX files, not images\)"):  # evaluation reads no training files
+        data.load_dataset("mnist", folder, test_only=True)
+    (tmp_path / "labels.gz").rename(folder / f"{mnist.FILES['test_y']}.gz")
     ds = data.load_dataset("mnist", folder, test_only=True)
     assert len(ds.train_x) == 0 and ds.train_x.shape[1:] == ds.test_x.shape[1:]
     assert np.array_equal(ds.test_y, tiny_arrays["test_y"])

@@ -64,6 +64,11 @@ def test_evaluate_tensors():
     sharper = evaluate_tensors(scaled, x, y, list("abc"))
     assert "with the fitted temperature 0.5 (loss too)" in format_report(sharper)
     assert sharper.loss == pytest.approx((3 * math.log1p(2 * math.exp(-20)) + 2 * math.log(math.exp(20) + 2)) / 5)
+    named = format_report(evaluate_tensors(Lookup(), x, y, ["cat", "dog", "longname-class"])).splitlines()
+    matrix = named[named.index("confusion matrix (rows: true class, columns: predicted)") + 1:]
+    assert [line.split() for line in matrix] == [["cat", "dog", "longname-class"], ["cat", "1", "1", "0"],
+                                                 ["dog", "0", "1", "0"], ["longname-class", "1", "0", "1"]]
+    assert len({len(line) for line in matrix}) == 1 and matrix[1].endswith(" 0")  # columns aligned, names apart
     members = [create_model("fast"), create_model("fast")]
     for m in members:
         m.temperature = 2.5

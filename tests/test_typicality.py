@@ -124,14 +124,35 @@ def test_typicality_needs_every_class_and_enough_images(tiny_models):
     assert fit_typicality(model, x[:100], y[:100]) is None  # 100 images for 64 features
     assert model.typicality is None and fit_typicality(create_model("nopad"), x, y) is None  # 5,120 features
     detach_typicality(model)  # nothing to drop: no error
+    assert fit_typicality(model, x, y) is not None
+    wider = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for images, labels in [(x, y[:10]), (x, y + 5), (x, y.float()), (x, y > 4), (data.train_x, y), (x, list(y)),
-                           (x[:, 0], y), (x.long(), y)]:
-        with pytest.raises(ConfigError, match="fit_typicality takes the images as one float tensor"):
+                           (x[:, 0], y), (x.long(), y), (wider, y), (x.expand(-1, 3, -1, -1), y)]:
+        with pytest.raises(ConfigError, match=r"fit_typicality takes the images as one float tensor \(N, 1, 28, 28\)"):
             fit_typicality(model, images, labels)
+        assert model.typicality is not None  # refused inputs leave the one fitted before
+    fitted = model.typicality
+    assert fit_typicality(model, x.double(), y) == fitted  # any float type: the network's own is used
+    assert fit_typicality(model, x.half(), y) is not None
     with pytest.raises(ConfigError, match="batch_size must be a whole number"):
         fit_typicality(model, x, y, batch_size=0)
     assert fit_typicality(model, x[:0], y[:0]) is None  # no images: nothing to fit
     assert fit_typicality(model, x, y.to(torch.uint8)) is not None  # labels of any integer type
+
+
+def test_a_fit_that_fails_on_the_way_keeps_the_typicality_fitted_before(tiny_models, monkeypatch):
+    data, _, _ = tiny_models
+    model = create_model("fast")
+    x, y = to_tensor(data.train_x, 0.1, 0.3), torch.from_numpy(data.train_y)
+    fitted = fit_typicality(model, x, y)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "forward_with_features", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_typicality(model, x, y)
+    assert fitted is not None and model.typicality == fitted and "typical_whiten" in model.state_dict()
 
 
 def test_features_that_do_not_vary_give_no_typicality_and_no_crash(tiny_models):
@@ -163,7 +184,7 @@ def test_save_model_refuses_a_typicality_it_could_not_load_again(tiny_models, tm
         plain.typicality = record  # a record without the tensors, or a threshold that makes no sense
         with pytest.raises(ConfigError, match="model.typicality: "):
             checkpoint.save_model(plain, tmp_path / "m")
-        with pytest.raises(ConfigError, match="model.typicality: "):
+        with pytest.raises(ConfigError, match=r"model.members\[1\].typicality: "):
             checkpoint.save_model(Ensemble([model, plain]), tmp_path / "e")
     assert not (tmp_path / "m").exists() and not (tmp_path / "e").exists()
 

@@ -123,16 +123,12 @@ def fit_typicality(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         raise ConfigError("fit_typicality fits one trained network; for an ensemble, fit each of its members "
                           "(ensemble.members) and put them together again.")
     shapes = _check_typical_inputs(model, x, y, batch_size)
+    # The features first: a failure there (Ctrl-C, memory) leaves the model's typicality as it was.
+    f = _features(model, x, batch_size) if shapes is not None and len(x) >= 2 * shapes[1][0] else None
     detach_typicality(model)
-    if shapes is None or len(x) < 2 * shapes[1][0]:
+    if f is None:
         return None
     classes = shapes[0][0]
-    was_training = model.training
-    model.eval()
-    try:
-        f = torch.cat([model.forward_with_features(x[i : i + batch_size])[1][0] for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
     f, y = f.cpu().double(), y.cpu().long()  # on the CPU first: MPS has no float64
     dim = f.shape[1]
     if bool((torch.bincount(y, minlength=classes) == 0).any()) or not f.isfinite().all():
@@ -158,15 +154,28 @@ def fit_typicality(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return record
 
 
+def _features(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The network's features of `x` in evaluation mode, batch by batch, in the network's own dtype and device."""
+    weight = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model.forward_with_features(x[i : i + batch_size].to(weight.device, weight.dtype))[1][0]
+                          for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
 def _check_typical_inputs(model: nn.Module, x: object, y: object, batch_size: object) -> tuple | None:
     """The typicality's shapes (`typical_shapes`; None for a network that cannot have one); a ConfigError for inputs
     fit_typicality cannot take."""
     shapes = typical_shapes(model)
     classes = shapes[0][0] if shapes else model.num_classes
-    if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point() and isinstance(y, torch.Tensor)
-            and y.ndim == 1 and len(x) == len(y) and not y.is_floating_point() and y.dtype != torch.bool
-            and (not len(y) or 0 <= int(y.min()) <= int(y.max()) < classes)):
-        raise ConfigError(f"fit_typicality takes the images as one float tensor (N, channels, height, width), "
+    shape = (model.in_channels, *model.input_size)
+    if not (isinstance(x, torch.Tensor) and tuple(x.shape[1:]) == shape and x.is_floating_point()
+            and isinstance(y, torch.Tensor) and y.ndim == 1 and len(x) == len(y) and not y.is_floating_point()
+            and y.dtype != torch.bool and (not len(y) or 0 <= int(y.min()) <= int(y.max()) < classes)):
+        raise ConfigError(f"fit_typicality takes the images as one float tensor (N, {', '.join(map(str, shape))}), "
                           f"normalised as the network takes them, and their labels as a tensor of as many class "
                           f"indices 0–{classes - 1}.")
     whole_count("batch_size", batch_size)

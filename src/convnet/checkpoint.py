@@ -31,6 +31,7 @@ from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError, is_number
 from convnet.interrupt import deferred
 from convnet.models import Ensemble, Network, create_model
+from convnet.models.ensemble import disagreement
 from convnet.models.registry import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 
 CARD_FORMAT = "convnet-model/1"
@@ -68,15 +69,17 @@ def check_settings(model: Network | Ensemble) -> None:
     if isinstance(model, Ensemble) and model.temperature != 1.0:  # its answers ignore it: a card would mislead
         raise ConfigError("model.temperature: an ensemble's own is 1, as it averages its members' calibrated "
                           "probabilities; set each member's (model.members[i].temperature).")
-    members = model.members if isinstance(model, Ensemble) else []
+    members = list(model.members) if isinstance(model, Ensemble) else []
     for i, member in enumerate(members):  # each is loaded as a network is, and refused alike
         try:
             check_scaling(member.mean, member.std, member.temperature)
         except ValueError as e:
             raise ConfigError(f"model.members[{i}]: {e}.") from None
-    for network in members or [model]:
+    if members and (problem := disagreement(model, members)):  # changed by hand since the ensemble was made
+        raise ConfigError(f"model.members: {problem}; make the ensemble anew from models that agree.")
+    for name, network in [(f"model.members[{i}]", m) for i, m in enumerate(members)] or [("model", model)]:
         if network.typicality is not None and (problem := _typicality_problem(network, network.typicality)):
-            raise ConfigError(f"model.typicality: {problem}; fit it with convnet.calibrate.fit_typicality.")
+            raise ConfigError(f"{name}.typicality: {problem}; fit it with convnet.calibrate.fit_typicality.")
 
 
 def make_card(model: Network | Ensemble, **extra) -> dict:
@@ -431,11 +434,13 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
         specs = card["members"] if ensemble else [card]
         if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
             raise TypeError("members must be a list of members' cards")
-        if ensemble and card.get("temperature", 1.0) != 1.0:  # it would be ignored, and the user's intent with it
+        if ensemble and _number(card.get("temperature", 1.0), "temperature") != 1.0:  # it would be ignored
             raise ValueError("an ensemble's own temperature is 1: it averages its members' calibrated probabilities; "
                              "set each member's, members[i].temperature")
         if ensemble and "typicality" in card:
             raise ValueError("an ensemble's typicality is its members', members[i].typicality")
+        if not ensemble and "members" in card:  # a card edited by hand, whose members would be ignored
+            raise ValueError(f"members belong to an ensemble's card, not to a {card['architecture']!r} network's")
     members = []
     for i, spec in enumerate(specs):  # member by member: a long list of members costs only with their weights
         with _card_errors(card_path), torch.device("meta"):
@@ -445,6 +450,11 @@ def load_model(ref: Path | str, device: torch.device | str = "cpu") -> Network |
             members.append(_build(spec, card))  # in memory, now that it is known to be the size of its weights
     with _card_errors(card_path):
         model = Ensemble(members) if ensemble else members[0]
+        if ensemble:  # the card's own description of the input must be its members'
+            for field, value in (("num_classes", model.num_classes), ("in_channels", model.in_channels),
+                                 ("input_size", list(model.input_size))):
+                if card[field] != value or isinstance(card[field], bool):
+                    raise ValueError(f"{field} is {card[field]!r:.40}, but its members' is {value}")
     _fit_header(model, header, weights, card)  # an ensemble's file may hold more than its members
     try:
         data = weights.read_bytes()  # once: the bytes checked against the card are the bytes loaded
@@ -554,7 +564,8 @@ def build_ensemble(refs: list[Path | str], device: torch.device | str = "cpu") -
     for ref, member in zip(refs, members):
         if isinstance(member, Ensemble):
             # An average of averages would weigh its members unevenly; name the ensemble's members instead.
-            raise ModelError(f"{ref} is itself an ensemble; list its members instead (they are in its model.json).")
+            raise ModelError(f"{ref} is itself an ensemble; list the models it was made from instead (`convnet "
+                             "ensemble` names them under \"sources\" in its model.json).")
         # By content, not path: a copied run folder is the same model too. An average with itself is the model
         # again, and the member count would mislead.
         if (digest := _fingerprint(member)) in first:

@@ -215,13 +215,14 @@ def format_report(result: EvalResult) -> str:
             f"), {result.unlike_wrong} of them misclassified; predict and read withhold their answers"]),
         "",
     ]
-    lines.append(f"{'class':>8} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
+    name = max(8, *map(len, result.classes))  # columns as wide as the longest class name
+    lines.append(f"{'class':>{name}} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
     for i, c in enumerate(result.classes):
-        lines.append(f"{c:>8} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} "
+        lines.append(f"{c:>{name}} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} "
                      f"{int(pc['support'][i]):>8}")
     lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
-    width = max(5, len(str(int(result.confusion.max()))) + 1)
-    lines.append(" " * 8 + "".join(f"{c:>{width}}" for c in result.classes))
+    width = max(5, *(len(text) + 1 for text in [str(int(result.confusion.max())), *result.classes]))
+    lines.append(" " * name + "".join(f"{c:>{width}}" for c in result.classes))
     for c, row in zip(result.classes, result.confusion):
-        lines.append(f"{c:>8}" + "".join(f"{int(v):>{width}}" for v in row))
+        lines.append(f"{c:>{name}}" + "".join(f"{int(v):>{width}}" for v in row))
     return "\n".join(lines)

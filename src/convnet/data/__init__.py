@@ -225,7 +225,8 @@ def read_idx_folder(folder: Path, name: str = "mnist", test_only: bool = False) 
         if not found and test_only and part.startswith("train"):
             continue
         if not found:
-            raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(mnist.FILES.values())}).")
+            needed = [stem for part, stem in mnist.FILES.items() if not (test_only and part.startswith("train"))]
+            raise DataError(f"{folder}: missing {stem}[.gz] (need {', '.join(needed)}; IDX files, not images).")
         arrays[part] = read_idx(found[0])
         # Both (`gunzip -k` keeps the .gz): the same data is fine; two different sets would be a silent choice.
         if len(found) == 2 and not np.array_equal(arrays[part], read_idx(found[1])):

@@ -24,11 +24,8 @@ class Ensemble(nn.Module):
         if len(members) < 2:
             raise ModelError("an ensemble needs at least two models.")
         first = members[0]
-        for m in members[1:]:
-            same = (m.classes, m.mean, m.std, m.in_channels, tuple(m.input_size))
-            if same != (first.classes, first.mean, first.std, first.in_channels, tuple(first.input_size)):
-                raise ModelError("ensemble members must share classes, input size and normalisation "
-                                 "(train them on the same data set).")
+        if problem := disagreement(first, members):
+            raise ModelError(f"{problem}.")
         self.members = nn.ModuleList(members)
         self.num_classes, self.in_channels, self.input_size = first.num_classes, first.in_channels, first.input_size
         self.classes, self.mean, self.std = list(first.classes), first.mean, first.std
@@ -60,6 +57,29 @@ class Ensemble(nn.Module):
              **({"typicality": m.typicality} if m.typicality else {})}
             for m in self.members
         ]
+
+
+def disagreement(model: Network | Ensemble, members: list[Network]) -> str | None:
+    """Which member does not take its input as `model` does (classes, input size, normalisation), and how; None when
+    all do. The ensemble feeds every member with its own normalisation: a member's would be ignored."""
+    def settings(m: Network | Ensemble) -> dict[str, object]:
+        return {"classes": list(m.classes), "input size": (m.in_channels, *m.input_size),
+                "normalisation (mean, std)": (m.mean, m.std)}
+
+    wanted = settings(model)
+    for i, member in enumerate(members):
+        for name, value in settings(member).items():
+            if value != wanted[name]:
+                return (f"ensemble members must share classes, input size and normalisation: member {i + 1} "
+                        f"({member.arch}) has {name} {_short(value)}, not {_short(wanted[name])} (models trained on "
+                        "other data, or on a part of it, differ so)")
+    return None
+
+
+def _short(value: object) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, float) for v in value):
+        return "(" + ", ".join(f"{v:.6g}" for v in value) + ")"
+    return f"{value!r:.80}"
 
 
 def _members(members: Iterable[Network]) -> list[Network]:
