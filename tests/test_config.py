@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from convnet.config import TrainConfig
-from convnet.errors import ConfigError
+from convnet.errors import ConfigError, ModelError
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ from convnet.errors import ConfigError
     ],
 )
 def test_bad_options_are_refused(options, words):
-    with pytest.raises((ConfigError, Exception), match=words):
+    with pytest.raises(ModelError if "model" in options else ConfigError, match=words):  # not just any error
         TrainConfig.from_dict(options).resolved()
 
 

@@ -1,5 +1,6 @@
 import errno
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -495,6 +496,30 @@ def test_an_empty_train_split_is_refused_before_any_numpy_warning(tiny_arrays):
         warnings.simplefilter("error")
         with pytest.raises(DataError, match="the train split of tiny holds no images"):
             ds.normalization()
+
+
+def test_a_download_that_is_not_the_standard_file_is_refused(monkeypatch):
+    """A mirror's IDX file that parses but is not MNIST's (tampered, or another data set) is refused by its SHA-256;
+    the standard ones are taken."""
+    served = {name: gzip.compress(encode_idx(np.full((2, 2), i, np.uint8)))
+              for i, name in enumerate(mnist.FILES.values())}
+    monkeypatch.setattr(mnist, "SHA256", {part: hashlib.sha256(gzip.decompress(served[name])).hexdigest()
+                                          for part, name in mnist.FILES.items()})
+    monkeypatch.setattr(mnist.urllib.request, "urlopen",
+                        lambda url, timeout: io.BytesIO(served[url.removeprefix("https://mirror/").removesuffix(".gz")]))
+    assert mnist.from_mirror("https://mirror/")["test_y"].tolist() == [[3, 3], [3, 3]]
+    served["t10k-labels-idx1-ubyte"] = gzip.compress(encode_idx(np.full((2, 2), 4, np.uint8)))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: SHA-256 mismatch, refusing the download"):
+        mnist.from_mirror("https://mirror/")
+
+
+def test_fetch_force_fetches_a_sound_cache_again(tiny_arrays, monkeypatch):
+    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
+    path = data.fetch("mnist", log=lambda m: None)
+    fetched = []
+    monkeypatch.setattr(mnist, "sources", lambda: [("again", lambda: fetched.append(1) or tiny_arrays)])
+    assert data.fetch("mnist", force=True, log=lambda m: None) == path and fetched == [1]
+    assert data.load_dataset("mnist").source == "again"
 
 
 @pytest.mark.parametrize("failure", ["corrupt gzip", "dropped connection", "a gzip bomb"])

@@ -65,7 +65,7 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch, native):
     assert not native_bf16(torch.device("cuda", 0)) and len(current) == 1
 
 
-def test_training_on_the_cpu_keeps_freed_memory_on_linux(monkeypatch):
+def test_keep_freed_memory_sets_glibc_s_thresholds_on_linux_only(monkeypatch):
     calls = []
 
     class FakeLibc:
@@ -138,6 +138,8 @@ def test_a_gpu_index_past_the_last_gpu_is_a_clear_error(monkeypatch):
     assert device.resolve_device("cuda:0") == torch.device("cuda", 0)
     with pytest.raises(ConfigError, match="--device cuda:7: there is no such GPU here; PyTorch sees 1"):
         device.resolve_device("cuda:7")
+    with pytest.raises(ConfigError, match="unknown device 'cuda:x'; .* with an index such as cuda:1"):
+        device.resolve_device("cuda:x")  # torch.device's own refusal, put in words
 
 
 @pytest.mark.parametrize("name, words", [("", "the device is empty"), ("auto:1", "auto takes no index"),

@@ -159,6 +159,7 @@ def test_touching_pair_is_split(pair: str) -> None:
         number, boxes, alone = compose([(pair[0], 200, 100, 0, 20), (pair[1], 200, 100, -overlap, 20)])
         if len(connected_components(number)) == 1:
             break
+    assert len(connected_components(number)) == 1, "the digits never touched"
     assert_segmented(segment_digits(number), boxes, alone, min_iou=0.7)
 
 

@@ -81,6 +81,73 @@ def test_fit_calibrates_on_the_held_out_split(tiny_dir):
     assert unheld.temperature == 1.0
 
 
+@pytest.mark.parametrize("name, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                        ("adamw", torch.optim.AdamW)])
+def test_the_optimizer_asked_for_is_the_one_made(name, kind):
+    cfg = TrainConfig(model="fast", optimizer=name, lr=0.03, weight_decay=1e-4).resolved()
+    opt = make_optimizer(create_model("fast"), cfg)
+    group = opt.param_groups[0]
+    assert type(opt) is kind and (group["lr"], group["weight_decay"]) == (0.03, 1e-4)
+    assert name != "sgd" or (group["momentum"], group["nesterov"]) == (0.9, True)
+
+
+def test_the_one_cycle_schedule_warms_up_to_the_learning_rate_and_anneals_to_almost_nothing():
+    from convnet.train import make_schedule
+
+    cfg = TrainConfig(model="fast", schedule="onecycle", lr=0.04).resolved()
+    opt = make_optimizer(create_model("fast"), cfg)
+    sched, lrs = make_schedule(opt, cfg, total_steps=100), []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(100), key=lrs.__getitem__)
+    assert lrs[0] < 0.04 / 10 and 20 <= peak <= 30 and lrs[peak] == pytest.approx(0.04) and lrs[-1] < 0.04 / 1000
+    assert make_schedule(opt, dataclasses.replace(cfg, schedule="constant"), 100) is None
+
+
+def test_each_epoch_sees_the_images_in_a_new_order_with_the_recipe_s_smoothing_and_borders(tiny_dir, monkeypatch):
+    """What each step trains on: every image of the shard once an epoch, in an order of its own each epoch (the same
+    for the same seed), the labels smoothed as asked, and augmented borders filled with the normalised black."""
+    train_module = import_module("convnet.train")
+    steps, smoothing, backgrounds = [], [], []
+    real_loss, real_augment = F.cross_entropy, train_module.augment_batch
+
+    def loss(out, y, **kwargs):
+        steps.append(y.tolist())
+        smoothing.append(kwargs.get("label_smoothing"))
+        return real_loss(out, y, **kwargs)
+
+    def augment(x, background, **kwargs):
+        backgrounds.append(background)
+        return real_augment(x, background, **kwargs)
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", loss)
+    monkeypatch.setattr(train_module, "augment_batch", augment)
+    data = load_dataset("mnist", tiny_dir)
+    orders = []
+    for _ in range(2):
+        steps.clear()
+        model = create_model("fast")
+        fit(model, data, epochs=2, batch_size=50, val_split=0.0, augment=True, label_smoothing=0.15, seed=3,
+            log=lambda m: None)
+        per_epoch = len(data.train_y) // 50
+        orders.append([sum(steps[:per_epoch], []), sum(steps[per_epoch : 2 * per_epoch], [])])
+    first, second = orders[0]
+    assert sorted(first) == sorted(second) == sorted(data.train_y.tolist()) and first != second
+    assert orders[0] == orders[1]  # the same seed, the same orders
+    assert set(smoothing[: 2 * per_epoch]) == {0.15}
+    assert backgrounds and all(b == pytest.approx(-model.mean / model.std) for b in backgrounds)
+
+
+def test_training_on_the_cpu_keeps_freed_memory(tiny_dir, monkeypatch):
+    """glibc would hand each step's freed batch back to the system and fault it in again (device.keep_freed_memory)."""
+    kept = []
+    monkeypatch.setattr(import_module("convnet.train"), "keep_freed_memory", lambda: kept.append(1))
+    fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=64, device="cpu", log=None)
+    assert kept == [1]
+
+
 def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypatch):
     train_module = import_module("convnet.train")
     made = train_module.make_optimizer
@@ -413,13 +480,6 @@ def test_a_run_of_four_steps_trains(tiny_dir):
     # PyTorch's one-cycle schedule divides by zero for four steps; so short a run keeps its learning rate.
     history = fit(create_model("fast"), load_dataset("mnist", tiny_dir), epochs=1, batch_size=135, log=lambda m: None)
     assert len(history.epochs) == 1
-
-
-def test_a_malformed_device_index_is_a_clear_error():
-    from convnet.device import resolve_device
-
-    with pytest.raises(ConfigError, match="device 'cpu:x': cpu takes no index"):
-        resolve_device("cpu:x")
 
 
 @pytest.mark.parametrize("seed", [0, 2**32 - 1])

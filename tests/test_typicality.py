@@ -245,8 +245,10 @@ def test_a_card_that_claims_a_typicality_its_weights_lack_is_refused(tiny_models
     checkpoint.save_model(plain, tmp_path / "plain")
     plain_card = json.loads((tmp_path / "plain" / "model.json").read_text())
     (tmp_path / "plain" / "model.json").write_text(json.dumps({**plain_card, "typicality": card["typicality"]}))
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="typical_centres is missing; typical_whiten is missing"):
         checkpoint.load_model(tmp_path / "plain")
+    checkpoint.save_model(model, tmp_path / "m", overwrite=True)
+    assert checkpoint.load_model(tmp_path / "m").typicality == model.typicality  # where it is, it loads
 
 
 @pytest.mark.skipif(FONT is None, reason="needs the DejaVu fonts")
