@@ -38,7 +38,9 @@ class Parser(argparse.ArgumentParser):
     argv: list[str] = []  # the line being parsed, to tell an option's value from a mistyped command
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        # No abbreviations: `--epoch` would be taken for --epochs without a word, and would change meaning (or stop
+        # working) once another option began the same way; a typo gets its suggestion instead.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
         # argparse takes "-1e-3" for an option ("expected one argument"), as its pattern of negative numbers has no
         # exponent: with one, `--lr -1e-3` reaches the check that says what is wrong with it.
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -114,7 +116,9 @@ def _suggestion(message: str, own_options: list[str]) -> str:
             return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
     else:
         return ""
-    close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.6)
+    # The start of one option's name (`--min`) is that option; argparse's abbreviations are off (Parser)
+    close = [c for c in choices if c.startswith(bad)] if bad.startswith("--") else []
+    close = close if len(close) == 1 else difflib.get_close_matches(bad, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
