@@ -207,6 +207,8 @@ def main() -> None:
         if taken := [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]:
             parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder")
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
+    if args.cuda_graphs and not args.device.startswith("cuda"):  # refused by the first member's training otherwise
+        parser.error(f"--cuda-graphs records steps on a CUDA GPU; add --device cuda (the device is {args.device})")
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {cpu_info('model name') or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {args.device}, precision auto = {_precision('auto', args.device)}",

@@ -31,6 +31,8 @@ def test_help(name, tmp_path):
     ("gpu.py", ["--repeats", "0"], "--repeats: must be at least 1"),
     ("speed.py", ["--repeats", "-2"], "--repeats: must be at least 1"),
     ("speed.py", ["--first-seed", "-1", "--ensemble", "fast", "fast"], "--first-seed must be 0 to 4,294,967,293"),
+    ("speed.py", ["--cuda-graphs", "--ensemble", "fast", "fast"], "--cuda-graphs records steps on a CUDA GPU; add "
+                                                                   "--device cuda (the device is cpu)"),
     ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
     ("read_numbers.py", ["--underline", "-1"], "--underline: must be between 0 and 1"),
     ("read_numbers.py", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
