@@ -1080,3 +1080,13 @@ def test_a_sheet_in_strong_perspective_is_a_quadrilateral_at_every_angle() -> No
         canvas = Image.new("L", (700, 700))
         ImageDraw.Draw(canvas).polygon([tuple(c) for c in corners], fill=255)
         assert corner_share(convex_hull(np.asarray(canvas) > 0)) > 0.97, degrees
+
+
+@pytest.mark.parametrize("size, width", [(112, 1), (200, 2), (300, 1), (500, 2)])
+def test_a_thin_frame_along_the_image_s_edges_is_not_part_of_the_digit(size: int, width: int) -> None:
+    """A table's cell or a canvas exported with its border: the frame darkened the whole outer ring of the small copy
+    the paper is fitted on, which then passed for the paper, and the digit for noise ("no ink found")."""
+    ink = np.asarray(Image.fromarray(to_u8(np.pad(draw_digit("7", 200, 8), 10))).resize((size, size)), np.float32)
+    framed = ink / 255
+    framed[:width] = framed[-width:] = framed[:, :width] = framed[:, -width:] = 1
+    assert_mnist_like(to_mnist(1 - framed), to_mnist(1 - ink / 255), 0.95)

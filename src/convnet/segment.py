@@ -20,6 +20,7 @@ from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underline
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
 PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
+RULE_DOUBT = 0.001  # a rule that may be a digit's stroke stays unless the digits are this much more convincing without
 MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
 
 
@@ -97,7 +98,7 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
         # A rule under the digits, or the touching bases of two 2s, or a 2's base drawn apart: the reading whose
         # digits are the more convincing on average wins (the least convincing one would favour one wide digit).
         kept = _cut(ink, score, components)
-        if _mean_confidence(kept, score) > _mean_confidence(pieces, score):
+        if _mean_confidence(kept, score) > _mean_confidence(pieces, score) - RULE_DOUBT:
             pieces = kept
     shape = size or gray.shape[:2]
     scale = np.array(shape) / ink.shape

@@ -22,9 +22,12 @@ BLOB_FAINT = 0.3  # its fainter ink too, down to this, fills its hull (a filled 
 BLOB_EVEN = 0.5  # and half of that ink is within 10 % of the brightest: evenly dark, not a blurred bold digit
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
+BAND_LONG = 2.0  # (along it: this many times as long as it is deep)
 BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thick are cut off a band to find it
 FRAME_CONTENT = 0.3  # a ring whose hole holds other ink this share of the hole's height frames it,
 FRAME_MASS = 0.1  # when that ink weighs this share of the ring at least (a digit in a circle: half of it; a 1: a fifth)
+FRAME_STEP = 0.05  # a side's outer row of an image shrunk to find its paper, this much darker or lighter than the
+FRAME_SHRUNK = 2.0  # rows inside it, is a frame's where the image was shrunk to at most 1 / this of its pixels
 BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a band against from this share of the side,
 BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
 
@@ -57,9 +60,10 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
 def _without_bands(ink: np.ndarray) -> np.ndarray:
     """The ink less the bands along the image's edge: the desk beside the page, a shadow, a finger. Each touches the
     edge, fills its convex hull and is thicker than the strokes of the other ink: several times as thick, or twice as
-    thick when it runs along a whole side, end to end. A digit's strokes are not (a 1 drawn as a bar is as thick as
-    its flag or the digits beside it). Nothing goes when no other ink is left: a marker's bar alone is a 1. The lines
-    of ruled paper that ran into a band, and so were no lines across the page, go with it."""
+    thick when it runs along a whole side, end to end, and is twice as long as it is deep. A digit's strokes are not
+    (a 1 drawn as a bar is as thick as its flag or the digits beside it). Nothing goes when no other ink is left: a
+    marker's bar alone is a 1. The lines of ruled paper that ran into a band, and so were no lines across the page,
+    go with it."""
     if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
         return ink  # the usual case, and no labelling needed
     # Bands are sought with thin lines cut off (an opening): a notebook's lines join a band into one piece, no band.
@@ -69,7 +73,10 @@ def _without_bands(ink: np.ndarray) -> np.ndarray:
     components = connected_components(opened)
     (height, width), (x0, y0, x1, y1) = ink.shape, components.boxes.T
     across, down = (x0 == 0) | (x1 == width), (y0 == 0) | (y1 == height)  # on the left or right, top or bottom side
-    whole = (across & (y0 == 0) & (y1 == height)) | (down & (x0 == 0) & (x1 == width))  # along a side, end to end
+    # Along a side, end to end, and at least BAND_LONG times as long as it is deep: a bold digit of a tightly cropped
+    # number touches three sides too, but is no longer than it is wide.
+    whole = ((across & (y0 == 0) & (y1 == height) & (height >= BAND_LONG * (x1 - x0)))
+             | (down & (x0 == 0) & (x1 == width) & (width >= BAND_LONG * (y1 - y0))))
     need = np.zeros(len(components))  # how much thicker than the rest's strokes each band must be
     for k in np.nonzero(across | down)[0]:
         if _fills_hull(components.labels[y0[k]:y1[k], x0[k]:x1[k]] == k + 1):
@@ -237,9 +244,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
     basis, values = basis.reshape(-1, terms), small.ravel()
-    border = np.zeros(small.shape, bool)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    inliers = _paper_border(basis, values, border.ravel())
+    inliers = _paper_border(basis, values, _border(small, gray.size / small.size).ravel())
     for _ in range(3):
         if inliers.sum() < 12:
             return np.full(gray.shape, np.median(small), np.float32)
@@ -252,6 +257,24 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
     y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
     return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
+
+
+def _border(small: np.ndarray, shrunk: float) -> np.ndarray:
+    """The border of the small copy (`shrunk` times fewer pixels than the image), to find the paper on: on each side,
+    its outer row or column of pixels, or the two inside it when the outer one stands apart from them and from the
+    image as a whole. A thin frame or line along the image's edges (a table's cell, a form's field, a canvas's
+    border) darkens the outer ring of a shrunk copy alike, which would then pass for the paper. Not in images that
+    were not shrunk by FRAME_SHRUNK at least: there a line is as dark in the copy as in the image, and the rows
+    inside are as much the digit's or the squared paper's as the paper's."""
+    border = np.zeros(small.shape, bool)
+    whole = float(np.median(small))
+    sides = [(np.s_[0, :], np.s_[1:3, :]), (np.s_[-1, :], np.s_[-3:-1, :]),  # top, bottom,
+             (np.s_[:, 0], np.s_[:, 1:3]), (np.s_[:, -1], np.s_[:, -3:-1])]  # left, right
+    for outer, inner in sides:
+        edge, within = float(np.median(small[outer])), float(np.median(small[inner]))
+        framed = shrunk >= FRAME_SHRUNK and abs(edge - within) > FRAME_STEP and abs(within - whole) < abs(edge - whole)
+        border[inner if framed else outer] = True
+    return border
 
 
 def _paper_border(basis: np.ndarray, values: np.ndarray, border: np.ndarray) -> np.ndarray:

@@ -43,10 +43,14 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     row_ok = _past(row_boxes[:, [0, 2]], x0, x1, RULING_MARGIN * width)
     col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
     if not (row_ok.all() and col_ok.all()):
-        # A digit at the page's edge stops the lines there from going on past it; a printed grid goes all the same.
+        # A digit at the page's edge stops the lines there from going on past it; a printed grid goes all the same,
+        # and so does a frame around the digit (a table's cell, a form's field, a canvas's border).
         stroke = stroke_width(np.where((rows > 0) | (cols > 0), 0, ink))
         row_ok |= _grid(row_boxes, rows, ink, stroke)
         col_ok |= _grid(col_boxes, cols.T, ink.T, stroke)
+        frame_rows, frame_cols = _frame(row_boxes, col_boxes, (x0, y0, x1, y1), ink.shape)
+        row_ok |= frame_rows
+        col_ok |= frame_cols
     if row_ok.sum() + col_ok.sum() == 1:
         # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
         # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1), and
@@ -290,6 +294,21 @@ def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) 
     if np.count_nonzero(on) >= GRID_LINES:
         grid[candidates[on]] = True
     return grid
+
+
+def _frame(row_boxes: np.ndarray, col_boxes: np.ndarray, digit: tuple[int, int, int, int], shape: tuple[int, int]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Which horizontal and vertical lines (boxes as `_rulings` gives them, the vertical ones transposed) frame the
+    digit's box: lines on all four sides of it, or along three of the image's sides (a digit touching the fourth
+    line joins it, which is then no line across the image). No digit draws lines on three sides of itself."""
+    x0, y0, x1, y1 = digit
+    height, width = shape
+    sides = [(row_boxes[:, 3] <= y0, row_boxes[:, 1] == 0), (row_boxes[:, 1] >= y1, row_boxes[:, 3] == height),
+             (col_boxes[:, 3] <= x0, col_boxes[:, 1] == 0), (col_boxes[:, 1] >= x1, col_boxes[:, 3] == width)]
+    framed = all(beside.any() for beside, _ in sides) or sum(bool((beside & edge).any()) for beside, edge in sides) >= 3
+    if not framed:
+        return np.zeros(len(row_boxes), bool), np.zeros(len(col_boxes), bool)
+    return sides[0][0] | sides[1][0], sides[2][0] | sides[3][0]
 
 
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
