@@ -190,12 +190,15 @@ def test_tampered_cache_is_refused(tiny_arrays, monkeypatch):
         data.load_dataset("mnist")
 
 
-def test_fetch_keeps_a_sound_cache_and_replaces_a_damaged_one(tiny_arrays, monkeypatch):
+def test_fetch_keeps_a_sound_cache_unless_forced_and_replaces_a_damaged_one(tiny_arrays, monkeypatch):
     _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
     path = data.fetch("mnist", log=lambda m: None)
     fetched = []
-    monkeypatch.setattr(mnist, "sources", lambda: [("offline", lambda: fetched.append(1) or tiny_arrays)])
+    monkeypatch.setattr(mnist, "sources", lambda: [("again", lambda: fetched.append(1) or tiny_arrays)])
     assert data.fetch("mnist", log=lambda m: None) == path and fetched == []
+    assert data.fetch("mnist", force=True, log=lambda m: None) == path and fetched == [1]
+    assert data.load_dataset("mnist").source == "again"
+    fetched.clear()
     np.savez(path, **dict(tiny_arrays, test_y=(tiny_arrays["test_y"] + 1) % 10))
     said = []
     data.fetch("mnist", log=said.append)
@@ -511,15 +514,6 @@ def test_a_download_that_is_not_the_standard_file_is_refused(monkeypatch):
     served["t10k-labels-idx1-ubyte"] = gzip.compress(encode_idx(np.full((2, 2), 4, np.uint8)))
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: SHA-256 mismatch, refusing the download"):
         mnist.from_mirror("https://mirror/")
-
-
-def test_fetch_force_fetches_a_sound_cache_again(tiny_arrays, monkeypatch):
-    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
-    path = data.fetch("mnist", log=lambda m: None)
-    fetched = []
-    monkeypatch.setattr(mnist, "sources", lambda: [("again", lambda: fetched.append(1) or tiny_arrays)])
-    assert data.fetch("mnist", force=True, log=lambda m: None) == path and fetched == [1]
-    assert data.load_dataset("mnist").source == "again"
 
 
 @pytest.mark.parametrize("failure", ["corrupt gzip", "dropped connection", "a gzip bomb"])
