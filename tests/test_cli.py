@@ -175,6 +175,7 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["trian"], 2, "did you mean 'train'"),
         (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
         (["train", "--epoch", "1"], 2, "unrecognized arguments: --epoch 1 (did you mean '--epochs'?)"),  # no prefixes
+        (["--vers"], 2, "the following arguments are required: COMMAND (did you mean '--version'?)"),
         (["predict", "--min", "0", "x.png"], 2, "unrecognized arguments: --min (did you mean '--min-confidence'?)"),
         (["models", "--model", "fast"], 2, "'--model' belongs to other commands"),
         (["data", "--force", "fetch"], 2, "convnet data fetch: error: unrecognized arguments: --force ('--force' "

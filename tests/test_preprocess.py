@@ -1090,3 +1090,13 @@ def test_a_thin_frame_along_the_image_s_edges_is_not_part_of_the_digit(size: int
     framed = ink / 255
     framed[:width] = framed[-width:] = framed[:, :width] = framed[:, -width:] = 1
     assert_mnist_like(to_mnist(1 - framed), to_mnist(1 - ink / 255), 0.95)
+
+
+@pytest.mark.parametrize("shape", [(1, 50), (2, 5000), (50, 1)])
+def test_a_strip_one_or_two_pixels_deep_is_blank_without_a_warning(shape: tuple[int, int]) -> None:
+    """The rows inside a side of the small copy are empty there: their median warned on standard error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NoInkError):
+            to_mnist(np.ones(shape, np.float32))
+

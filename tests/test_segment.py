@@ -15,7 +15,7 @@ from convnet.segment import (
 )
 
 # Shared digit drawing helpers (tests/ is on sys.path under pytest's default import mode).
-from test_preprocess import correlation, draw_strokes, notebook, reference, to_u8
+from test_preprocess import correlation, draw_digit, draw_strokes, notebook, reference, to_u8
 
 Layout = list[tuple[str, int, int, int, float]]  # digit, height, top, gap before, stroke
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
@@ -430,6 +430,13 @@ def test_a_scorer_can_keep_a_touching_rule_but_not_a_loose_one() -> None:
     assert len(segment_digits(loose, score=score)) == 2
 
 
+def _drawn(digit: str, height: int, stroke: float) -> np.ndarray:
+    """A digit drawn white on black, cropped to its ink."""
+    ink = np.asarray(draw_digit(digit, height, stroke), np.float32)
+    rows, cols = np.nonzero(ink > 0.5)
+    return ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
 def _two_with_a_long_base() -> np.ndarray:
     image = Image.new("L", (320, 260), 0)
     draw = ImageDraw.Draw(image)
@@ -478,3 +485,27 @@ def test_a_bold_digit_at_the_edge_of_a_tight_crop_is_no_band() -> None:
     tight = np.maximum(number[:, : boxes[-1][2]], np.asarray(zero, np.float32) / 255)
     found = segment_digits(1 - tight)
     assert len(found) == 3 and found[0].x0 == 0 and found[0].x1 >= 200
+
+
+def test_a_bar_just_inside_the_image_s_edge_is_not_taken_for_the_paper() -> None:
+    """A 1 drawn as a bar two pixels inside the edge of a tightly cropped "10": the shrunk copy's outer column is
+    paper, the two inside it the bar, even and apart from it as paper beside a frame is. Taken for the paper, they
+    left the image's ink muddled ("no ink found", or four digits); paper is what most of the image is."""
+    zero = _drawn("0", 120, 16)
+    for width in (12, 18, 24):
+        bar = np.zeros((zero.shape[0], width + 20), np.float32)
+        bar[:, 2 : 2 + width] = 1
+        ink = np.concatenate([bar, zero], axis=1)
+        assert [len(segment_digits(1 - ink)), len(segment_digits(ink))] == [2, 2], width
+
+
+def test_the_upright_1s_of_a_tightly_cropped_number_on_a_rule_are_no_frame() -> None:
+    """Two 1s drawn as thin bars at the image's sides and a rule along its bottom edge pass for lines on three sides
+    of the digit between them; erased as a frame, "171" read as 7. A frame's lines are hairlines, under 3 % of the
+    image's side."""
+    seven = _drawn("7", 50, 8)
+    ink = np.zeros((60, seven.shape[1] + 24), np.float32)
+    ink[: seven.shape[0], 12 : 12 + seven.shape[1]] = seven
+    ink[:, 1:4] = ink[:, -4:-1] = 1
+    ink[-2:] = 1
+    assert len(segment_digits(1 - ink)) == 3

@@ -59,7 +59,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if not _speaks():  # under torchrun every process parses the same line; one says so
             self.exit(2)
-        hint = _suggestion(message, [o for o in self._option_string_actions if o.startswith("--") and o != "--help"])
+        own = [o for o in self._option_string_actions if o.startswith("--") and o != "--help"]
+        hint = _suggestion(message, own)
+        if not hint and "arguments are required" in message:  # `convnet --vers`: the unknown option is the mistake
+            unknown = [a for a in Parser.argv if a.startswith("--") and a.split("=")[0] not in Parser.known_words]
+            hint = _suggestion(f"unrecognized arguments: {unknown[0]}", own) if unknown else ""
         if "unrecognized arguments: --model" in message and any(a.dest in ("model", "models") for a in self._actions):
             hint = f" (give the model as the first argument: {self.prog} MODEL)"  # as evaluate and ensemble take it
         self.print_usage(sys.stderr)

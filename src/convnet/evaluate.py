@@ -215,7 +215,7 @@ def format_report(result: EvalResult) -> str:
             f"), {result.unlike_wrong} of them misclassified; predict and read withhold their answers"]),
         "",
     ]
-    name = max(8, *map(len, result.classes))  # columns as wide as the longest class name
+    name = max([8, *map(len, result.classes)])  # columns as wide as the longest class name
     lines.append(f"{'class':>{name}} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}")
     for i, c in enumerate(result.classes):
         lines.append(f"{c:>{name}} {pc['precision'][i]:>10.4f} {pc['recall'][i]:>8.4f} {pc['f1'][i]:>8.4f} "

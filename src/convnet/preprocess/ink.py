@@ -27,7 +27,8 @@ BAND_CUT = 0.01  # lines about twice this share of the image's shorter side thic
 FRAME_CONTENT = 0.3  # a ring whose hole holds other ink this share of the hole's height frames it,
 FRAME_MASS = 0.1  # when that ink weighs this share of the ring at least (a digit in a circle: half of it; a 1: a fifth)
 FRAME_STEP = 0.05  # a side's outer row of an image shrunk to find its paper, this much darker or lighter than the
-FRAME_SHRUNK = 2.0  # rows inside it, is a frame's where the image was shrunk to at most 1 / this of its pixels
+FRAME_SPAN = 0.9  # rows inside it along this share of its length, where those are even to within half of that,
+FRAME_SHRUNK = 2.0  # is a frame's where the image was shrunk to at most 1 / this of its pixels
 BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a band against from this share of the side,
 BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
 
@@ -261,20 +262,32 @@ def _paper(gray: np.ndarray) -> np.ndarray:
 
 def _border(small: np.ndarray, shrunk: float) -> np.ndarray:
     """The border of the small copy (`shrunk` times fewer pixels than the image), to find the paper on: on each side,
-    its outer row or column of pixels, or the two inside it when the outer one stands apart from them and from the
-    image as a whole. A thin frame or line along the image's edges (a table's cell, a form's field, a canvas's
-    border) darkens the outer ring of a shrunk copy alike, which would then pass for the paper. Not in images that
+    its outer row or column of pixels, or the two inside it where those are even, nearer the image's median, and the
+    outer one is a line apart from them along FRAME_SPAN of its length. A thin frame or line along the image's edges
+    (a table's cell, a form's field, a canvas's border) darkens the outer ring of a shrunk copy alike, which would
+    then pass for the paper; a digit that reaches the edge is no such even line beside even rows. Not in images that
     were not shrunk by FRAME_SHRUNK at least: there a line is as dark in the copy as in the image, and the rows
     inside are as much the digit's or the squared paper's as the paper's."""
     border = np.zeros(small.shape, bool)
-    whole = float(np.median(small))
     sides = [(np.s_[0, :], np.s_[1:3, :]), (np.s_[-1, :], np.s_[-3:-1, :]),  # top, bottom,
              (np.s_[:, 0], np.s_[:, 1:3]), (np.s_[:, -1], np.s_[:, -3:-1])]  # left, right
+    whole = float(np.median(small))
     for outer, inner in sides:
-        edge, within = float(np.median(small[outer])), float(np.median(small[inner]))
-        framed = shrunk >= FRAME_SHRUNK and abs(edge - within) > FRAME_STEP and abs(within - whole) < abs(edge - whole)
+        framed = shrunk >= FRAME_SHRUNK and _framed(small[outer], small[inner], whole)
         border[inner if framed else outer] = True
     return border
+
+
+def _framed(edge: np.ndarray, within: np.ndarray, whole: float) -> bool:
+    """Whether the outer row `edge` of a side is a line along rows `within` that are even and nearer the image's
+    median `whole` than it is: paper beside a frame, not a 1's bar just inside the edge."""
+    if not within.size:  # a copy one or two pixels deep
+        return False
+    paper = float(np.median(within))
+    even = np.mean(np.abs(within - paper) <= FRAME_STEP / 2) >= FRAME_SPAN
+    step = edge - paper
+    line = np.mean(step > FRAME_STEP) >= FRAME_SPAN or np.mean(step < -FRAME_STEP) >= FRAME_SPAN
+    return bool(even and line and abs(paper - whole) < abs(float(np.median(edge)) - whole))
 
 
 def _paper_border(basis: np.ndarray, values: np.ndarray, border: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ RULING_INNER_DIGIT = 0.15  # any other (it might be a tightly cropped 1) beside 
 RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 4 is twice as long as the rest)
 RULING_THROUGH = 0.5  # a thin one may cross the digit, going on past it both ways by this share of its length,
 RULING_INSIDE = 0.1  # ...and this share of its width inside it
+FRAME_THIN = 0.03  # a frame's lines are thinner than half the strokes and than this share of the image's shorter side
 GRID_LINES = 3  # lines of a printed grid go even where a digit at the page's edge stops them going past it: as many,
 GRID_SPAN = 0.95  # across this share of the image,
 GRID_EVEN = 0.15  # evenly spaced to within this share of their spacing
@@ -48,7 +49,9 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         stroke = stroke_width(np.where((rows > 0) | (cols > 0), 0, ink))
         row_ok |= _grid(row_boxes, rows, ink, stroke)
         col_ok |= _grid(col_boxes, cols.T, ink.T, stroke)
-        frame_rows, frame_cols = _frame(row_boxes, col_boxes, (x0, y0, x1, y1), ink.shape)
+        hairline = min(RULING_THIN_STROKE * stroke, FRAME_THIN * min(ink.shape))
+        thin = [_thickness(lines, boxes, ink) <= hairline for lines, boxes in ((rows, row_boxes), (cols, col_boxes))]
+        frame_rows, frame_cols = _frame(row_boxes, col_boxes, thin, (x0, y0, x1, y1), ink.shape)
         row_ok |= frame_rows
         col_ok |= frame_cols
     if row_ok.sum() + col_ok.sum() == 1:
@@ -296,15 +299,26 @@ def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) 
     return grid
 
 
-def _frame(row_boxes: np.ndarray, col_boxes: np.ndarray, digit: tuple[int, int, int, int], shape: tuple[int, int]
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Which horizontal and vertical lines (boxes as `_rulings` gives them, the vertical ones transposed) frame the
-    digit's box: lines on all four sides of it, or along three of the image's sides (a digit touching the fourth
-    line joins it, which is then no line across the image). No digit draws lines on three sides of itself."""
+def _thickness(lines: np.ndarray, boxes: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Each line's ink over its length: its thickness, strokes that cross it included."""
+    mass = np.bincount(lines.ravel(), weights=ink.ravel(), minlength=len(boxes) + 1)[1:]
+    return mass / np.maximum(boxes[:, 2] - boxes[:, 0], 1)
+
+
+def _frame(row_boxes: np.ndarray, col_boxes: np.ndarray, thin: list[np.ndarray], digit: tuple[int, int, int, int],
+           shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Which horizontal and vertical lines (boxes as `_rulings` gives them, the vertical ones transposed; `thin`:
+    which of each are hairlines, FRAME_THIN) frame the digit's box: thin lines on all four sides of it, or along
+    three of the image's sides (a digit touching the fourth line joins it, which is then no line across the image).
+    No digit draws hairlines on three sides of itself; the upright 1s of a tightly cropped number, which pass for
+    lines beside what is left, are written with the pen of the other digits."""
     x0, y0, x1, y1 = digit
     height, width = shape
-    sides = [(row_boxes[:, 3] <= y0, row_boxes[:, 1] == 0), (row_boxes[:, 1] >= y1, row_boxes[:, 3] == height),
-             (col_boxes[:, 3] <= x0, col_boxes[:, 1] == 0), (col_boxes[:, 1] >= x1, col_boxes[:, 3] == width)]
+    (thin_rows, thin_cols) = thin
+    sides = [(thin_rows & (row_boxes[:, 3] <= y0), row_boxes[:, 1] == 0),
+             (thin_rows & (row_boxes[:, 1] >= y1), row_boxes[:, 3] == height),
+             (thin_cols & (col_boxes[:, 3] <= x0), col_boxes[:, 1] == 0),
+             (thin_cols & (col_boxes[:, 1] >= x1), col_boxes[:, 3] == width)]
     framed = all(beside.any() for beside, _ in sides) or sum(bool((beside & edge).any()) for beside, edge in sides) >= 3
     if not framed:
         return np.zeros(len(row_boxes), bool), np.zeros(len(col_boxes), bool)
