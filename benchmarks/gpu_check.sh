@@ -68,6 +68,7 @@ step ensemble 200 "$PYTHON" benchmarks/speed.py --device "$DEVICE" --skip-lesson
     --first-seed "$FIRST_SEED" --keep "$OUT/members" --ensemble $MEMBERS
 # The members' folders as one archive in pieces under 16 MB each (what comes back from the machine), even when the
 # step was cut short: `cat members.tgz.* | tar xz` puts them together, and `convnet ensemble` averages them.
+rm -f "$OUT"/members.tgz.*  # pieces of an earlier, larger archive would join this one
 tar czf - -C "$OUT" members 2>/dev/null | split -b 15000000 - "$OUT/members.tgz."
 rm -rf "$OUT/members"
 step gpu-compile 300 "$PYTHON" benchmarks/gpu.py --device "$DEVICE" $QUICK --compile

@@ -31,7 +31,7 @@ import torch
 from convnet.cli import positive_int, report_errors
 from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
-from convnet.device import cpu_info, resolve_device, use_bf16
+from convnet.device import cpu_info, exact_fp32, resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
@@ -70,8 +70,11 @@ def trained(model: str, seed: int, device: str, keep: Path | None = None, **opti
 
 
 def bench_fast(repeats: int, device: str) -> dict:
-    row = median_row("fast, 1 epoch", [trained("fast", s, device)[0] for s in range(repeats)], target=0.99)
-    return row | {"time_to_99": True}  # the row set against Keras' whole 10 epochs
+    runs = [trained("fast", s, device)[0] for s in range(repeats)]
+    # Set against Keras' whole 10 epochs only when most runs reached 99 %: the time of a run that did not is no time
+    # to 99 %.
+    return median_row("fast, 1 epoch", runs, target=0.99) | {
+        "time_to_99": 2 * sum(r["accuracy"] >= 0.99 for r in runs) > len(runs)}
 
 
 def bench_lesson(repeats: int, device: str) -> list[dict]:
@@ -129,12 +132,13 @@ def bench_inference(device: str, repeats: int = 5) -> dict:
     """Images per second of a trained `fast` model (fp32, eval mode) on batched, already normalised tensors."""
     model = run(TrainConfig(model="fast", epochs=1, device=device))[1]
     x = to_tensor(load_dataset("mnist").test_x, model.mean, model.std, next(model.parameters()).device)
-    logits_of(model, x[:2000]).cpu()  # warm-up
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        logits_of(model, x).cpu()  # the answers in host memory: on a GPU the kernels would only be queued otherwise
-        times.append(time.perf_counter() - start)
+    with exact_fp32(x.device):  # fp32 as the row says: not TF32, which a GPU's convolutions take by default
+        logits_of(model, x[:2000]).cpu()  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            logits_of(model, x).cpu()  # the answers in host memory: on a GPU the kernels would only be queued otherwise
+            times.append(time.perf_counter() - start)
     rate = len(x) / statistics.median(times)
     return {"name": f"fast inference, 10,000 test images (fp32, median of {repeats})", "images_per_second": rate}
 
@@ -166,6 +170,8 @@ def table(rows: list[dict], precision: str) -> str:
         notes = r.get("notes", "")
         if r.get("time_to_99"):
             notes += f"; {reference * 10 / r['train_seconds']:.0f}× less time than Keras' 10 epochs"
+        elif "time_to_99" in r:
+            notes += "; most runs did not reach it: no time to 99 %"
         epoch = f"{per_epoch:.2f}" if per_epoch else ""
         lines.append(f"| {r['name']} | {r['accuracy']:.2%} | {r['train_seconds']:.2f} | {epoch} | {ratio} | {notes} |")
     lines.append(f"\nTraining precision where no other is named: {precision} (`--precision auto`).")
