@@ -39,19 +39,21 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
     cols = cols.T
     if not len(row_boxes) + len(col_boxes):
         return ink
-    x0, y0, x1, y1 = _digit_box(np.where((rows > 0) | (cols > 0), 0, ink))
+    unlined = np.where((rows > 0) | (cols > 0), 0, ink)
+    x0, y0, x1, y1 = _digit_box(unlined)
     height, width = ink.shape
     row_ok = _past(row_boxes[:, [0, 2]], x0, x1, RULING_MARGIN * width)
     col_ok = _past(col_boxes[:, [0, 2]], y0, y1, RULING_MARGIN * height)
     if not (row_ok.all() and col_ok.all()):
         # A digit at the page's edge stops the lines there from going on past it; a printed grid goes all the same,
         # and so does a frame around the digit (a table's cell, a form's field, a canvas's border).
-        stroke = stroke_width(np.where((rows > 0) | (cols > 0), 0, ink))
-        row_ok |= _grid(row_boxes, rows, ink, stroke)
-        col_ok |= _grid(col_boxes, cols.T, ink.T, stroke)
+        stroke = stroke_width(unlined)
+        row_thick, col_thick = _thickness(rows, row_boxes, ink), _thickness(cols, col_boxes, ink)
+        row_ok |= _grid(row_boxes, row_thick <= RULING_THIN_STROKE * stroke, width)
+        col_ok |= _grid(col_boxes, col_thick <= RULING_THIN_STROKE * stroke, height)
         hairline = min(RULING_THIN_STROKE * stroke, FRAME_THIN * min(ink.shape))
-        thin = [_thickness(lines, boxes, ink) <= hairline for lines, boxes in ((rows, row_boxes), (cols, col_boxes))]
-        frame_rows, frame_cols = _frame(row_boxes, col_boxes, thin, (x0, y0, x1, y1), ink.shape)
+        frame_rows, frame_cols = _frame(row_boxes, col_boxes, [row_thick <= hairline, col_thick <= hairline],
+                                        (x0, y0, x1, y1), ink.shape)
         row_ok |= frame_rows
         col_ok |= frame_cols
     if row_ok.sum() + col_ok.sum() == 1:
@@ -274,16 +276,14 @@ def _digit_box(rest: np.ndarray) -> tuple[int, int, int, int]:
     return major_box(components, np.ones(len(components), bool))
 
 
-def _grid(boxes: np.ndarray, lines: np.ndarray, ink: np.ndarray, stroke: float) -> np.ndarray:
-    """Which of the horizontal lines numbered in `lines` (boxes as `_rulings` gives them) are a printed grid's: at
-    least GRID_LINES of them across the whole image, each thinner than RULING_THIN_STROKE of the strokes, evenly
-    spaced (a line not found leaves a gap twice as wide). No digit has such bars. A line that a digit's stroke joins
-    is off the spacing (its middle moves towards the stroke) and stays; the others go all the same."""
+def _grid(boxes: np.ndarray, thin: np.ndarray, across: int) -> np.ndarray:
+    """Which of the horizontal lines (boxes as `_rulings` gives them, in an image `across` pixels wide) are a printed
+    grid's: at least GRID_LINES of them across the whole image, each `thin` (thinner than RULING_THIN_STROKE of the
+    strokes), evenly spaced (a line not found leaves a gap twice as wide). No digit has such bars. A line that a
+    digit's stroke joins is off the spacing (its middle moves towards the stroke) and stays; the others go all the
+    same."""
     count = len(boxes)
-    spans = boxes[:, 2] - boxes[:, 0]
-    mass = np.bincount(lines.ravel(), ink.ravel(), minlength=count + 1)[1:]
-    candidates = np.nonzero((spans >= GRID_SPAN * ink.shape[1])
-                            & (mass / np.maximum(spans, 1) <= RULING_THIN_STROKE * stroke))[0]
+    candidates = np.nonzero((boxes[:, 2] - boxes[:, 0] >= GRID_SPAN * across) & thin)[0]
     grid = np.zeros(count, bool)
     if len(candidates) < GRID_LINES:
         return grid
