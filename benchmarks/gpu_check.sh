@@ -27,7 +27,7 @@ DEADLINE=${DEADLINE:-420}
 case $DEADLINE in
     '' | *[!0-9]* | 0?*) echo "DEADLINE must be whole seconds, not '$DEADLINE'" >&2; exit 2 ;;  # 0…: octal to sh
 esac
-export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1  # absolute: tests run in folders of their own
 mkdir -p "$OUT"
 START=$(date +%s)
 

@@ -12,8 +12,13 @@ from convnet.data import mnist
 from convnet.data.cache import convnet_home
 from convnet.data.idx import encode_idx
 
-# The user's cache, read before any test points CONVNET_HOME at its own folder (CONVNET_REAL_HOME, if set, wins).
-USER_HOME = Path(os.environ.get("CONVNET_REAL_HOME") or convnet_home())
+# The user's cache, read before any test points CONVNET_HOME at its own folder (CONVNET_REAL_HOME, if set, wins);
+# absolute, as each test runs in a folder of its own (isolated_home).
+USER_HOME = Path(os.environ.get("CONVNET_REAL_HOME") or convnet_home()).absolute()
+# For the same reason a relative PYTHONPATH (`PYTHONPATH=src` where the package is not installed, as on the GPU
+# machine) is made absolute: else the commands that tests start could not import convnet.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
 
 
 def synthetic_arrays(n_train: int = 600, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
