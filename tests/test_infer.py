@@ -267,6 +267,18 @@ def test_one_array_is_one_image_and_a_stack_is_refused_with_the_way_out(recogniz
     assert recognizer.predict(rgb).label == label_of(DIGITS[0])
 
 
+def test_flattened_images_are_refused_with_the_way_out(recognizer):
+    import torch
+
+    flat = np.random.default_rng(0).integers(0, 256, (3, 784), dtype=np.uint8)  # read as one strip, a confident 1
+    for images, way_out in [(flat, "list(x.reshape(-1, 28, 28))"), (flat.T, "list(x.T.reshape(-1, 28, 28))"),
+                            (flat[:1].T, "x.T.reshape"), (flat[..., None], "x.reshape"),
+                            (torch.from_numpy(flat), "x.reshape")]:
+        result = recognizer.predict(images)
+        assert result.label is None and "flattened 28x28 images" in result.error and way_out in result.error
+    assert recognizer.predict(np.zeros((196, 784), np.uint8)).error is None  # a strip that tall may be a photo
+
+
 def test_recognition_needs_a_28_by_28_gray_model():
     from convnet.models import create_model
 

@@ -811,6 +811,7 @@ def _variants(gray: np.ndarray) -> dict[str, object]:
         "float01": gray.astype(np.float64),
         "float255": gray.astype(np.float32) * 255,
         "bool": gray > 0.5,
+        "uint8 mask": (gray > 0.5).astype(np.uint8),  # 0s and 1s, as (gray > t).astype(np.uint8) makes them
         "HxWx1": u8[..., None],
         "HxWx3": np.repeat(u8[..., None], 3, axis=2),
         "HxWx4": np.dstack([np.zeros_like(u8)] * 3 + [255 - u8]),

@@ -39,6 +39,7 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
 DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs are not
+FLAT = SIZE * SIZE  # the length of a flattened MNIST image
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm", ".pnm", ".ico", ".avif", ".jp2", ".j2k", ".jpf", ".jpx"}
@@ -293,9 +294,23 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def _prepare(source: Source) -> np.ndarray | ImageError:
     try:
+        _refuse_flattened(source)
         return readings(source)
     except ImageError as e:
         return e
+
+
+def _refuse_flattened(source: Source) -> None:
+    """An ImageError for an array of 28x28 images flattened into rows, (N, 784), or columns, which would otherwise be
+    read as one strip-shaped image and answered with confidence: no photo of one digit is 784 pixels by under 196."""
+    shape = tuple(getattr(source, "shape", ()))
+    if len(shape) == 3 and shape[2] == 1:
+        shape = shape[:2]
+    if len(shape) == 2 and FLAT in shape and min(shape) * 4 < FLAT:
+        x = "x" if shape[1] == FLAT else "x.T"
+        raise ImageError(f"an array of shape {shape} holds flattened 28x28 images, one per "
+                         f"{'row' if x == 'x' else 'column'}, not one image: give them as a list, "
+                         f"predict(list({x}.reshape(-1, 28, 28))), or use model.predict({x}) for MNIST's own layout")
 
 
 def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:

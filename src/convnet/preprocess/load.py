@@ -371,7 +371,7 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
 
     16-bit and wider integers are read by value: uint16 arrays often hold 0..255 (a 0..65535 image that low would be
     black throughout, nothing to read either way)."""
-    if array.dtype == np.uint8:
+    if array.dtype == np.uint8 and array.max() > 1:  # 0s and 1s: a mask, as (gray > t).astype(np.uint8) makes
         return array.astype(np.float32) / 255
     if array.dtype.kind not in "biuf":  # bool, integers, floats
         raise ImageError(f"an array of {array.dtype} values is not an image")
