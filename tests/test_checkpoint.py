@@ -41,8 +41,11 @@ def test_all_three_ways_to_name_a_model(tmp_path):
     save_model(_trained_like(), tmp_path / "run")
     for ref in (tmp_path / "run", tmp_path / "run" / "model.safetensors", tmp_path / "run" / "model.json"):
         assert resolve(ref) == (tmp_path / "run" / "model.safetensors", tmp_path / "run" / "model.json")
-    with pytest.raises(ModelError, match="not a run folder, a model file"):
+    with pytest.raises(ModelError, match=r"not a run folder, a model file .* \(shipped: default\)\.$"):
         resolve("no-such-model")
+    with pytest.raises(ModelError, match=re.escape("lesson is an architecture: `convnet train --model lesson` trains "
+                                                   "one, create_model('lesson') builds one untrained.")):
+        resolve("lesson")
 
 
 def test_a_pickle_is_never_loaded(tmp_path):
@@ -100,8 +103,12 @@ def test_ensemble_members_must_match(tmp_path):
     save_model(a, tmp_path / "a")
     save_model(b, tmp_path / "b")
     with pytest.raises(ModelError, match=r"member 2 \(fast\) has normalisation \(mean, std\) \(0.9, 0.3\), not "
-                       r"\(0.2, 0.3\)"):
+                       r"\(0.2, 0.3\) \(models trained on other data"):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ModelError, match=r"normalisation \(mean, std\) \(0, 1\), not \(0.2, 0.3\) \(an untrained "):
+        untrained = create_model("fast")
+        untrained.classes = a.classes
+        Ensemble([a, untrained])
     b.mean, b.classes = a.mean, tuple(a.classes)  # the same names in a tuple are the same classes
     Ensemble([a, b])
     with pytest.raises(ModelError, match="at least two"):

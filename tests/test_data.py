@@ -103,6 +103,10 @@ def test_read_idx_folder(tmp_path, tiny_arrays, gz):
     assert ds.train_x.shape == (600, 28, 28) and ds.test_x.shape == (200, 28, 28)
     assert np.array_equal(ds.train_y, tiny_arrays["train_y"]) and ds.train_y.dtype == np.int64
     assert ds.files_sha256 == mnist.checksums(tiny_arrays)
+    assert repr(ds) == (f"Dataset('mnist': 600 training and 200 test images of 28x28 pixels, 10 classes, from "
+                        f"{tmp_path.resolve() / 'd'})")  # a line, not pages of pixels
+    ds.test_x = None
+    assert repr(ds) == "Dataset('mnist': arrays of shapes (600, 28, 28) and (), not images)"
 
 
 def test_a_folder_is_recorded_as_the_source_by_its_full_path(tmp_path, tiny_arrays):

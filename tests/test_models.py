@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from convnet.errors import ConfigError, ModelError
+from convnet.errors import ConfigError, ImageError, ModelError
 from convnet.infer import fold_batchnorm
 from convnet.models import Ensemble, count_macs, create_model, get_spec, list_models
 
@@ -164,3 +164,44 @@ def test_summary_and_macs_follow_the_model_to_its_dtype_and_device():
     model.summary(print_fn=lines.append)
     assert "Total params: 542,230" in lines[0]
     assert count_macs(model) == count_macs(create_model("lesson"))
+
+
+def _calibrated(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("fast").eval()
+    model.mean, model.std, model.temperature = 0.13, 0.31, 1.7
+    return model
+
+
+def test_predict_normalises_and_calibrates_as_fit_and_evaluate_do():
+    model = _calibrated(0)
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    x = (torch.from_numpy(pixels).float().unsqueeze(1) / 255 - 0.13) / 0.31
+    with torch.no_grad():
+        expected = torch.softmax(model(x) / 1.7, 1).numpy()
+    probs = model.predict(pixels)
+    assert probs.shape == (5, 10) and np.allclose(probs, expected, atol=1e-5)
+    # The same images in every layout taken, as floats in [0, 1] and as a tensor, and one image alone.
+    for same in (pixels / 255, pixels[:, None], pixels[..., None], pixels.reshape(5, 784), torch.from_numpy(pixels)):
+        assert np.allclose(model.predict(same), expected, atol=1e-5)
+    assert np.allclose(model.predict(pixels[2]), expected[2:3], atol=1e-5)
+    assert model.predict(pixels[:0]).shape == (0, 10)
+
+
+def test_an_ensemble_predicts_its_members_average():
+    a, b = _calibrated(1), _calibrated(2)
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    assert np.allclose(Ensemble([a, b]).predict(pixels), (a.predict(pixels) + b.predict(pixels)) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("images, words", [
+    (np.full((2, 28, 28), 200.0), "divide them by 255"),  # pixels 0..255 as floats
+    (np.full((2, 28, 28), -0.4), "predict applies the model's normalisation"),  # normalised already
+    (np.full((2, 28, 28), np.nan), "NaN"),
+    (np.full((2, 28, 28), 300), "integer pixels must be 0..255"),
+    (np.zeros((2, 27, 27)), r"\(N, 28, 28\), \(N, 1, 28, 28\), \(N, 28, 28, 1\) or \(N, 784\), not \(2, 27, 27\)"),
+    (np.full((2, 28, 28), "a"), "not <U1 values"),
+])
+def test_predict_names_the_mistake_in_the_images(images, words):
+    with pytest.raises(ImageError, match=words):
+        _calibrated(0).predict(images)

@@ -48,6 +48,9 @@ def test_fit_learns_the_tiny_set(tiny_dir, precision):
     assert history.epochs[-1]["val_accuracy"] >= 0.9
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
     assert model.mean == data.normalization()[0] and not model.training
+    keras = history.history  # Keras' History.history: each measure's values, epoch by epoch
+    assert keras["loss"] == [row["train_loss"] for row in history.epochs] and "epoch" not in keras
+    assert keras["val_accuracy"] == [row["val_accuracy"] for row in history.epochs]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights in fp32
 
 
@@ -405,6 +408,9 @@ def test_fit_names_what_it_takes(tiny_dir):
         fit(vote, data, log=None)
     with pytest.raises(ConfigError, match=re.escape("not 'mnist'; load it with load_dataset('mnist')")):
         fit(model, "mnist", log=None)
+    # Keras' fit(model, x, y): the data is what is wrong, not the options the labels land in.
+    with pytest.raises(ConfigError, match=re.escape("wrap arrays as convnet.Dataset(name, train_x, train_y")):
+        fit(model, data.train_x, data.train_y)
 
 
 def test_a_huge_learning_rate_is_reported_as_divergence(tiny_dir):

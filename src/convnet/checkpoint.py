@@ -30,7 +30,7 @@ from convnet.data.cache import atomic_write, sha256_bytes
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, ModelError, is_number
 from convnet.interrupt import deferred
-from convnet.models import Ensemble, Network, create_model
+from convnet.models import Ensemble, Network, create_model, list_models
 from convnet.models.ensemble import disagreement
 from convnet.models.registry import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 
@@ -307,9 +307,10 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
         weights, card = path.with_suffix(".safetensors"), path.with_suffix(".json")
     else:
         shipped = ", ".join(shipped_models()) or "none"
-        raise ModelError(
-            f"{ref}: not a run folder, a model file (.safetensors/.json) or a shipped model (shipped: {shipped})."
-        )
+        untrained = (f"; {ref} is an architecture: `convnet train --model {ref}` trains one, create_model({ref!r}) "
+                     "builds one untrained" if str(ref) in list_models() else "")
+        raise ModelError(f"{ref}: not a run folder, a model file (.safetensors/.json) or a shipped model (shipped: "
+                         f"{shipped}){untrained}.")
     for p in (weights, card):
         if not p.is_file():
             # metrics.json or config.json of a run: the model is the folder's model.safetensors and model.json

@@ -158,7 +158,9 @@ def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network,
         made = "create_model or load_model" if Ensemble in kinds else "create_model, or a network from load_model"
         raise ConfigError(f"the model must be one made by {made}, not {_brief(model)}{hint}.")
     if not isinstance(data, Dataset):
-        hint = f"; load it with load_dataset({data!r})" if isinstance(data, str) else ""
+        hint = (f"; load it with load_dataset({data!r})" if isinstance(data, str) else
+                "; wrap arrays as convnet.Dataset(name, train_x, train_y, test_x, test_y)"
+                if isinstance(data, (np.ndarray, tuple, list)) else "")
         raise ConfigError(f"the data must be a Dataset, as load_dataset returns, not {_brief(data)}{hint}.")
 
 

@@ -53,6 +53,14 @@ class History:
     calibration: dict | None = None  # the softmax temperature fitted on the held-out split, when there is one
     ema: dict | None = None  # with --ema: its decay, and the held-out accuracy of the weights and of their average
 
+    @property
+    def history(self) -> dict[str, list]:
+        """Each measure's values, epoch by epoch, as Keras' `History.history` (`loss`, `accuracy`, `val_loss`,
+        `val_accuracy`, ...)."""
+        keras = {"train_loss": "loss", "train_accuracy": "accuracy"}
+        keys = list(dict.fromkeys(k for row in self.epochs for k in row if k != "epoch"))
+        return {keras.get(k, k): [row.get(k) for row in self.epochs] for k in keys}
+
     def to_csv(self) -> str:
         keys = list(dict.fromkeys(k for row in self.epochs for k in row))
         buf = io.StringIO()
@@ -199,10 +207,11 @@ def _fit_config(model: Network, data: Dataset, config: TrainConfig | dict | None
                 on_epoch_end: Callable | None, overrides: dict) -> tuple[TrainConfig, Log]:
     """fit()'s arguments checked, and its options resolved: the keywords over `config`, the recipe of `model`'s own
     architecture for what both leave out."""
+    # First: fit(model, x_train, y_train), Keras' way, is a mistake about the data, not about the options.
+    check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
     if isinstance(config, dict):
         config, overrides = None, {**config, **overrides}
     config, log = _config(config), _logger(log)
-    check_kinds(model, data, (Network,))  # an ensemble is put together from trained models, never trained itself
     if on_epoch_end is not None and not callable(on_epoch_end):
         raise ConfigError(f"on_epoch_end must be a function (model, history), not {on_epoch_end!r}.")
     named = overrides.get("model", config.model if config else model.arch)

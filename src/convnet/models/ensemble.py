@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,12 @@ class Ensemble(nn.Module):
                              for m, (out, _) in zip(self.members, outputs)]).mean(0)
         return probs.clamp_min(1e-12).log(), [f for _, (f,) in outputs]
 
+    def predict(self, images: object, batch_size: int = 256) -> np.ndarray:
+        """The members' averaged calibrated probabilities, as `Network.predict` gives one network's."""
+        from convnet.models.arrays import predict_arrays  # it needs evaluate, which imports this module
+
+        return predict_arrays(self, images, batch_size)
+
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Its members, one line each (architecture, parameters, temperature); each member's own `summary()` shows
         its layers."""
@@ -70,9 +77,10 @@ def disagreement(model: Network | Ensemble, members: list[Network]) -> str | Non
     for i, member in enumerate(members):
         for name, value in settings(member).items():
             if value != wanted[name]:
+                why = ("an untrained network's: fit sets it" if name.startswith("normalisation") and value == (0, 1)
+                       else "models trained on other data, or on a part of it, differ so")
                 return (f"ensemble members must share classes, input size and normalisation: member {i + 1} "
-                        f"({member.arch}) has {name} {_short(value)}, not {_short(wanted[name])} (models trained on "
-                        "other data, or on a part of it, differ so)")
+                        f"({member.arch}) has {name} {_short(value)}, not {_short(wanted[name])} ({why})")
     return None
 
 

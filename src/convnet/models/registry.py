@@ -108,6 +108,13 @@ class Network(nn.Sequential):
             x = layer(x)
         return x, features
 
+    def predict(self, images: object, batch_size: int = 256) -> np.ndarray:
+        """Keras' predict: (N, classes) calibrated probabilities for images as a data set holds them, uint8 0..255 or
+        float 0..1 (`convnet.models.arrays`). The network itself, `model(x)`, takes normalised tensors."""
+        from convnet.models.arrays import predict_arrays  # it needs evaluate, which imports this module
+
+        return predict_arrays(self, images, batch_size)
+
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Keras-style table: layer, output shape, parameters, totals."""
         from convnet.models.summary import summary_table
