@@ -146,6 +146,16 @@ def test_bad_files_each_get_a_clear_error(recognizer, tmp_path):
     assert "pixels" in errors["huge"].lower() or "too large" in errors["huge"].lower()
 
 
+def test_a_folder_or_pattern_given_to_predict_says_how_to_read_its_images(recognizer, tmp_path):
+    way = "predict_files(expand_paths([...])) reads the images of folders and patterns"
+    folder = DIGITS[0].parent
+    for source in (str(folder), folder, str(folder / "*.png")):
+        assert recognizer.predict(source).error.endswith(way)
+    assert way not in recognizer.predict(tmp_path / "missing.png").error  # a plain missing file: no such advice
+    assert [p.label for p in recognizer.predict_files(expand_paths([str(folder / "*.png")]))][:1] == [
+        label_of(sorted(folder.glob("*.png"))[0])]
+
+
 def test_paths_stream_lazily(recognizer):
     endless = ((str(DIGITS[0]), None) for _ in itertools.count())  # would never end if collected first
     first = list(itertools.islice(recognizer.predict_files(endless, chunk=8), 20))

@@ -198,7 +198,7 @@ class Recognizer:
     def predict_many(self, sources: list[Source]) -> list[Prediction]:
         # One thread: preprocessing is many small numpy calls, and a second thread only fights for the GIL
         # (measured: 1,280 files/s with one thread, 780 with two).
-        return self._answers(sources, [_prepare(source) for source in sources])
+        return self._answers(sources, [_prepare(source, listing=True) for source in sources])
 
     def _answers(self, sources: list[Source], prepared: list[np.ndarray | ImageError]) -> list[Prediction]:
         """Each source's answer from its readings (`preprocess.readings`): the one the model is surest of."""
@@ -292,11 +292,16 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _prepare(source: Source) -> np.ndarray | ImageError:
+def _prepare(source: Source, listing: bool = False) -> np.ndarray | ImageError:
+    """The readings of one source, or its error; with `listing`, a folder's or a pattern's error says how to read
+    what it names (`predict` takes files, as `read` does; the command line's `predict` lists them first)."""
     try:
         _refuse_flattened(source)
         return readings(source)
     except ImageError as e:
+        path = isinstance(source, (str, os.PathLike))
+        if listing and path and (os.path.isdir(source) or glob.has_magic(os.fspath(source))):
+            return ImageError(f"{e}; predict_files(expand_paths([...])) reads the images of folders and patterns")
         return e
 
 
