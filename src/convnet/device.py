@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from convnet.errors import ConfigError
@@ -156,4 +157,9 @@ def flush_denormals() -> bool:
     threads: `import convnet` does it (made later, it reaches only the calling thread and bought nothing).
     Returns whether the CPU supports it.
     """
+    # numpy measures each float type once, the first time it is asked (numpy.ma asks as it loads, np.median loads
+    # it): measured with denormals flushed, they seem to have none, and numpy before 2.4 warns so on stderr, in every
+    # `convnet predict`. Measured now, before, the measures are kept.
+    for kind in (np.half, np.single, np.double, np.longdouble):
+        np.finfo(kind)
     return torch.set_flush_denormal(True)
