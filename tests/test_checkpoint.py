@@ -643,7 +643,10 @@ def _save_as(model, run: Path, dtype: torch.dtype) -> None:
 
     save_model(model, run)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    save_file(state, str(run / "model.safetensors"))
+    try:
+        save_file(state, str(run / "model.safetensors"))
+    except KeyError:  # float8 came in safetensors 0.4.2, complex64 in 0.7: no such file to refuse before
+        pytest.skip(f"this safetensors cannot write {dtype}")
     card = json.loads((run / "model.json").read_text())
     del card["weights_sha256"]  # a pair put together elsewhere, with no hash to check
     (run / "model.json").write_text(json.dumps(card))
