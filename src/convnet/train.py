@@ -170,9 +170,18 @@ def fit(
                 raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
             raise
     model.eval()
-    if history.epochs and not history.interrupted:
-        _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,
-                log)
+    # Freeing the data's tensors and the optimiser's state takes a moment (20 ms for MNIST), and so does freeing
+    # _finish's: a Ctrl-C then, as fit returned, escaped from a whole run, and `train` lost the fitted temperature.
+    try:
+        if history.epochs and not history.interrupted:  # Ctrl-C during its work is its own to handle
+            _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log),
+                    history, log)
+        with ctrl_c_held() as late:
+            del x, y, x_val, y_val, test, loop
+    except KeyboardInterrupt:
+        late = [True]
+    if late:
+        log("Ctrl-C came as the training ended: too late to stop it")
     return history
 
 
