@@ -105,10 +105,12 @@ def test_ensemble_members_must_match(tmp_path):
     with pytest.raises(ModelError, match=r"member 2 \(fast\) has normalisation \(mean, std\) \(0.9, 0.3\), not "
                        r"\(0.2, 0.3\) \(models trained on other data"):
         build_ensemble([tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(ModelError, match=r"normalisation \(mean, std\) \(0, 1\), not \(0.2, 0.3\) \(an untrained "):
-        untrained = create_model("fast")
-        untrained.classes = a.classes
-        Ensemble([a, untrained])
+    untrained = create_model("fast")
+    untrained.classes = a.classes
+    for members, which in (([a, untrained], 2), ([untrained, a], 1)):  # named, first or not
+        with pytest.raises(ModelError, match=rf"ensemble members are trained networks: member {which} \(fast\) is "
+                                             "untrained"):
+            Ensemble(members)
     b.mean, b.classes = a.mean, tuple(a.classes)  # the same names in a tuple are the same classes
     Ensemble([a, b])
     with pytest.raises(ModelError, match="at least two"):

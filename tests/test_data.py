@@ -105,8 +105,9 @@ def test_read_idx_folder(tmp_path, tiny_arrays, gz):
     assert ds.files_sha256 == mnist.checksums(tiny_arrays)
     assert repr(ds) == (f"Dataset('mnist': 600 training and 200 test images of 28x28 pixels, 10 classes, from "
                         f"{tmp_path.resolve() / 'd'})")  # a line, not pages of pixels
-    ds.test_x = None
-    assert repr(ds) == "Dataset('mnist': arrays of shapes (600, 28, 28) and (), not images)"
+    for name, value in [("classes", None), ("train_x", [[1, 2], [3]]), ("test_x", None)]:
+        setattr(ds, name, value)
+        assert repr(ds) == "Dataset('mnist': not a valid data set)"
 
 
 def test_a_folder_is_recorded_as_the_source_by_its_full_path(tmp_path, tiny_arrays):

@@ -152,6 +152,8 @@ def test_a_folder_or_pattern_given_to_predict_says_how_to_read_its_images(recogn
     for source in (str(folder), folder, str(folder / "*.png")):
         assert recognizer.predict(source).error.endswith(way)
     assert way not in recognizer.predict(tmp_path / "missing.png").error  # a plain missing file: no such advice
+    (tmp_path / "scan[1].png").write_bytes(b"not a png")  # a file whose name has a pattern's brackets: no advice
+    assert way not in recognizer.predict(tmp_path / "scan[1].png").error
     assert [p.label for p in recognizer.predict_files(expand_paths([str(folder / "*.png")]))][:1] == [
         label_of(sorted(folder.glob("*.png"))[0])]
 
@@ -280,13 +282,18 @@ def test_one_array_is_one_image_and_a_stack_is_refused_with_the_way_out(recogniz
 def test_flattened_images_are_refused_with_the_way_out(recognizer):
     import torch
 
-    flat = np.random.default_rng(0).integers(0, 256, (3, 784), dtype=np.uint8)  # read as one strip, a confident 1
+    from convnet.preprocess import preprocess
+
+    flat = np.stack([preprocess(path) for path in DIGITS[:3]]).reshape(3, 784)  # read as one strip: a confident 1
     for images, way_out in [(flat, "list(x.reshape(-1, 28, 28))"), (flat.T, "list(x.T.reshape(-1, 28, 28))"),
                             (flat[:1].T, "x.T.reshape"), (flat[..., None], "x.reshape"),
                             (torch.from_numpy(flat), "x.reshape")]:
         result = recognizer.predict(images)
         assert result.label is None and "flattened 28x28 images" in result.error and way_out in result.error
-    assert recognizer.predict(np.zeros((196, 784), np.uint8)).error is None  # a strip that tall may be a photo
+    # A picture 784 pixels wide is one image, however short: a digit on a strip of paper as an array.
+    paper = np.full((150, 784), 255, np.uint8)
+    paper[30:130, 300:400] = np.asarray(Image.open(DIGITS[0]).convert("L").resize((100, 100)))
+    assert recognizer.predict(paper).label == label_of(DIGITS[0])
 
 
 def test_recognition_needs_a_28_by_28_gray_model():

@@ -194,6 +194,20 @@ def test_an_ensemble_predicts_its_members_average():
     assert np.allclose(Ensemble([a, b]).predict(pixels), (a.predict(pixels) + b.predict(pixels)) / 2, atol=1e-5)
 
 
+def test_predict_takes_resampling_overshoot_and_refuses_settings_and_weights_it_cannot_use():
+    model = _calibrated(0)
+    pixels = np.random.default_rng(2).random((3, 28, 28))
+    assert np.allclose(model.predict(pixels * 1.2), model.predict(np.clip(pixels * 1.2, 0, 1)))  # as preprocess does
+    model.temperature = -1.0  # set by hand: it would rank the classes the wrong way round
+    with pytest.raises(ConfigError, match="model.temperature"):
+        model.predict(pixels)
+    model.temperature = 1.0
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ModelError, match="non-finite outputs"):
+        model.predict(pixels)
+
+
 @pytest.mark.parametrize("images, words", [
     (np.full((2, 28, 28), 200.0), "divide them by 255"),  # pixels 0..255 as floats
     (np.full((2, 28, 28), -0.4), "predict applies the model's normalisation"),  # normalised already

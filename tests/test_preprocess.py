@@ -818,6 +818,16 @@ def _variants(gray: np.ndarray) -> dict[str, object]:
     }
 
 
+def test_a_file_whose_colour_is_all_0_or_1_is_no_mask() -> None:
+    # Black ink on a transparent canvas, its anti-aliased edges of colour 1 instead of 0: a file's channels are scaled
+    # one by one, so a mask rule for 0/1 arrays turned this one's colour white (5 of 300 such MNIST digits misread).
+    soft = Image.fromarray((draw_digit("4", 60, 9) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
+    alpha = np.asarray(soft)
+    rgba = np.zeros(alpha.shape + (4,), np.uint8)
+    rgba[..., 3], rgba[..., :3] = alpha, ((alpha > 0) & (alpha < 255))[..., None]
+    assert np.abs(load_gray(encode(Image.fromarray(rgba, "RGBA"))) - (1 - alpha / 255)).max() < 0.01
+
+
 @pytest.mark.parametrize("kind", list(_variants(np.zeros((2, 2)))))
 def test_every_mode_and_array_reads_the_same(kind: str) -> None:
     paper = 1 - draw_digit("2", 60, 9)

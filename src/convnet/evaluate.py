@@ -160,7 +160,7 @@ def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network,
     if not isinstance(data, Dataset):
         hint = (f"; load it with load_dataset({data!r})" if isinstance(data, str) else
                 "; wrap arrays as convnet.Dataset(name, train_x, train_y, test_x, test_y)"
-                if isinstance(data, (np.ndarray, tuple, list)) else "")
+                if isinstance(data, (np.ndarray, torch.Tensor, tuple, list)) else "")
         raise ConfigError(f"the data must be a Dataset, as load_dataset returns, not {_brief(data)}{hint}.")
 
 

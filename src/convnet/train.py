@@ -55,10 +55,10 @@ class History:
 
     @property
     def history(self) -> dict[str, list]:
-        """Each measure's values, epoch by epoch, as Keras' `History.history` (`loss`, `accuracy`, `val_loss`,
-        `val_accuracy`, ...)."""
+        """Each loss and accuracy, epoch by epoch, as Keras' `History.history` has them (`loss`, `accuracy`,
+        `val_loss`, `val_accuracy`, `test_accuracy`); `epochs` has the rest too (seconds, precision, ...)."""
         keras = {"train_loss": "loss", "train_accuracy": "accuracy"}
-        keys = list(dict.fromkeys(k for row in self.epochs for k in row if k != "epoch"))
+        keys = dict.fromkeys(k for row in self.epochs for k in row if k.endswith(("loss", "accuracy")))
         return {keras.get(k, k): [row.get(k) for row in self.epochs] for k in keys}
 
     def to_csv(self) -> str:
@@ -170,12 +170,13 @@ def fit(
                 raise ConfigError(f"--compile failed ({first_line(e)}); train without --compile.") from None
             raise
     model.eval()
-    # Freeing the data's tensors and the optimiser's state takes a moment (20 ms for MNIST), and so does freeing
-    # _finish's: a Ctrl-C then, as fit returned, escaped from a whole run, and `train` lost the fitted temperature.
+    if history.epochs and not history.interrupted:  # Ctrl-C during its work is its own to handle
+        _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log), history,
+                log)
+    # Freeing the fits' tensors, the data's and the optimiser's state takes a moment (20 ms for MNIST), and Python
+    # raises a Ctrl-C that came meanwhile as the next function starts: it escaped from a whole run as fit returned,
+    # and `train` lost the fitted temperature. Here it is held, or caught as the hold begins.
     try:
-        if history.epochs and not history.interrupted:  # Ctrl-C during its work is its own to handle
-            _finish(model, loop.ema, (x_val, y_val), lambda: _fit_typicality(model, data, cfg.seed, dev, log),
-                    history, log)
         with ctrl_c_held() as late:
             del x, y, x_val, y_val, test, loop
     except KeyboardInterrupt:

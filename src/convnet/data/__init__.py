@@ -82,12 +82,13 @@ class Dataset:
         return (1, *self.train_x.shape[1:])
 
     def __repr__(self) -> str:  # a line, not the dataclass's pages of pixels, in a notebook or a message
-        train, test = np.shape(self.train_x), np.shape(self.test_x)  # arrays set since may be anything
-        if len(train) != 3 or len(test) != 3:
-            return f"Dataset({self.name!r}: arrays of shapes {train} and {test}, not images)"
-        source = f", from {self.source}" if self.source else ""
-        return (f"Dataset({self.name!r}: {train[0]:,} training and {test[0]:,} test images of {train[1]}x{train[2]} "
-                f"pixels, {len(self.classes)} classes{source})")
+        try:
+            (n, h, w), (m, _, _) = np.shape(self.train_x), np.shape(self.test_x)
+            source = f", from {self.source}" if self.source else ""
+            return (f"Dataset({self.name!r}: {n:,} training and {m:,} test images of {h}x{w} pixels, "
+                    f"{len(self.classes)} classes{source})")
+        except (TypeError, ValueError):  # set since to what no data set holds: validate() says what
+            return f"Dataset({self.name!r}: not a valid data set)"
 
     def normalization(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels in [0, 1] (MNIST: 0.1307, 0.3081)."""

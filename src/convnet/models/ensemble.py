@@ -73,14 +73,18 @@ def disagreement(model: Network | Ensemble, members: list[Network]) -> str | Non
         return {"classes": list(m.classes), "input size": (m.in_channels, *m.input_size),
                 "normalisation (mean, std)": (m.mean, m.std)}
 
+    # fit sets the normalisation from the data, and no images have mean 0 and std 1: (0, 1) is an untrained network's
+    untrained = [i for i, m in enumerate(members) if (m.mean, m.std) == (0, 1)]
+    if 0 < len(untrained) < len(members):  # named as such, first or not
+        i = untrained[0]
+        return f"ensemble members are trained networks: member {i + 1} ({members[i].arch}) is untrained"
     wanted = settings(model)
     for i, member in enumerate(members):
         for name, value in settings(member).items():
             if value != wanted[name]:
-                why = ("an untrained network's: fit sets it" if name.startswith("normalisation") and value == (0, 1)
-                       else "models trained on other data, or on a part of it, differ so")
                 return (f"ensemble members must share classes, input size and normalisation: member {i + 1} "
-                        f"({member.arch}) has {name} {_short(value)}, not {_short(wanted[name])} ({why})")
+                        f"({member.arch}) has {name} {_short(value)}, not {_short(wanted[name])} (models trained on "
+                        "other data, or on a part of it, differ so)")
     return None
 
 

@@ -344,6 +344,8 @@ def array_to_gray(array: np.ndarray) -> np.ndarray:
     """H x W or H x W x C (C = 1..4, last channel alpha when C is 2 or 4)."""
     if array.size == 0:
         raise ImageError(f"the array is empty (shape {array.shape})")
+    if array.dtype == np.uint8 and array.max() <= 1:  # 0s and 1s: a mask, as (gray > t).astype(np.uint8) makes
+        array = array.astype(bool)  # (not a decoded file's: a channel of one is scaled on its own, and may be dim)
     if array.ndim == 3 and 1 <= array.shape[2] <= 4:
         channels = _to_unit(array)
         alpha = channels[..., -1] if array.shape[2] in (2, 4) else None
@@ -371,7 +373,7 @@ def _to_unit(array: np.ndarray) -> np.ndarray:
 
     16-bit and wider integers are read by value: uint16 arrays often hold 0..255 (a 0..65535 image that low would be
     black throughout, nothing to read either way)."""
-    if array.dtype == np.uint8 and array.max() > 1:  # 0s and 1s: a mask, as (gray > t).astype(np.uint8) makes
+    if array.dtype == np.uint8:
         return array.astype(np.float32) / 255
     if array.dtype.kind not in "biuf":  # bool, integers, floats
         raise ImageError(f"an array of {array.dtype} values is not an image")
