@@ -502,18 +502,33 @@ def test_closed_standard_error_keeps_messages_off_standard_output(tiny_dir, tmp_
 
 
 def test_the_program_ignores_signals_once_its_command_has_ended(monkeypatch):
-    """A second Ctrl-C landing while the interpreter shut down printed a traceback from an exit handler."""
+    """A Ctrl-C landing as the command's handlers were put back, or while the interpreter shut down, printed a
+    traceback; a SIGTERM once SIGTERM's own handler was back ended the program with 143 after its result."""
     import signal
 
     from convnet import cli
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    seen = []
-    monkeypatch.setattr(cli, "main", lambda: seen.append(signal.getsignal(signal.SIGINT)) or 7)
+    seen, real_report = {}, cli.report_errors
+
+    def command(args):
+        seen["during"] = [signal.getsignal(s) for s in before]
+        return 7
+
+    def report(run, prog):
+        code = real_report(run, prog)
+        seen["ended"] = [signal.getsignal(s) for s in before]  # before any handler is put back
+        return code
+
+    monkeypatch.setitem(cli.COMMANDS, "models", command)
+    monkeypatch.setattr(cli, "report_errors", report)
     try:
+        assert cli.main(["models"]) == 7 and seen["ended"] == seen["during"]  # in-process: handlers as they were
+        monkeypatch.setattr(sys, "argv", ["convnet", "models"])
         assert cli.console() == 7
-        assert seen == [before[signal.SIGINT]]  # the command itself is stopped by Ctrl-C as ever
-        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)
+        assert seen["during"] == [before[signal.SIGINT], signal.default_int_handler]  # the command stops as ever
+        assert seen["ended"] == [signal.SIG_IGN] * 2
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)  # and stays deaf to the end
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)

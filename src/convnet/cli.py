@@ -622,7 +622,9 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluat
             "ensemble": cmd_ensemble, "predict": cmd_predict, "read": cmd_read}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, program: bool = False) -> int:
+    """Run one command line; the exit status. `program`: as the `convnet` program, deaf to Ctrl-C and SIGTERM once
+    the command has ended and said so (see `console`)."""
     # Started with `>&-` (no stdout at all) or closed from Python: every answer would vanish without a word.
     if sys.stderr is None or getattr(sys.stderr, "closed", False):  # `2>&-`: print(file=None) writes to stdout
         sys.stderr = open(os.devnull, "w")  # messages go nowhere, as asked; stdout keeps to results
@@ -639,6 +641,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # now, not at exit: a failure is still this command's to report
+        if program:  # from here on there is nothing left to stop, only to tidy up
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
         return code
 
     stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
@@ -650,12 +655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console() -> int:
-    """The `convnet` program: `main`, then deaf to Ctrl-C and SIGTERM while the interpreter shuts down. The command
-    has ended and said so; a second Ctrl-C landing now printed Python's traceback from an exit handler."""
-    code = main()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    return code
+    """The `convnet` program: `main`, deaf to Ctrl-C and SIGTERM from the moment its command has ended and said so
+    until the interpreter has shut down. Else a Ctrl-C landing then printed Python's traceback (as the handlers
+    were put back, or from an exit handler), and a SIGTERM, once SIGTERM's own handler was back, ended it with 143."""
+    return main(program=True)
 
 
 if __name__ == "__main__":

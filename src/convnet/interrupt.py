@@ -64,7 +64,8 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:  # not if set since (to ignore it, say)
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -93,11 +94,7 @@ def imports_held(prog: str) -> Iterator[None]:
         with deferred():
             yield
     except KeyboardInterrupt as e:
-        stop = e  # `e` is unbound when the except block ends; the hook needs it later
-        for name in set(sys.modules) - before:
-            if name.startswith(package + "."):
-                del sys.modules[name]
-        previous = sys.excepthook
+        stop, previous = e, sys.excepthook  # `e` is unbound when the except block ends; the hook needs it later
 
         def quiet(kind, value, traceback):  # this Ctrl-C, if nothing catches it; anything else as before
             if value is stop:
@@ -105,5 +102,9 @@ def imports_held(prog: str) -> Iterator[None]:
             else:
                 previous(kind, value, traceback)
 
-        sys.excepthook = quiet
+        with ctrl_c_held():  # a second Ctrl-C meanwhile would take this one's place, with Python's traceback
+            for name in set(sys.modules) - before:
+                if name.startswith(package + "."):
+                    del sys.modules[name]
+            sys.excepthook = quiet
         raise
