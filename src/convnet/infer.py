@@ -311,9 +311,9 @@ def _refuse_flattened(source: Source) -> None:
         source = source.detach().to("cpu", torch.float64).numpy()
     if (source := np.asarray(source)).dtype.kind not in "biuf":  # not numbers: the loader says so
         return
-    rows = source.reshape(shape).astype(np.float64)
     x = "x" if shape[1] == FLAT else "x.T"
-    if _flattened(rows if x == "x" else rows.T):
+    rows = source.reshape(shape) if x == "x" else source.reshape(shape).T
+    if _flattened(rows[:64].astype(np.float64)):  # a few rows tell: 60,000 of them would take gigabytes here
         raise ImageError(f"an array of shape {shape} holds flattened 28x28 images, one per "
                          f"{'row' if x == 'x' else 'column'}, not one image: give them as a list, "
                          f"predict(list({x}.reshape(-1, 28, 28))), or use model.predict({x}) for MNIST's own layout")
