@@ -290,6 +290,8 @@ def test_flattened_images_are_refused_with_the_way_out(recognizer):
                             (torch.from_numpy(flat), "x.reshape")]:
         result = recognizer.predict(images)
         assert result.label is None and "flattened 28x28 images" in result.error and way_out in result.error
+    no_data = recognizer.predict(torch.zeros(3, 784, device="meta"))  # checked before the loader's own check
+    assert "cannot read a torch.float32 tensor on meta" in no_data.error
     # A picture 784 pixels wide is one image, however short: a digit on a strip of paper as an array.
     paper = np.full((150, 784), 255, np.uint8)
     paper[30:130, 300:400] = np.asarray(Image.open(DIGITS[0]).convert("L").resize((100, 100)))

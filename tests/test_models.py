@@ -215,6 +215,7 @@ def test_predict_takes_resampling_overshoot_and_refuses_settings_and_weights_it_
     (np.full((2, 28, 28), 300), "integer pixels must be 0..255"),
     (np.zeros((2, 27, 27)), r"\(N, 28, 28\), \(N, 1, 28, 28\), \(N, 28, 28, 1\) or \(N, 784\), not \(2, 27, 27\)"),
     (np.full((2, 28, 28), "a"), "not <U1 values"),
+    (torch.zeros(2, 28, 28, device="meta"), "cannot read a torch.float32 tensor on meta"),  # no data to read
 ])
 def test_predict_names_the_mistake_in_the_images(images, words):
     with pytest.raises(ImageError, match=words):

@@ -31,6 +31,7 @@ from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
 from convnet.models.arrays import calibrated_outputs
 from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, readings
+from convnet.preprocess.load import tensor_to_numpy
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
@@ -305,10 +306,10 @@ def _refuse_flattened(source: Source) -> None:
     shape = tuple(getattr(source, "shape", ()))
     if len(shape) == 3 and shape[2] == 1:
         shape = shape[:2]
-    if len(shape) != 2 or FLAT not in shape or (isinstance(source, torch.Tensor) and source.is_complex()):
+    if len(shape) != 2 or FLAT not in shape:
         return
     if isinstance(source, torch.Tensor):
-        source = source.detach().to("cpu", torch.float64).numpy()
+        source = tensor_to_numpy(source)
     if (source := np.asarray(source)).dtype.kind not in "biuf":  # not numbers: the loader says so
         return
     x = "x" if shape[1] == FLAT else "x.T"

@@ -15,6 +15,7 @@ from convnet.checkpoint import check_settings
 from convnet.data import normalize_
 from convnet.errors import ImageError, ModelError, whole_count
 from convnet.evaluate import judged_outputs
+from convnet.preprocess.load import tensor_to_numpy
 
 OVERSHOOT = 1.5  # float pixels up to this are [0, 1] with resampling overshoot, clipped (as preprocess takes them)
 
@@ -48,8 +49,7 @@ def calibrated_outputs(model: nn.Module, pixels: np.ndarray, judges: list[nn.Mod
 def _pixels(model: nn.Module, images: object) -> np.ndarray:
     """`images` as (N, C, H, W) in [0, 1], or an ImageError that names the mistake."""
     if isinstance(images, torch.Tensor):  # on any device, bf16 too
-        images = images.detach().cpu()
-        images = (images.float() if images.is_floating_point() else images).numpy()
+        images = tensor_to_numpy(images)
     try:
         a = np.asarray(images)
     except ValueError as e:  # a ragged list

@@ -145,13 +145,19 @@ def _read_stdin(name: str) -> bytes:
         return cast(bytes, _stream(stdin))  # neither a pipe nor a socket can seek: _stream reads it whole
 
 
-def _tensor_to_array(tensor) -> np.ndarray:
-    """A tensor as numpy, in float32 where numpy has no such type (bf16), and H x W x C where torch's C x H x W."""
+def tensor_to_numpy(tensor) -> np.ndarray:
+    """A tensor's values as numpy, from any device, in float32 where numpy has no such type (bf16); an ImageError for
+    a tensor without plain numbers to read (meta, sparse, quantized, ...)."""
     try:
         t = tensor.detach().cpu()
-        array = (t.float() if t.is_floating_point() else t).numpy()
-    except (RuntimeError, NotImplementedError, TypeError) as e:  # no plain numbers: meta, sparse, quantized, …
+        return (t.float() if t.is_floating_point() else t).numpy()
+    except (RuntimeError, NotImplementedError, TypeError) as e:
         raise ImageError(f"cannot read a {tensor.dtype} tensor on {tensor.device} as an image ({e})") from None
+
+
+def _tensor_to_array(tensor) -> np.ndarray:
+    """A tensor as numpy (`tensor_to_numpy`), H x W x C where torch's is C x H x W."""
+    array = tensor_to_numpy(tensor)
     if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
         array = array.transpose(1, 2, 0)
     return array
