@@ -17,11 +17,24 @@ from convnet import distributed
 from convnet.errors import ConfigError
 
 
-def torchrun(*args, cwd):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *map(str, args)]
+def launcher(*args) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *map(str, args)]
+
+
+def launch_env(cwd: Path) -> dict[str, str]:
     # TMPDIR: torchrun leaves a torchelastic_* folder in the temporary folder at every start; keep it in the test's.
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd)})
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd)}
+
+
+def torchrun(*args, cwd):
+    return subprocess.run(launcher("--standalone", "--nproc-per-node", 2, *args), capture_output=True, text=True,
+                          timeout=600, cwd=cwd, env=launch_env(cwd))
+
+
+def free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])  # with a moving average of the weights too, BatchNorm's statistics
@@ -52,6 +65,22 @@ def test_cli_under_torchrun(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("test accuracy:") == 1
     assert json.loads((tmp_path / "cli-run" / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_two_machines_meet_through_the_documented_rendezvous(tiny_dir, tmp_path):
+    # docs/training.md's command for two machines, as two launchers of one process each on this one: the c10d
+    # rendezvous gives out the ranks in whatever order the launchers arrive, and the one with rank 0 writes the run.
+    rendezvous = ("--nnodes", 2, "--nproc-per-node", 1, "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                  f"127.0.0.1:{free_port()}", "--rdzv-id", "two-machines")
+    train = ("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "1", "--batch-size", "16",
+             "--out", tmp_path / "run", "--device", "cpu")
+    machines = [subprocess.Popen(launcher(*rendezvous, *train), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, cwd=tmp_path, env=launch_env(tmp_path)) for _ in range(2)]
+    outputs = [machine.communicate(timeout=600) for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0], [err[-3000:] for _, err in outputs]
+    assert sorted(out.count("test accuracy:") for out, _ in outputs) == [0, 1]  # one rank 0, on either machine
+    assert sum(err.count("epoch 1/1") for _, err in outputs) == 1
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["world_size"] == 2
 
 
 @pytest.mark.parametrize("args, words", [(["--lr", "1e30"], "convnet: error: training diverged in epoch 1"),
@@ -173,9 +202,7 @@ def test_a_stray_rank_does_not_silence_a_plain_run(tiny_dir, tmp_path):
 def test_a_rank_waiting_for_processes_that_never_come_says_so_and_stops_on_a_signal(tiny_dir, tmp_path, stop):
     """A stray WORLD_SIZE in a shell: the process waited 30 minutes inside PyTorch's joining, deaf to Ctrl-C and
     SIGTERM, saying nothing."""
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port)}
     run = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir,
