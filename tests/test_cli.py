@@ -259,6 +259,16 @@ def test_report_errors_turns_failures_into_messages(error, code, words, capsys):
     assert capsys.readouterr().err.strip() == words
 
 
+def test_a_script_s_report_survives_a_narrow_output_encoding(tmp_path):
+    """A Windows program's output redirected to a file is cp1252, which has no ≥: benchmarks/speed.py printed its
+    table, with "2/3 runs ≥ 99.0 %", only after the whole benchmark, and lost it to a UnicodeEncodeError."""
+    body = ("import sys; from convnet.cli import report_errors; "
+            "sys.exit(report_errors(lambda: print('runs ≥ 99 %'), 'x'))")
+    done = subprocess.run([sys.executable, "-c", body], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert done.returncode == 0 and done.stdout.strip() == rb"runs \u2265 99 %", done.stderr.decode()[-2000:]
+
+
 def test_report_errors_lets_bugs_through():
     with pytest.raises(ZeroDivisionError):
         report_errors(lambda: 1 // 0, "tool")

@@ -194,6 +194,7 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
 
     The `convnet` command and the scripts in benchmarks/ share it: bad input never ends in a traceback.
     """
+    escape_unencodable()
     try:
         return run() or 0
     except ConvnetError as e:
@@ -221,6 +222,18 @@ def report_errors(run: Callable[[], int | None], prog: str) -> int:
         print(f"{prog}: error: out of memory ({reason}): free some memory, or ask for less (a smaller batch, model "
               "or images).", file=sys.stderr)
         return 1
+
+
+def escape_unencodable() -> None:
+    """Print characters that standard output and error cannot encode escaped (`\\u2265`), not as an error.
+
+    A file name in another system's encoding, or the ≥ and → of a report, in a stream of a narrower encoding (a
+    Windows program's output redirected to a file is cp1252 there) raised UnicodeEncodeError: for speed.py, after
+    the whole benchmark had run.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 # How PyTorch's allocators word a failed allocation: the CPU's, and CUDA's and MPS's.
@@ -631,11 +644,9 @@ def main(argv: Sequence[str] | None = None, program: bool = False) -> int:
     if sys.stdout is None or getattr(sys.stdout, "closed", False):
         print("convnet: error: standard output is closed; nothing could be printed", file=sys.stderr)
         return 1
-    for stream in (sys.stdout, sys.stderr):
-        # A file name that is not valid in the terminal's encoding (bytes from another system) is printed escaped,
-        # not allowed to stop the command halfway through a folder.
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    # A file name that is not valid in the terminal's encoding (bytes from another system) is printed escaped, not
+    # allowed to stop the command halfway through a folder.
+    escape_unencodable()
 
     def run() -> int | None:
         args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
