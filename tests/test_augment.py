@@ -1,6 +1,7 @@
 import torch
+import torch.nn.functional as F
 
-from convnet.augment import augment_batch, random_affine, random_lowres
+from convnet.augment import augment_batch, random_affine, random_lowres, shrink
 
 
 def _digits(n: int = 8) -> torch.Tensor:
@@ -44,6 +45,28 @@ def test_lowres_blurs_only_the_asked_share():
     assert not torch.allclose(out[:2], x[:2]) and torch.equal(out[2:], x[2:])
     assert out[:2].std() < x[:2].std()
     assert augment_batch(x, background=0.0).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_lowres_does_without_adaptive_pooling_which_mps_refuses(monkeypatch):
+    """MPS's adaptive_avg_pool2d (interpolate's "area") refuses sizes that do not divide the image's: 28 → 8..16 but
+    14. The blur scales down as "area" does, without it."""
+    x = torch.rand(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    expected = {side: F.interpolate(x, size=(side, side), mode="area") for side in range(8, 17)}
+    for side, want in expected.items():
+        assert torch.allclose(shrink(x, side), want, atol=1e-6)
+    assert torch.allclose(shrink(x[..., :20], 8), F.interpolate(x[..., :20], size=(8, 8), mode="area"), atol=1e-6)
+
+    pool = F.adaptive_avg_pool2d
+
+    def as_on_mps(x, output_size):
+        if any(size % out for size, out in zip(x.shape[-2:], output_size)):
+            raise RuntimeError("Adaptive pool MPS: input sizes must be divisible by output sizes.")
+        return pool(x, output_size)
+
+    monkeypatch.setattr(F, "adaptive_avg_pool2d", as_on_mps)
+    for seed in range(20):  # the blur's size is drawn anew each time: 8 of the 9 sizes were refused
+        torch.manual_seed(seed)
+        assert random_lowres(x, 0.5).shape == x.shape
 
 
 def test_augment_batch_warps_every_image_then_blurs_its_share():

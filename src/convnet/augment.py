@@ -4,6 +4,7 @@ Doing a batch in two tensor ops is much faster than per-image transforms, and wo
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -59,10 +60,28 @@ def random_lowres(x: torch.Tensor, fraction: float, sizes: tuple[int, int] = (8,
     # Drawn where the generator is, which may be a GPU's (random_affine's must be on the images' device).
     where = generator.device if generator is not None else None
     side = int(torch.randint(sizes[0], sizes[1] + 1, (1,), generator=generator, device=where))
-    small = F.interpolate(x[:n], size=(side, side), mode="area")
+    small = shrink(x[:n], side)
     x = x.clone()
     x[:n] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(N, C, H, W) images scaled down to side×side as interpolate's "area" mode does (each pixel the mean of its
+    window), as two matrix products. "area" is adaptive_avg_pool2d, which MPS refuses ("input sizes must be divisible
+    by output sizes") for all of random_lowres's sizes but 14 of 28: `robust` could not train on a Mac."""
+    height, width = x.shape[-2:]
+    return _window_means(side, height, x.device, x.dtype) @ x @ _window_means(side, width, x.device, x.dtype).T
+
+
+@functools.lru_cache(maxsize=64)  # a few sizes, made once: making them took three times the products' time
+def _window_means(side: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(side, size): row i averages the pixels of adaptive pooling's window for output i."""
+    i = torch.arange(side, device=device)
+    start, stop = i * size // side, ((i + 1) * size + side - 1) // side
+    j = torch.arange(size, device=device)
+    inside = (j >= start[:, None]) & (j < stop[:, None])
+    return inside.to(dtype) / (stop - start)[:, None].to(dtype)
 
 
 def augment_batch(x: torch.Tensor, background: float, lowres: float = 0.0, **affine: float) -> torch.Tensor:
