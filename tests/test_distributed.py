@@ -176,6 +176,18 @@ def test_one_gpu_a_process_by_local_rank(monkeypatch):
     assert distributed._own_gpu(torch.device("cpu"), distributed.World(2, 4, 2)) is None and len(chosen) == 1
 
 
+def test_mps_under_torchrun_is_a_clear_error(monkeypatch, tmp_path):
+    """gloo takes CPU and CUDA tensors: on a Mac (where auto picks MPS) the first collective failed on MPS ones."""
+    joined = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *args, **kwargs: joined.append(args))
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="gloo, which takes CPU and CUDA tensors, not Apple's MPS ones: add "
+                                          "--device cpu"):
+        distributed.init(torch.device("mps"))
+    assert not joined
+
+
 @pytest.mark.parametrize("env, words", [({"RANK": "abc"}, "must be whole numbers, got RANK='abc'"),
                                         ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside 0..1"),
                                         ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1")])

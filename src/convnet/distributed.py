@@ -102,6 +102,9 @@ def init(device: torch.device) -> World:
 def _own_gpu(device: torch.device, w: World) -> torch.device | None:
     """This process's GPU, one per process by LOCAL_RANK, made current; None on CPUs. NCCL refuses two processes on
     one GPU ("Duplicate GPU detected"), deep in the first collective: said here, before the joining."""
+    if device.type == "mps":  # no process group exchanges MPS tensors: gloo's first collective failed on them
+        raise ConfigError("under torchrun the processes exchange their tensors through gloo, which takes CPU and CUDA "
+                          "tensors, not Apple's MPS ones: add --device cpu, or train on MPS in one process.")
     if device.type != "cuda":
         return None
     count = torch.cuda.device_count()
