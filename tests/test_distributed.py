@@ -188,6 +188,18 @@ def test_mps_under_torchrun_is_a_clear_error(monkeypatch, tmp_path):
     assert not joined
 
 
+def test_gpus_join_through_gloo_where_pytorch_has_no_nccl(monkeypatch):
+    """Windows' PyTorch has no NCCL: asked for, it failed with "Distributed package doesn't have NCCL built in"."""
+    joined = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *args, **kwargs: joined.append(args))
+    monkeypatch.setattr(distributed.dist, "is_nccl_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.init(torch.device("cuda")).rank == 1 and joined == [("gloo",)]
+
+
 @pytest.mark.parametrize("env, words", [({"RANK": "abc"}, "must be whole numbers, got RANK='abc'"),
                                         ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside 0..1"),
                                         ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1")])

@@ -77,7 +77,9 @@ def init(device: torch.device) -> World:
 
     def join() -> None:
         try:
-            if gpu is None:
+            # Windows' builds of PyTorch have no NCCL ("Distributed package doesn't have NCCL built in"): gloo
+            # exchanges CUDA tensors too, through the host.
+            if gpu is None or not dist.is_nccl_available():
                 dist.init_process_group("gloo")
             else:  # bound to its GPU: NCCL sets up at once, and barrier() knows which GPU to wait on
                 torch.cuda.set_device(gpu)  # the current device is the thread's own
