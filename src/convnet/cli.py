@@ -644,10 +644,6 @@ def main(argv: Sequence[str] | None = None, program: bool = False) -> int:
     if sys.stdout is None or getattr(sys.stdout, "closed", False):
         print("convnet: error: standard output is closed; nothing could be printed", file=sys.stderr)
         return 1
-    # A file name that is not valid in the terminal's encoding (bytes from another system) is printed escaped, not
-    # allowed to stop the command halfway through a folder.
-    escape_unencodable()
-
     def run() -> int | None:
         args = build_parser().parse_args(argv)  # in here, so that Ctrl-C while parsing is a clean stop too
         code = COMMANDS[args.command](args)
