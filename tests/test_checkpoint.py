@@ -182,6 +182,34 @@ def test_a_deeply_nested_card_is_refused(tmp_path):
         load_model(run)
 
 
+def test_a_card_nested_too_deep_to_copy_is_refused(tmp_path):
+    from convnet.infer import Recognizer
+
+    # 1 kB of JSON, parsed fine, but the Recognizer's copy of the model (copy.deepcopy, two calls a level) blew
+    # Python's stack: a RecursionError with its traceback from `convnet predict` and `convnet read`.
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    card = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps(card)[:-1] + ', "notes": ' + "[" * 600 + "]" * 600 + "}")
+    for load in (load_model, Recognizer.load):
+        with pytest.raises(ModelError, match="not a readable model card .lists and dicts nested more than 100 deep"):
+            load(run)
+    # What save_model writes, load_model reads: a card it would refuse is not written.
+    def nested(depth: int) -> list:
+        value: list = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    deep = nested(100)
+    for notes in (deep, nested(5000)):  # the second, too deep for json.dumps itself
+        with pytest.raises(ConfigError, match="nests lists and dicts more than 100 deep"):
+            save_model(_trained_like(), tmp_path / "deep", notes=notes)
+    assert not (tmp_path / "deep" / "model.json").exists()
+    save_model(_trained_like(), tmp_path / "deep", notes=deep[0])  # with the card around them, 100 deep
+    assert load_model(tmp_path / "deep").card["notes"] == deep[0]
+
+
 def test_a_huge_card_is_not_parsed(tmp_path):
     run = tmp_path / "run"
     save_model(_trained_like(), run)

@@ -45,6 +45,9 @@ CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_si
 # written with them)
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
+# Lists and dicts within each other: a card's own fields go 4 deep. Copying a loaded model (copy.deepcopy, as
+# Recognizer does) recurses twice a level into its card, and fails on one nested a few hundred deep.
+MAX_CARD_DEPTH = 100
 
 
 def versions() -> dict[str, str]:
@@ -165,11 +168,27 @@ def _write(folder: Path, weights: bytes, card: bytes) -> Path:
 def _card_json(card: dict) -> bytes:
     """The card as JSON; a value JSON cannot hold (a tensor, a set) is a ConfigError that names its field."""
     try:
-        return json.dumps(card, indent=2, allow_nan=False).encode()  # NaN is no JSON: other tools refuse it
+        text = json.dumps(card, indent=2, allow_nan=False).encode()  # NaN is no JSON: other tools refuse it
     except (TypeError, ValueError) as e:
         field, error = _unwritable(card, e)
         raise ConfigError(f"the model card's {field!r} cannot be written as JSON ({error}); pass finite numbers, "
                           "strings, lists and dicts, e.g. float(x) for a tensor.") from None
+    except RecursionError:  # nested so deep that JSON's encoder ran out of stack: far deeper than the limit below
+        text = None
+    if text is None or _depth(card) > MAX_CARD_DEPTH:  # load_model would refuse the card, and the model with it
+        raise ConfigError(f"the model card nests lists and dicts more than {MAX_CARD_DEPTH} deep; flatten the extra "
+                          "fields.")
+    return text
+
+
+def _depth(value: object) -> int:
+    """How deep lists and dicts nest in `value` (0 for a number or string): level by level, without recursion, and
+    with no more memory than a list of the values on one level (a 16 MiB card holds millions)."""
+    depth, level = 0, [value]
+    while level := [item for item in level if isinstance(item, (dict, list))]:
+        depth += 1
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)]
+    return depth
 
 
 def _unwritable(value, error: Exception, field: str = "", inside: tuple[int, ...] = ()) -> tuple[str, Exception]:
@@ -335,6 +354,8 @@ def read_card(path: Path) -> dict:
         if len(text) > MAX_CARD_BYTES:
             raise ValueError(f"larger than {MAX_CARD_BYTES >> 20} MiB")
         card = json.loads(text)
+        if _depth(card) > MAX_CARD_DEPTH:  # parsed, but copying the model (Recognizer does) would overflow the stack
+            raise ValueError(f"lists and dicts nested more than {MAX_CARD_DEPTH} deep")
     except (OSError, ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and bad JSON
         raise ModelError(f"{path}: not a readable model card ({e}).") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
