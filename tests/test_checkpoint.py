@@ -48,6 +48,21 @@ def test_all_three_ways_to_name_a_model(tmp_path):
         resolve("lesson")
 
 
+@pytest.mark.parametrize("make, words", [
+    (os.mkfifo, "model.json is a folder, a pipe or a device, not a file"),  # a pipe, which no one reads: no hang
+    (os.mkdir, "model.json is a folder, a pipe or a device, not a file"),
+    (lambda p: os.symlink(p.parent / "gone.json", p), "model.json is a link to .*gone.json, which does not exist"),
+])
+def test_a_card_that_is_not_a_file_is_not_called_missing(tmp_path, make, words):
+    run = tmp_path / "run"
+    save_model(_trained_like(), run)
+    (run / "model.json").unlink()
+    make(run / "model.json")  # `ls` shows it: "missing model.json" sent the user looking for a file that is there
+    for ref in (run, run / "model.safetensors"):
+        with pytest.raises(ModelError, match=words):
+            resolve(ref)
+
+
 def test_a_pickle_is_never_loaded(tmp_path):
     run = tmp_path / "run"
     save_model(_trained_like(), run)

@@ -331,6 +331,11 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
         raise ModelError(f"{ref}: not a run folder, a model file (.safetensors/.json) or a shipped model (shipped: "
                          f"{shipped}){untrained}.")
     for p in (weights, card):
+        if p.exists() and not p.is_file():  # not "missing": it is there, and `ls` shows it
+            raise ModelError(f"{ref}: {p.name} is a folder, a pipe or a device, not a file (a model is a .safetensors "
+                             "file with its .json card).")
+        if p.is_symlink() and not p.exists():
+            raise ModelError(f"{ref}: {p.name} is a link to {os.readlink(p)}, which does not exist.")
         if not p.is_file():
             # metrics.json or config.json of a run: the model is the folder's model.safetensors and model.json
             beside = f"; {path.parent} holds a model: give that folder" if (path.parent / WEIGHTS).is_file() else ""
