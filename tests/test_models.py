@@ -121,6 +121,21 @@ def test_batchnorm_folding_keeps_the_function(name):
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_batchnorm_folding_shares_the_card():
+    from convnet.models import Ensemble
+
+    members = [create_model("fast").eval() for _ in range(2)]
+    for i, m in enumerate(members):
+        m.mean, m.std, m.card = 0.1, 0.3, {"notes": [{} for _ in range(1000)], "member": i}
+    ensemble = Ensemble(members)
+    ensemble.card = {"notes": [{} for _ in range(1000)]}
+    folded = fold_batchnorm(ensemble)
+    # The same dicts: a card of many MiB once parsed is not held twice while `convnet predict` runs.
+    assert folded.card is ensemble.card
+    assert all(f.card is m.card for f, m in zip(folded.members, ensemble.members))
+    assert folded.members[0] is not ensemble.members[0]  # the network itself is a copy, folded
+
+
 @pytest.mark.parametrize("name", ["fast", "accurate"])  # strided pads enough to take even 1×1
 def test_images_too_small_for_the_layers_are_refused_at_build(name):
     with pytest.raises(ConfigError, match=f"{name} cannot take 1×1 images"):
