@@ -548,6 +548,9 @@ def _fit_header(model: nn.Module, header: dict[str, tuple[list[int], str]], weig
         if t.is_floating_point() and dtype not in FLOAT_DTYPES:
             raise ModelError(f"{weights}: {prefix + name} holds {dtype} values where a model's weights are "
                              f"{' or '.join(FLOAT_DTYPES)}; the weights are corrupt, or not a convnet model's.")
+        if dtype.startswith("C"):  # an integer buffer of complex numbers: PyTorch's warning would print as it loads
+            raise ModelError(f"{weights}: {prefix + name} holds complex numbers ({dtype}), which no convnet model "
+                             "holds; the weights are corrupt, or not a convnet model's.")
 
 
 def _check_pair(data: bytes, weights: Path, card: dict, card_path: Path) -> None:
