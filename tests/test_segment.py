@@ -325,6 +325,15 @@ def test_a_long_tight_strip_of_digits_is_read() -> None:
     assert_segmented(segment_digits(1 - number), boxes, alone)
 
 
+def test_a_strip_of_a_hundred_digits_is_read() -> None:
+    """Specks are measured against the image's longer side: 1 % of a strip 100 digits long is taller than its
+    digits, which were all dropped as dust ("no ink found"). No speck is half as tall as the strip."""
+    layout = [("0123457"[i % 7], 20, 4, 9, 3) for i in range(100)]
+    number, boxes, alone = compose(layout, canvas_height=28)
+    assert 0.01 * number.shape[1] > 20
+    assert_segmented(segment_digits(1 - number), boxes, alone)
+
+
 def test_a_straight_line_is_not_a_number() -> None:
     image = np.ones((100, 300), np.float32)
     image[49:51] = 0

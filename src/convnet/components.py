@@ -13,6 +13,7 @@ from convnet.errors import NoInkError
 
 SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
 SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
+SPECK_SHORT = 0.5  # ...but none this share of the image's shorter side is tiny (a long strip's digits)
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,12 @@ def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
 
     A speck is tiny against the image, or both light and small against the
     heaviest component (the dot-like pieces of a broken stroke are not light).
+    Tiny is measured on the longer side, but never reaches half of the
+    shorter one: in a long strip of digits the digits themselves would be.
     """
     boxes = components.boxes
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    tiny = sides < max(2.0, SPECK_SIDE * max(shape))
+    tiny = sides < max(2.0, min(SPECK_SIDE * max(shape), SPECK_SHORT * min(shape)))
     return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
 
 
