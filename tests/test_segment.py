@@ -334,6 +334,18 @@ def test_a_strip_of_a_hundred_digits_is_read() -> None:
     assert_segmented(segment_digits(1 - number), boxes, alone)
 
 
+def test_a_strip_of_five_hundred_digits_is_refused_for_its_length_not_as_blank() -> None:
+    """The paper is fitted on a copy of 64 x 64 pixels' area: shrunk evenly, a strip 400 times as long as high kept
+    3 rows, where ink and paper blend into a grey that passed for the paper ("no ink found"). The copy keeps 8 rows,
+    and the strip is refused for what it is: more pieces than a number has."""
+    layout = [("0123457"[i % 7], 20, 4, 9, 3) for i in range(500)]
+    number = compose(layout, canvas_height=28)[0]
+    assert number.shape[1] > 390 * number.shape[0]
+    for gray in (number, 1 - number):
+        with pytest.raises(NotANumberError, match=f"not a number: 500 separate pieces of ink .*{MAX_PARTS}"):
+            segment_digits(gray)
+
+
 def test_a_straight_line_is_not_a_number() -> None:
     image = np.ones((100, 300), np.float32)
     image[49:51] = 0

@@ -6,7 +6,7 @@ import numpy as np
 
 from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
-from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale
+from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale
 from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
@@ -31,6 +31,8 @@ FRAME_SPAN = 0.9  # rows inside it along this share of its length, where those a
 FRAME_SHRUNK = 2.0  # is a frame's where the image was shrunk to at most 1 / this of its pixels
 BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a band against from this share of the side,
 BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
+PAPER_AREA = 64 * 64  # the paper's surface is fitted on a copy of about this many pixels,
+PAPER_DEPTH = 8  # ...and at least this many deep across a long strip
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -240,7 +242,7 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     Tiny images get a plane: there a quadratic could rise into a dome under a
     blurred digit.
     """
-    small = downscale(gray, 64 * 64)  # by area: a long strip of digits keeps some height
+    small = _small_copy(gray)
     terms = 6 if min(small.shape) >= 32 else 3
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
@@ -258,6 +260,20 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
     y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
     return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
+
+
+def _small_copy(gray: np.ndarray) -> np.ndarray:
+    """The copy the paper is fitted on: area-averaged to PAPER_AREA pixels (by area: a long strip of digits keeps some
+    height), but PAPER_DEPTH pixels deep at least, or as deep as the image. Shrunk evenly, a strip 500 digits long
+    kept 3 rows, where ink and paper blend into one grey that passed for the paper ("no ink found")."""
+    small = downscale(gray, PAPER_AREA)
+    depth = min(*gray.shape, PAPER_DEPTH)
+    if min(small.shape) >= depth:
+        return small
+    height, width = gray.shape
+    length = min(max(height, width), PAPER_AREA // depth)  # each axis is fitted in its own [-1, 1]: no distortion
+    size = (length, depth) if width > height else (depth, length)
+    return area_resize(gray, size)
 
 
 def _border(small: np.ndarray, shrunk: float) -> np.ndarray:

@@ -413,5 +413,9 @@ def downscale(gray: np.ndarray, max_area: int | None) -> np.ndarray:
     factor = _shrink_factor(height, width, max_area)
     if factor <= 1:
         return gray
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return area_resize(gray, (max(1, round(width / factor)), max(1, round(height / factor))))
+
+
+def area_resize(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average to (width, height) `size`, each axis on its own."""
     return np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32), "F").resize(size, Image.BOX))
