@@ -280,6 +280,37 @@ def test_a_flat_loose_bar_joins_its_digit() -> None:
     assert len(found) == 1 and found[0].y0 <= 30 <= found[0].y1
 
 
+def test_a_slanted_stroke_cut_across_is_one_digit() -> None:
+    """A slanted 1 (or a 7's stem) with a gap across it: the two halves stand one above the other, share few columns
+    and are each half the height, so neither is a fragment of the other; a number is one line, so they are one."""
+    image = Image.new("L", (300, 300), 0)
+    ImageDraw.Draw(image).line([(190, 40), (110, 260)], fill=255, width=16)
+    gray = np.asarray(image, np.float32) / 255
+    gray[140:152] = 0  # the pen lifted
+    assert len(connected_components(gray)) == 2
+    (digit,) = segment_digits(gray)
+    assert digit.y0 < 50 and digit.y1 > 250
+
+
+def test_tall_pieces_sharing_columns_are_one_digit_when_the_model_is_surer_of_them_so() -> None:
+    """Two tall strokes that share some columns, under STRONG_OVERLAP of them: a digit drawn in two strokes that miss
+    (a 4's, a 0's two arcs), or two 1s crowded in slanted writing. The model decides, as for a split: one digit when
+    it is surer of the whole than of both pieces."""
+    image = Image.new("L", (300, 300), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(100, 40), (160, 260)], fill=255, width=14)
+    draw.line([(160, 40), (215, 250)], fill=255, width=14)
+    gray = np.asarray(image, np.float32) / 255
+    assert len(connected_components(gray)) == 2
+    assert len(segment_digits(gray)) == 2  # without a model: two 1s
+
+    def score(images: np.ndarray) -> np.ndarray:  # each piece, then the two as one
+        return np.array([0.9, 0.9, whole][: len(images)])
+
+    for whole, count in [(0.95, 1), (0.7, 2)]:
+        assert len(segment_digits(gray, score=score)) == count
+
+
 def test_a_texture_of_many_pieces_is_not_a_number_and_is_quick() -> None:
     """Hundreds of short bars (a texture, a page of text): a clear no-answer, given before the passes whose work
     grows faster than the number of pieces (they took minutes on such pages)."""

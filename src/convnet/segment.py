@@ -21,6 +21,7 @@ STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
 PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
 RULE_DOUBT = 0.001  # a rule that may be a digit's stroke stays unless the digits are this much more convincing without
+STACKED = 0.2  # neighbours sharing under this share of the shorter one's rows stand one above the other: one digit
 MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
 
 
@@ -132,6 +133,7 @@ def _cut(ink: np.ndarray, score: Scorer | None, components: Components | None = 
     groups = [g for g in groups if g.width < LINE_ASPECT * g.height]
     if not groups:
         raise NotANumberError("not a number: only straight lines")
+    groups = _join_broken(groups, ink, components.labels, score)
     pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
     return sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
 
@@ -210,6 +212,55 @@ def _absorb_fragments(groups: list[_Group], height: float) -> list[_Group]:
         nearest = min(others, key=lambda o: _distance(piece, o))
         groups = [g for g in others if g is not nearest] + [_join(nearest, piece)]
     return groups
+
+
+def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, score: Scorer | None) -> list[_Group]:
+    """Join neighbours that are one digit's pieces, broken by a lifted pen or a gap in the ink (a 7's stem cut through,
+    a 4 drawn in two strokes that miss): too far apart in x for `_merge_overlapping`, too tall for `_absorb_fragments`.
+    Only where the two together are no wider than a digit; then when one stands above the other (a number is one
+    line of digits), or, with `score`, when they share columns and the model is surer of them as one digit than of
+    both as two: neighbours in slanted or crowded writing share columns too, and there the two are the surer reading.
+    Two neighbours side by side are left apart: a 1 beside a digit often reads as a convincing digit with it."""
+    while True:
+        order = sorted(groups, key=lambda g: int(g.box[0]))
+        pairs = [(a, b) for a, b in zip(order, order[1:]) if _digit_shaped(_join(a, b))]
+        stacked = np.array([_stacked(a, b) for a, b in pairs], bool)
+        sharing = np.array([b.box[0] < a.box[2] for a, b in pairs], bool) & ~stacked
+        gain = np.where(stacked, np.inf, -np.inf)
+        if score is not None and sharing.any():
+            gain[sharing] = _join_gain([pair for pair, s in zip(pairs, sharing) if s], ink, labels, score)
+        taken: set[int] = set()
+        for k in np.argsort(-gain):  # the surest joins first; a group joins once a round
+            a, b = pairs[k]
+            if gain[k] > 0 and id(a) not in taken and id(b) not in taken:
+                taken |= {id(a), id(b)}
+                groups = [g for g in groups if g is not a and g is not b] + [_join(a, b)]
+        if not taken:
+            return groups
+
+
+def _join_gain(pairs: list[tuple[_Group, _Group]], ink: np.ndarray, labels: np.ndarray, score: Scorer) -> np.ndarray:
+    """How much surer the model is of each pair as one digit than of both its digits (the product, as for a split)."""
+    groups = [a for a, _ in pairs] + [b for _, b in pairs] + [_join(a, b) for a, b in pairs]
+    first, second, whole = score(np.stack([_render(g, ink, labels) for g in groups])).reshape(3, len(pairs))
+    return whole - first * second
+
+
+def _digit_shaped(group: _Group) -> bool:
+    """No wider than tall: one digit, not a run of touching ones (which the model may read as one wide digit)."""
+    return group.width <= group.height
+
+
+def _stacked(a: _Group, b: _Group) -> bool:
+    """Whether one stands above the other: they share under STACKED of the shorter one's rows."""
+    shared = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+    return bool(shared <= STACKED * min(a.height, b.height))
+
+
+def _render(group: _Group, ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The group's own ink in MNIST's layout."""
+    x0, y0, x1, y1 = (int(v) for v in group.box)
+    return render_digit(np.where(np.isin(labels[y0:y1, x0:x1], group.ids), ink[y0:y1, x0:x1], 0))
 
 
 def _split_touching(
