@@ -259,8 +259,13 @@ def _stacked(a: _Group, b: _Group) -> bool:
 
 def _render(group: _Group, ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The group's own ink in MNIST's layout."""
+    return render_digit(_own_ink(group, ink, labels))
+
+
+def _own_ink(group: _Group, ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The ink within the group's box that belongs to its components (not a neighbour's stroke reaching in)."""
     x0, y0, x1, y1 = (int(v) for v in group.box)
-    return render_digit(np.where(np.isin(labels[y0:y1, x0:x1], group.ids), ink[y0:y1, x0:x1], 0))
+    return np.where(np.isin(labels[y0:y1, x0:x1], group.ids), ink[y0:y1, x0:x1], 0)
 
 
 def _split_touching(
@@ -274,7 +279,7 @@ def _split_touching(
     column, because slanted digits touch diagonally.
     """
     x0, y0, x1, y1 = (int(v) for v in group.box)
-    digit = np.where(np.isin(labels[y0:y1, x0:x1], group.ids), ink[y0:y1, x0:x1], 0)
+    digit = _own_ink(group, ink, labels)
     singles = [g.width for g in groups if g.width <= g.height]
     expected = max(np.median(singles) if singles else 0, 0.6 * group.height)
     wide = group.width > group.height and group.width >= PAIR_WIDTH * expected  # some digits are as wide as tall
