@@ -52,6 +52,10 @@ def test_all_three_ways_to_name_a_model(tmp_path):
     (os.mkfifo, "model.json is a folder, a pipe or a device, not a file"),  # a pipe, which no one reads: no hang
     (os.mkdir, "model.json is a folder, a pipe or a device, not a file"),
     (lambda p: os.symlink(p.parent / "gone.json", p), "model.json is a link to .*gone.json, which does not exist"),
+    # Path.exists calls a loop of links not existing too: "a link to a.json, which does not exist", with a.json there
+    (lambda p: os.symlink(p.name, p), "model.json is a link to model.json, which leads back to itself .a loop"),
+    (lambda p: (os.symlink(p.name, p.parent / "a.json"), os.symlink("a.json", p)),
+     "model.json is a link to a.json, which leads back to itself .a loop of links"),
 ])
 def test_a_card_that_is_not_a_file_is_not_called_missing(tmp_path, make, words):
     run = tmp_path / "run"

@@ -6,6 +6,7 @@ means that model even where a folder of that name is in the current folder: `./d
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -335,12 +336,23 @@ def resolve(ref: Path | str) -> tuple[Path, Path]:
             raise ModelError(f"{ref}: {p.name} is a folder, a pipe or a device, not a file (a model is a .safetensors "
                              "file with its .json card).")
         if p.is_symlink() and not p.exists():
-            raise ModelError(f"{ref}: {p.name} is a link to {os.readlink(p)}, which does not exist.")
+            raise ModelError(f"{ref}: {p.name} is a link to {os.readlink(p)}, {_nowhere(p)}.")
         if not p.is_file():
             # metrics.json or config.json of a run: the model is the folder's model.safetensors and model.json
             beside = f"; {path.parent} holds a model: give that folder" if (path.parent / WEIGHTS).is_file() else ""
             raise ModelError(f"{ref}: missing {p.name} (a model is a .safetensors file with its .json card){beside}.")
     return weights, card
+
+
+def _nowhere(link: Path) -> str:
+    """Why a link leads to no file: what it names does not exist, or it names itself through links (a loop, which
+    `Path.exists` calls not existing too)."""
+    try:
+        link.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "which leads back to itself (a loop of links)"
+    return "which does not exist"
 
 
 def is_model(ref: Path | str) -> bool:
