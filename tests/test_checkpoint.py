@@ -229,6 +229,16 @@ def test_a_card_nested_too_deep_to_copy_is_refused(tmp_path):
     assert load_model(tmp_path / "deep").card["notes"] == deep[0]
 
 
+def test_a_card_nested_too_deep_in_tuples_is_not_written(tmp_path):
+    # JSON writes a tuple as a list, which load_model counts: saved, this card could not be loaded again.
+    notes: tuple = ()
+    for _ in range(150):
+        notes = (notes,)
+    with pytest.raises(ConfigError, match="nests lists and dicts more than 100 deep"):
+        save_model(_trained_like(), tmp_path / "deep", notes=notes)
+    assert not (tmp_path / "deep" / "model.json").exists()
+
+
 def test_a_huge_card_is_not_parsed(tmp_path):
     run = tmp_path / "run"
     save_model(_trained_like(), run)

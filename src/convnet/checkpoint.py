@@ -183,10 +183,11 @@ def _card_json(card: dict) -> bytes:
 
 
 def _depth(value: object) -> int:
-    """How deep lists and dicts nest in `value` (0 for a number or string): level by level, without recursion, and
-    with no more memory than a list of the values on one level (a 16 MiB card holds millions)."""
+    """How deep lists and dicts nest in `value` (0 for a number or string; a tuple, which JSON writes as a list, counts
+    as one): level by level, without recursion, and with no more memory than a list of the values on one level (a
+    16 MiB card holds millions)."""
     depth, level = 0, [value]
-    while level := [item for item in level if isinstance(item, (dict, list))]:
+    while level := [item for item in level if isinstance(item, (dict, list, tuple))]:
         depth += 1
         level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)]
     return depth
