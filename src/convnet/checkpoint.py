@@ -46,8 +46,8 @@ CARD_FIELDS = ("format", "architecture", "num_classes", "in_channels", "input_si
 # written with them)
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 MAX_CARD_BYTES = 16 << 20  # a card is a few kB (100,000 class names fit); parsed JSON takes many times its size
-# Lists and dicts within each other: a card's own fields go 4 deep. Copying a loaded model (copy.deepcopy, as
-# Recognizer does) recurses twice a level into its card, and fails on one nested a few hundred deep.
+# Lists and dicts within each other: a card's own fields go 4 deep. copy.deepcopy of a loaded model (a caller's: the
+# Recognizer's fold_batchnorm shares the card) recurses twice a level into its card, and fails a few hundred deep.
 MAX_CARD_DEPTH = 100
 
 
@@ -372,7 +372,7 @@ def read_card(path: Path) -> dict:
         if len(text) > MAX_CARD_BYTES:
             raise ValueError(f"larger than {MAX_CARD_BYTES >> 20} MiB")
         card = json.loads(text)
-        if _depth(card) > MAX_CARD_DEPTH:  # parsed, but copying the model (Recognizer does) would overflow the stack
+        if _depth(card) > MAX_CARD_DEPTH:  # parsed, but copy.deepcopy of the model would overflow the stack
             raise ValueError(f"lists and dicts nested more than {MAX_CARD_DEPTH} deep")
     except (OSError, ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and bad JSON
         raise ModelError(f"{path}: not a readable model card ({e}).") from None

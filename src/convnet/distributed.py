@@ -1,7 +1,8 @@
 """Several processes, GPUs or machines through `torchrun` and PyTorch DDP.
 
 `torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; when WORLD_SIZE > 1 training joins the process group (NCCL on
-GPUs, gloo on CPUs), wraps the model in DistributedDataParallel and gives each rank its own shard of every epoch.
+GPUs, gloo on CPUs and on GPUs where PyTorch has no NCCL; MPS is refused), wraps the model in DistributedDataParallel
+and gives each rank its own shard of every epoch.
 Only rank 0 logs, evaluates and writes files. Without torchrun, everything here is a no-op.
 """
 from __future__ import annotations
@@ -102,8 +103,9 @@ def init(device: torch.device) -> World:
 
 
 def _own_gpu(device: torch.device, w: World) -> torch.device | None:
-    """This process's GPU, one per process by LOCAL_RANK, made current; None on CPUs. NCCL refuses two processes on
-    one GPU ("Duplicate GPU detected"), deep in the first collective: said here, before the joining."""
+    """This process's GPU, one per process by LOCAL_RANK, made current; None on CPUs, a ConfigError on MPS. NCCL
+    refuses two processes on one GPU ("Duplicate GPU detected"), deep in the first collective: said here, before the
+    joining."""
     if device.type == "mps":  # no process group exchanges MPS tensors: gloo's first collective failed on them
         raise ConfigError("under torchrun the processes exchange their tensors through gloo, which takes CPU and CUDA "
                           "tensors, not Apple's MPS ones: add --device cpu, or train on MPS in one process.")
