@@ -76,7 +76,11 @@ def test_two_machines_meet_through_the_documented_rendezvous(tiny_dir, tmp_path)
              "--out", tmp_path / "run", "--device", "cpu")
     machines = [subprocess.Popen(launcher(*rendezvous, *train), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, cwd=tmp_path, env=launch_env(tmp_path)) for _ in range(2)]
-    outputs = [machine.communicate(timeout=600) for machine in machines]
+    try:
+        outputs = [machine.communicate(timeout=600) for machine in machines]
+    finally:  # a timeout leaves both launchers running: communicate does not end them
+        for machine in machines:
+            machine.kill()
     assert [machine.returncode for machine in machines] == [0, 0], [err[-3000:] for _, err in outputs]
     assert sorted(out.count("test accuracy:") for out, _ in outputs) == [0, 1]  # one rank 0, on either machine
     assert sum(err.count("epoch 1/1") for _, err in outputs) == 1

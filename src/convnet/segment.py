@@ -21,7 +21,7 @@ STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same
 FRAGMENT = 0.5  # pieces shorter than this share of the digit height belong to a neighbour
 PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
 RULE_DOUBT = 0.001  # a rule that may be a digit's stroke stays unless the digits are this much more convincing without
-STACKED = 0.2  # neighbours sharing under this share of the shorter one's rows stand one above the other: one digit
+STACKED = 0.2  # neighbours sharing at most this share of the shorter one's rows stand one above the other: one digit
 MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
 
 
@@ -252,7 +252,7 @@ def _digit_shaped(group: _Group) -> bool:
 
 
 def _stacked(a: _Group, b: _Group) -> bool:
-    """Whether one stands above the other: they share under STACKED of the shorter one's rows."""
+    """Whether one stands above the other: they share at most STACKED of the shorter one's rows."""
     shared = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
     return bool(shared <= STACKED * min(a.height, b.height))
 
