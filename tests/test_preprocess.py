@@ -641,6 +641,16 @@ def test_a_filled_loop_or_a_small_blurred_bold_digit_is_no_blob() -> None:
     assert (digits > 0.5).any() and not blobs(digits).any()
 
 
+@pytest.mark.parametrize("blur", [0.3, 0.6, 1.0])  # of the spot's radius
+@pytest.mark.parametrize("radius", [6, 20, 60])
+def test_a_blurred_dot_or_disc_is_a_blob(radius: int, blur: float) -> None:
+    # Its core is darker than its rim, as a smudged digit's is (the evenness test), but faint or dark its ink is round.
+    page = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(page).ellipse((150, 120, 150 + 2 * radius, 120 + 2.4 * radius), fill=0)
+    spot = preprocess(np.asarray(page.filter(ImageFilter.GaussianBlur(blur * radius))))
+    assert blobs(spot[None])[0]
+
+
 @pytest.mark.parametrize("width", [20, 100])
 def test_a_solid_upright_bar_is_a_1_not_a_blob(width: int) -> None:
     bar = np.zeros((300, 300), np.float32)

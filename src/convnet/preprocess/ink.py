@@ -20,6 +20,9 @@ COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's cou
 BLOB_ASPECT = 2.0  # a solid digit no longer than this is a blob, not a digit (a 1 from a thick marker is longer)
 BLOB_FAINT = 0.3  # its fainter ink too, down to this, fills its hull (a filled 9's tail, which the stroke fix fades)
 BLOB_EVEN = 0.5  # and half of that ink is within 10 % of the brightest: evenly dark, not a blurred bold digit
+ROUND_FIT = 0.9  # ...or its ink, faint and dark alike, is the ellipse of its moments to this much overlap (IoU): a
+# blurred disc or dot (0.89 and up at 28x28, 96 of 100 drawn at random over this); digits no longer than BLOB_ASPECT:
+# 0.69 at most; a filled square, not round, 0.83-0.89 (left to the evenness test)
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
 BAND_LONG = 2.0  # (along it: this many times as long as it is deep)
@@ -194,7 +197,8 @@ def blobs(digits: np.ndarray) -> np.ndarray:
     """Which digits in MNIST's layout (`render_digit`; a stack, N x 28 x 28) are solid blobs, not strokes: a filled
     disc, square or oval, a sharp dot. Such ink (the pixels over half white) fills its convex hull, encloses nothing
     and is at most BLOB_ASPECT times as long as wide; its faint ink fills the hull too, and it is evenly dark
-    (BLOB_FAINT, BLOB_EVEN): a small bold digit blurred into a smudge, or a 9 whose loop is filled in, is neither. None
+    (BLOB_FAINT, BLOB_EVEN): a small bold digit blurred into a smudge, or a 9 whose loop is filled in, is neither. Or
+    it is a round spot, blurred or not (`_round`): a soft dot or a disc with a blurred edge, which is not even. None
     of MNIST's 60,000 training digits is one once through `preprocess` (three raw ones are: solid 8s); the network,
     which has never seen one, calls it a confident 0."""
     digits = np.asarray(digits)
@@ -204,8 +208,34 @@ def blobs(digits: np.ndarray) -> np.ndarray:
     left, right = row_extents(masks)
     spans = (right - left).sum(1)
     maybe = masks.sum((1, 2)) >= np.maximum(SHEET_FILL * spans, 3)
-    return np.array([bool(m) and _solid(mask, BLOB_ASPECT) and _even(digit)
+    return np.array([bool(m) and (_solid(mask, BLOB_ASPECT) and _even(digit) or _round(digit))
                      for m, mask, digit in zip(maybe, masks, digits)], bool)
+
+
+def _round(digit: np.ndarray) -> bool:
+    """Whether a rendering is a round spot, however blurred: its faint ink (down to BLOB_FAINT) and its dark ink (over
+    half white) are each a filled ellipse at most BLOB_ASPECT times as long as wide. Blur fails `_even` (a dot's core
+    is darker than its rim, as a smudged bold digit's is), but a smudge keeps its arms, a 9's filled loop its tail."""
+    return _ellipse(digit > BLOB_FAINT) and _ellipse(digit > 0.5)
+
+
+def _ellipse(mask: np.ndarray) -> bool:
+    """Whether a mask and the filled ellipse with its mean and covariance overlap by ROUND_FIT of their union, and the
+    ellipse is at most BLOB_ASPECT times as long as wide."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 5:  # too few pixels for a shape
+        return False
+    points = np.stack([xs, ys]).astype(np.float64)
+    centre = points.mean(1)
+    spread = np.cov(points) + np.eye(2) / 12  # each pixel a unit square, not a point
+    narrow, wide = np.linalg.eigvalsh(spread)
+    if wide > BLOB_ASPECT**2 * narrow:
+        return False
+    rows, cols = np.indices(mask.shape)
+    offsets = np.stack([cols - centre[0], rows - centre[1]], -1)
+    # A uniform ellipse's edge lies two standard deviations from its centre along each axis.
+    inside = np.einsum("...i,ij,...j->...", offsets, np.linalg.inv(spread), offsets) <= 4
+    return np.count_nonzero(inside & mask) >= ROUND_FIT * np.count_nonzero(inside | mask)
 
 
 def _even(digit: np.ndarray) -> bool:
