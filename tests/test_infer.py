@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.errors import ConfigError
-from convnet.infer import BLOB, Recognizer, expand_paths
+from convnet.infer import BLOB, OUTLINE, Recognizer, expand_paths
 from convnet.preprocess import load_gray
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -104,6 +104,19 @@ def test_a_solid_blob_gets_no_digit_unless_every_answer_is_asked_for(recognizer,
     other = copy.deepcopy(recognizer.model)
     other.classes = list("abcdefghij")  # a model of other things than digits: a blob may be one of them
     assert Recognizer(other).predict(np.asarray(page)).reason != BLOB
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_a_blurred_dot_or_an_empty_box_gets_no_digit(recognizer, dark):
+    # Each read as a confident 0: the dot's soft edge failed the blob check's evenness, and the box is no blob at all.
+    dot, box = Image.new("L", (200, 200), 255), Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(dot).ellipse((80, 90, 100, 110), fill=0)
+    ImageDraw.Draw(box).rectangle((50, 40, 150, 140), outline=0, width=6)
+    pages = [np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) for page, blur in ((dot, 8), (box, 1))]
+    if not dark:
+        pages = [255 - page for page in pages]
+    assert [(p.label, p.reason) for p in recognizer.predict(pages)] == [(None, BLOB), (None, OUTLINE)]
+    assert all(p.label == "0" for p in Recognizer(recognizer.model, min_confidence=0).predict(pages))
 
 
 def bad_files(folder: Path) -> dict[str, Path]:

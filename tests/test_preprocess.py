@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.errors import ConfigError
 from convnet.preprocess import (
-    WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, preprocess, remove_rulings,
-    to_mnist,
+    WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, outlines, preprocess,
+    remove_rulings, to_mnist,
 )
 from convnet.preprocess.load import UPRIGHT
 from convnet.preprocess.morphology import convex_hull, corner_share, polygon_area
@@ -649,6 +649,19 @@ def test_a_blurred_dot_or_disc_is_a_blob(radius: int, blur: float) -> None:
     ImageDraw.Draw(page).ellipse((150, 120, 150 + 2 * radius, 120 + 2.4 * radius), fill=0)
     spot = preprocess(np.asarray(page.filter(ImageFilter.GaussianBlur(blur * radius))))
     assert blobs(spot[None])[0]
+
+
+@pytest.mark.parametrize("width", [2, 6, 15])
+@pytest.mark.parametrize("blur", [0, 2])
+def test_an_empty_box_is_an_outline_and_no_digit_is(width: int, blur: float) -> None:
+    page = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(page).rectangle((60, 80, 200, 220), outline=0, width=width)
+    box = preprocess(np.asarray(page.filter(ImageFilter.GaussianBlur(blur))))
+    ring = Image.new("L", (300, 300), 255)  # a 0 as round as a 0 gets; a box with a digit in it is framed apart
+    ImageDraw.Draw(ring).ellipse((60, 80, 200, 220), outline=0, width=width)
+    digits = [to_mnist(draw_digit(digit, 200, stroke)) for digit in sorted(SKELETONS) for stroke in (8, 30, 60)]
+    assert outlines(np.stack([box, preprocess(np.asarray(ring)), *digits])).tolist() == [True] + [False] * (
+        len(digits) + 1)
 
 
 @pytest.mark.parametrize("width", [20, 100])

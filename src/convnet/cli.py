@@ -354,7 +354,7 @@ def _add_answer_options(command: argparse.ArgumentParser, below: str, inputs: st
     command.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     command.add_argument("--min-confidence", type=fraction, default=None,
                          help=f"{below}: 0.5 or 50 (default 0.5; 0 always answers, {inputs} unlike the training "
-                         "images and blobs too; values above 1 are per cent, 1 itself is 100 %%)")
+                         "images, blobs and empty boxes too; values above 1 are per cent, 1 itself is 100 %%)")
     _add_model_options(command)
 
 

@@ -4,8 +4,8 @@ Inputs go through `convnet.preprocess` (the steps that made MNIST), then the mod
 card, then the model in batches. Probabilities are temperature-scaled (fitted on held-out data at training time), and
 an answer below `min_confidence` becomes `label=None, reason="low confidence"` instead of a guess; one for an input
 unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`, and
-for a digit model, one for a solid blob of ink (a filled disc or square: `preprocess.blobs`), which no MNIST digit is
-once prepared, `reason=BLOB`.
+for a digit model, one for a solid blob of ink (a filled disc or square, a blurred dot: `preprocess.blobs`), which no
+MNIST digit is once prepared, `reason=BLOB`, and one for an empty box (`preprocess.outlines`) `reason=OUTLINE`.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
 from convnet.models.arrays import calibrated_outputs
-from convnet.preprocess import SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, readings
+from convnet.preprocess import (SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, outlines,
+                                 readings)
 from convnet.preprocess.load import tensor_to_numpy
 from convnet.segment import segment_digits
 
@@ -38,7 +39,8 @@ DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
-DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs are not
+OUTLINE = "an empty box, not a digit"  # ...and for a square outline: preprocess.outlines
+DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs and boxes are not
 FLAT = SIZE * SIZE  # the length of a flattened MNIST image
 FLAT_LIKENESS = 0.3  # how much more alike pixels a row apart are than half a row apart in flattened images
 NON_FINITE = "the model gave non-finite probabilities (NaN or infinity): its weights are unusable"
@@ -54,7 +56,7 @@ class Prediction:
     confidence: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
-    reason: str | None = None  # "no ink found" | "low confidence" | UNLIKE | BLOB
+    reason: str | None = None  # "no ink found" | "low confidence" | UNLIKE | BLOB | OUTLINE
     error: str | None = None  # the input could not be read as an image
     path: str | None = None
 
@@ -154,16 +156,17 @@ class Recognizer:
         judged = self._judges if judge and self.min_confidence > 0 else []  # 0: every answer is wanted
         return calibrated_outputs(self.model, images[:, None], judged, self.batch_size)
 
-    def _blobs(self, images: np.ndarray) -> np.ndarray:
-        """Which images are solid blobs (`preprocess.blobs`); none at min_confidence 0, which asks for every answer,
-        nor for a model of other classes than the ten digits, for which a blob may be an answer."""
+    def _shapes(self, images: np.ndarray) -> list[str | None]:
+        """For each image, BLOB if it is a solid blob (`preprocess.blobs`), OUTLINE if an empty box
+        (`preprocess.outlines`), else None; all None at min_confidence 0, which asks for every answer, and for a model
+        of other classes than the ten digits, for which such a shape may be an answer."""
         if self.min_confidence > 0 and list(self.model.classes) == DIGITS:
-            return blobs(images)
-        return np.zeros(len(images), bool)
+            return [BLOB if blob else OUTLINE if box else None for blob, box in zip(blobs(images), outlines(images))]
+        return [None] * len(images)
 
-    def _answer(self, probs: np.ndarray, far: bool = False, blob: bool = False) -> Prediction:
-        """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `blob`: a solid
-        blob (`_blobs`). Either withholds only a confident answer."""
+    def _answer(self, probs: np.ndarray, far: bool = False, shape: str | None = None) -> Prediction:
+        """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `shape`: a shape
+        that is no digit, and the reason that says so (`_shapes`). Either withholds only a confident answer."""
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
             return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
@@ -172,8 +175,8 @@ class Recognizer:
         label, confidence = top[0]
         if confidence < self.min_confidence:
             return Prediction(None, confidence, top, probs.tolist(), reason="low confidence")
-        if blob:
-            return Prediction(None, confidence, top, probs.tolist(), reason=BLOB)
+        if shape:
+            return Prediction(None, confidence, top, probs.tolist(), reason=shape)
         if far:  # from the training images
             return Prediction(None, confidence, top, probs.tolist(), reason=UNLIKE)
         return Prediction(label, confidence, top, probs.tolist())
@@ -204,8 +207,8 @@ class Recognizer:
             starts = np.cumsum([0] + [len(prepared[i]) for i in ok])
             # Each source's surest reading (NaN wins: _answer says so).
             picked = [a + int(np.argmax(probs[a:b].max(axis=1))) for a, b in zip(starts[:-1], starts[1:])]
-            answers = {i: (probs[k], bool(faraway[k]), bool(blob))
-                       for i, k, blob in zip(ok, picked, self._blobs(images[picked]))}
+            answers = {i: (probs[k], bool(faraway[k]), shape)
+                       for i, k, shape in zip(ok, picked, self._shapes(images[picked]))}
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
             if i in answers:
@@ -249,7 +252,7 @@ class Recognizer:
         probs, faraway = self._outputs(images)
         if not np.isfinite(probs).all():
             return Reading(None, [], None, error=NON_FINITE)
-        answers = [self._answer(*judged) for judged in zip(probs, faraway, self._blobs(images))]
+        answers = [self._answer(*judged) for judged in zip(probs, faraway, self._shapes(images))]
         digits = [Digit(a.label, float(a.confidence), (b.x0, b.y0, b.x1, b.y1), a.top_k, a.reason)
                   for a, b in zip(answers, boxes)]
         confidence = float(np.prod([d.confidence for d in digits]))

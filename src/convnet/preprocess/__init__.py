@@ -22,7 +22,7 @@ import numpy as np
 
 from convnet.components import connected_components
 from convnet.errors import ImageError, NoInkError
-from convnet.preprocess.ink import blobs, digit_ink, find_ink, frames
+from convnet.preprocess.ink import blobs, digit_ink, find_ink, frames, outlines
 from convnet.preprocess.load import MAX_PIXELS, WORK_PIXELS, Source, load_gray, load_gray_sized
 from convnet.preprocess.render import BOX, SIZE, render_digit
 from convnet.preprocess.rulings import LINE_ASPECT, find_underlines, remove_rulings
@@ -31,7 +31,7 @@ RULE_PAST = 0.6  # a rule under a digit reaches this share of the digit's width 
 
 __all__ = [
     "BOX", "LINE_ASPECT", "MAX_PIXELS", "SIZE", "WORK_PIXELS", "ImageError", "NoInkError", "Source", "blobs",
-    "find_ink", "find_underlines", "frames", "load_gray", "load_gray_sized", "preprocess", "readings",
+    "find_ink", "find_underlines", "frames", "load_gray", "load_gray_sized", "outlines", "preprocess", "readings",
     "remove_rulings", "render_digit", "to_mnist",
 ]
 
