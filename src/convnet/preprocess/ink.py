@@ -21,10 +21,10 @@ BLOB_ASPECT = 2.0  # a solid digit no longer than this is a blob, not a digit (a
 BLOB_FAINT = 0.3  # its fainter ink too, down to this, fills its hull (a filled 9's tail, which the stroke fix fades)
 BLOB_EVEN = 0.5  # and half of that ink is within 10 % of the brightest: evenly dark, not a blurred bold digit
 ROUND_FIT = 0.9  # ...or its ink, faint and dark alike, is the ellipse of its moments to this much overlap (IoU): a
-# blurred disc or dot (0.89 and up at 28x28, 96 of 100 drawn at random over this); digits no longer than BLOB_ASPECT:
-# 0.69 at most; a filled square, not round, 0.83-0.89 (left to the evenness test)
+# blurred disc or dot (96 of 100 drawn at random over this); real-world digits no longer than BLOB_ASPECT that the
+# network reads right, 0.76 at most; a filled square, not round, 0.83-0.89 (left to the evenness test)
 OUTLINE_FILL = 0.95  # one piece of ink round one hole that with it fills this share of its box is an empty box (an
-# ellipse fills pi / 4 of its box; the 0s of 4,000 real-world digits, 0.84 at most)
+# ellipse fills pi / 4 of its box; real-world digits with one hole, 0.87 at most of 4,000, a withheld 8 0.90)
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
 BAND_WHOLE_STROKE = 2.0  # nor, this many times as thick, solid ink along one whole side
 BAND_LONG = 2.0  # (along it: this many times as long as it is deep)
