@@ -61,8 +61,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one repeat and only the first recipe (CPU smoke run)")
     args = parser.parse_args()
     device = str(resolve_device(args.device))
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-    print(f"device {device} ({name}), torch {torch.__version__}", file=sys.stderr)
+    name = f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else ""
+    print(f"device {device}{name}, torch {torch.__version__}", file=sys.stderr)
     data = load_dataset("mnist", fetch_missing=False)
     speed = {"compile": args.compile, "cuda_graphs": args.cuda_graphs}
     mode = "torch.compile" if args.compile else "CUDA graphs" if args.cuda_graphs else "eager"
