@@ -8,6 +8,7 @@ from convnet.components import Components, connected_components, major_box, spec
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale
 from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
+from convnet.preprocess.render import crop_to_ink
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink
@@ -223,10 +224,9 @@ def outlines(digits: np.ndarray) -> np.ndarray:
 
 def _box_outline(mask: np.ndarray) -> bool:
     """Whether a mask is one piece round one hole that together fill OUTLINE_FILL of the mask's box."""
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if not len(rows):
+    if not mask.any():
         return False
-    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    mask = crop_to_ink(mask)
     if np.count_nonzero(mask) == mask.size:  # a filled square: blobs' part
         return False
     holes = _holes(mask)

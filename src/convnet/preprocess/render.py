@@ -14,15 +14,16 @@ STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th pe
 
 def render_digit(ink: np.ndarray) -> np.ndarray:
     """MNIST layout of isolated white-on-black ink: crop, fix stroke, scale to 20 px, centre."""
-    crop = _crop(ink)
-    crop = _crop(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
+    crop = crop_to_ink(ink)
+    crop = crop_to_ink(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
     zoom = BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
     digit = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32), "F").resize(size, Image.LANCZOS))
     return _centre(np.clip(digit, 0, 1))
 
 
-def _crop(ink: np.ndarray) -> np.ndarray:
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The box of the ink (non-zero pixels); a NoInkError where there is none."""
     rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if not len(rows):
         raise NoInkError("no ink found")
