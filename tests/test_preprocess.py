@@ -1134,3 +1134,21 @@ def test_a_strip_one_or_two_pixels_deep_is_blank_without_a_warning(shape: tuple[
         with pytest.raises(NoInkError):
             to_mnist(np.ones(shape, np.float32))
 
+
+
+def test_the_small_copy_of_a_long_strip_is_shrunk_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strip too long to stay PAPER_DEPTH rows deep when shrunk evenly is shrunk to that depth straight away: it was
+    first shrunk evenly for nothing, the costlier the longer the strip."""
+    from convnet.preprocess import ink, load
+
+    shrinks: list[tuple[int, int]] = []
+
+    def counted(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        shrinks.append(size)
+        return area_resize(gray, size)
+
+    area_resize = load.area_resize
+    monkeypatch.setattr(load, "area_resize", counted)
+    monkeypatch.setattr(ink, "area_resize", counted)
+    small = ink._small_copy(np.ones((30, 12_000), np.float32))
+    assert shrinks == [small.shape[::-1]] and small.shape[0] == ink.PAPER_DEPTH

@@ -6,7 +6,7 @@ import numpy as np
 
 from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
-from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale
+from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale, downscaled_size
 from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
 from convnet.preprocess.render import crop_to_ink
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
@@ -320,11 +320,10 @@ def _small_copy(gray: np.ndarray) -> np.ndarray:
     """The copy the paper is fitted on: area-averaged to PAPER_AREA pixels (by area: a long strip of digits keeps some
     height), but PAPER_DEPTH pixels deep at least, or as deep as the image. Shrunk evenly, a strip 500 digits long
     kept 3 rows, where ink and paper blend into one grey that passed for the paper ("no ink found")."""
-    small = downscale(gray, PAPER_AREA)
-    depth = min(*gray.shape, PAPER_DEPTH)
-    if min(small.shape) >= depth:
-        return small
     height, width = gray.shape
+    depth = min(height, width, PAPER_DEPTH)
+    if min(downscaled_size(height, width, PAPER_AREA)) >= depth:  # shrunk evenly, it stays deep enough
+        return downscale(gray, PAPER_AREA)
     length = min(max(height, width), PAPER_AREA // depth)  # each axis is fitted in its own [-1, 1]: no distortion
     size = (length, depth) if width > height else (depth, length)
     return area_resize(gray, size)

@@ -407,13 +407,18 @@ def _shrink_factor(height: int, width: int, max_area: int | None) -> float:
     return float(np.sqrt(height * width / max_area)) if max_area else 1.0
 
 
-def downscale(gray: np.ndarray, max_area: int | None) -> np.ndarray:
-    """Area-average so that the area is at most `max_area` pixels (None: as it is)."""
-    height, width = gray.shape
+def downscaled_size(height: int, width: int, max_area: int | None) -> tuple[int, int]:
+    """The (width, height) `downscale` gives an image of that shape: its own where it is small enough."""
     factor = _shrink_factor(height, width, max_area)
     if factor <= 1:
-        return gray
-    return area_resize(gray, (max(1, round(width / factor)), max(1, round(height / factor))))
+        return width, height
+    return max(1, round(width / factor)), max(1, round(height / factor))
+
+
+def downscale(gray: np.ndarray, max_area: int | None) -> np.ndarray:
+    """Area-average so that the area is at most `max_area` pixels (None: as it is)."""
+    size = downscaled_size(*gray.shape, max_area)
+    return gray if size == gray.shape[::-1] else area_resize(gray, size)
 
 
 def area_resize(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
