@@ -221,6 +221,7 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
     line of digits), or, with `score`, when they share columns and the model is surer of them as one digit than of
     both as two: neighbours in slanted or crowded writing share columns too, and there the two are the surer reading.
     Two neighbours side by side are left apart: a 1 beside a digit often reads as a convincing digit with it."""
+    scored: dict[tuple[int, int], tuple[_Group, _Group, float]] = {}  # the gains of earlier rounds, by pair
     while True:
         order = sorted(groups, key=lambda g: int(g.box[0]))
         pairs = [(a, b) for a, b in zip(order, order[1:]) if _digit_shaped(_join(a, b))]
@@ -228,7 +229,7 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
         sharing = np.array([b.box[0] < a.box[2] for a, b in pairs], bool) & ~stacked
         gain = np.where(stacked, np.inf, -np.inf)
         if score is not None and sharing.any():
-            gain[sharing] = _join_gain([pair for pair, s in zip(pairs, sharing) if s], ink, labels, score)
+            gain[sharing] = _join_gain([pair for pair, s in zip(pairs, sharing) if s], ink, labels, score, scored)
         taken: set[int] = set()
         for k in np.argsort(-gain):  # the surest joins first; a group joins once a round
             a, b = pairs[k]
@@ -239,11 +240,17 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
             return groups
 
 
-def _join_gain(pairs: list[tuple[_Group, _Group]], ink: np.ndarray, labels: np.ndarray, score: Scorer) -> np.ndarray:
-    """How much surer the model is of each pair as one digit than of both its digits (the product, as for a split)."""
-    groups = [a for a, _ in pairs] + [b for _, b in pairs] + [_join(a, b) for a, b in pairs]
-    first, second, whole = score(np.stack([_render(g, ink, labels) for g in groups])).reshape(3, len(pairs))
-    return whole - first * second
+def _join_gain(pairs: list[tuple[_Group, _Group]], ink: np.ndarray, labels: np.ndarray, score: Scorer,
+               scored: dict[tuple[int, int], tuple[_Group, _Group, float]]) -> np.ndarray:
+    """How much surer the model is of each pair as one digit than of both its digits (the product, as for a split).
+    Pairs in `scored` (by their groups' ids; the groups are kept there, so no new group takes an id of theirs) are
+    not scored again: a round's joins leave most pairs of a crowded line as they were."""
+    new = [(a, b) for a, b in pairs if (id(a), id(b)) not in scored]
+    if new:
+        groups = [a for a, _ in new] + [b for _, b in new] + [_join(a, b) for a, b in new]
+        first, second, whole = score(np.stack([_render(g, ink, labels) for g in groups])).reshape(3, len(new))
+        scored.update({(id(a), id(b)): (a, b, float(g)) for (a, b), g in zip(new, whole - first * second)})
+    return np.array([scored[id(a), id(b)][2] for a, b in pairs])
 
 
 def _digit_shaped(group: _Group) -> bool:
