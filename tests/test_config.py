@@ -41,9 +41,12 @@ def test_the_recipe_fills_what_the_user_left_out():
     assert (mine.epochs, mine.val_split, mine.augment) == (3, 0.1, False)
 
 
-def test_unknown_option_suggests():
-    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
-        TrainConfig.from_dict({"epoch": 3})
+@pytest.mark.parametrize("build", [lambda: TrainConfig.from_dict({"epoch": 3}), lambda: TrainConfig(epoch=3),
+                                   lambda: dataclasses.replace(TrainConfig(), epoch=3)])
+def test_unknown_option_suggests(build):
+    """Built from a dict or by keyword (as a Keras user writes `fit(epochs=...)`), not Python's bare TypeError."""
+    with pytest.raises(ConfigError, match="unknown option 'epoch'; did you mean 'epochs'"):
+        build()
 
 
 @pytest.mark.parametrize("options, words", [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import numbers
 import os
 import typing
@@ -26,6 +27,30 @@ _TYPES = {str: (str, "a string"), int: (numbers.Integral, "a whole number"), flo
           bool: (bool, "True or False")}  # TrainConfig's field types: what a value must be
 
 
+def _refuse_unknown(cls: type) -> type:
+    """Make a dataclass's constructor refuse unknown options as `from_dict` does: `TrainConfig(epoch=1)` says "did you
+    mean 'epochs'?" where Python would say only "unexpected keyword argument"."""
+    generated = cls.__init__
+
+    @functools.wraps(generated)
+    def __init__(self, *args, **values) -> None:
+        _check_names(cls, values)
+        generated(self, *args, **values)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def _check_names(cls: type, values: dict) -> None:
+    """A ConfigError for the first key of `values` that names no field of `cls`, with a close-match suggestion."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+            raise ConfigError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else "."))
+
+
+@_refuse_unknown
 @dataclass
 class TrainConfig:
     """Every training option in one place. `None` means: take the model's own recipe (`convnet models NAME`)."""
@@ -57,11 +82,7 @@ class TrainConfig:
         """Build from user values, rejecting unknown keys with a close-match suggestion."""
         if not isinstance(values, dict):
             raise ConfigError(f"training options come as a dict such as {{'epochs': 1}}, not {values!r}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
-                raise ConfigError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else "."))
+        _check_names(cls, values)  # before cls(**values): a key that is no string would be Python's TypeError
         return cls(**values)
 
     def resolved(self) -> TrainConfig:
