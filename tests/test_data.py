@@ -6,6 +6,9 @@ import os
 import pickle
 import signal
 import struct
+import subprocess
+import sys
+import threading
 import warnings
 from contextlib import contextmanager
 
@@ -14,7 +17,7 @@ import pytest
 import torch
 
 from convnet import data
-from convnet.data import mnist
+from convnet.data import cache, mnist
 from convnet.data.cache import atomic_write
 from convnet.data.idx import encode_idx, parse_idx, read_idx
 from convnet.errors import DataError
@@ -210,6 +213,142 @@ def test_fetch_keeps_a_sound_cache_unless_forced_and_replaces_a_damaged_one(tiny
     assert fetched == [1] and "fails its check" in said[0]
     assert np.array_equal(data.load_dataset("mnist").test_y, tiny_arrays["test_y"])
 
+
+# A process of `convnet train` on a machine other than rank 0's, say: it fetches MNIST from a fake source that notes
+# each call and takes a second, once every process is ready, so that all of them look for the cache at once.
+_FETCHING_TOGETHER = """
+import os, sys, time
+from pathlib import Path
+import numpy as np
+from convnet import data
+from convnet.data import mnist
+
+calls, ready, processes = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+x, y = np.zeros((10, 2, 2), np.uint8), np.arange(10, dtype=np.uint8)
+arrays = {"train_x": x, "train_y": y, "test_x": x, "test_y": y}
+mnist.SHA256 = mnist.checksums(arrays)
+
+def fake():
+    with calls.open("a") as f:
+        f.write("fetched\\n")
+    time.sleep(1)
+    return arrays
+
+mnist.sources = lambda: [("fake", fake)]
+(ready / str(os.getpid())).touch()
+while len(list(ready.iterdir())) < processes:
+    time.sleep(0.01)
+print("read", len(data.load_dataset("mnist").test_y), "labels")
+"""
+
+
+def test_processes_fetching_into_one_cache_at_once_fetch_it_once(tmp_path):
+    calls, ready = tmp_path / "calls", tmp_path / "ready"
+    ready.mkdir()
+    processes = [subprocess.Popen([sys.executable, "-c", _FETCHING_TOGETHER, str(calls), str(ready), "2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert calls.read_text() == "fetched\n"
+    assert all(out.endswith("read 10 labels\n") for out, _ in outputs)
+    assert sorted(out.count("fetching mnist from fake") for out, _ in outputs) == [0, 1]  # one log, not one each
+
+
+@contextmanager
+def _locked_by_another_process():
+    """The cache's lock, held as another process's fetch holds it (flock's locks belong to each opening of the file,
+    so this process's own fetch waits for it too); yields a function that lets it go."""
+    folder = data.cache_path("mnist").parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".mnist.lock", os.O_RDWR | os.O_CREAT)
+    held = [fd]
+
+    def release():
+        if held:
+            os.close(held.pop())
+
+    cache.fcntl.flock(fd, cache.fcntl.LOCK_EX)
+    try:
+        yield release
+    finally:
+        release()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_fetch_waits_for_another_one_says_so_and_takes_its_cache(tiny_arrays, monkeypatch, force):
+    def must_not_run():
+        raise AssertionError("a source was tried although another process has just fetched the data")
+
+    monkeypatch.setattr(mnist, "SHA256", mnist.checksums(tiny_arrays))
+    monkeypatch.setattr(mnist, "sources", lambda: [("a", must_not_run)])
+    monkeypatch.setattr(cache, "WAIT_NOTE_SECONDS", 0.2)
+    said = []
+    with _locked_by_another_process() as release:
+        def the_other_fetch_ends():
+            data._write_cache(data.cache_path("mnist"), tiny_arrays, "the other one")
+            release()
+
+        threading.Timer(1.0, the_other_fetch_ends).start()
+        with _fails_if_it_hangs():
+            assert data.fetch("mnist", force=force, log=said.append) == data.cache_path("mnist")
+    assert said == [f"waiting for another process's fetch of mnist into {data.cache_path('mnist').parent} …"]
+    assert data.load_dataset("mnist").source == "the other one"
+
+
+def test_a_lock_file_left_by_a_killed_process_blocks_no_one(tiny_arrays, monkeypatch):
+    folder = data.cache_path("mnist").parent
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fcntl.flock(os.open(sys.argv[1], os.O_RDWR | os.O_CREAT), fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True)\ntime.sleep(60)", str(folder / ".mnist.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+    finally:
+        holder.kill()  # SIGKILL: no chance to let go of anything
+        holder.wait()
+    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
+    said = []
+    monkeypatch.setattr(cache, "WAIT_NOTE_SECONDS", 0.0)
+    assert data.fetch("mnist", log=said.append) == data.cache_path("mnist")
+    assert said == ["fetching mnist from offline …"] and (folder / ".mnist.lock").exists()
+
+
+@pytest.mark.parametrize("without", ["fcntl", "locks on the file system", "a lock file of its own"])
+def test_without_a_lock_a_fetch_goes_on_as_before_there_was_one(tiny_arrays, monkeypatch, without):
+    folder = data.cache_path("mnist").parent
+    folder.mkdir(parents=True)
+    if without == "fcntl":  # Windows
+        monkeypatch.setattr(cache, "fcntl", None)
+    elif without == "locks on the file system":  # flock on some NFS mounts
+        def no_locks(*_args):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        monkeypatch.setattr(cache.fcntl, "flock", no_locks)
+    else:  # as when another user's lock file is there, not writable
+        (folder / ".mnist.lock").mkdir()
+    _fake_sources(monkeypatch, tiny_arrays, first_fails=False)
+    said = []
+    assert data.fetch("mnist", log=said.append) == data.cache_path("mnist")
+    assert said == ["fetching mnist from offline …"]
+
+
+def test_ctrl_c_stops_a_fetch_that_waits_for_another(tmp_path):
+    with _locked_by_another_process():
+        fetch = subprocess.Popen([sys.executable, "-m", "convnet", "data", "fetch"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            said = fetch.stderr.readline()  # after WAIT_NOTE_SECONDS of waiting
+            fetch.send_signal(signal.SIGINT)
+            _, stderr = fetch.communicate(timeout=10)
+        finally:
+            fetch.kill()
+    assert said.startswith("waiting for another process's fetch of mnist")
+    assert fetch.returncode == 130 and stderr == "convnet: interrupted\n", stderr
 
 def test_all_sources_failing_is_one_clear_error(monkeypatch):
     def broken():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from convnet.data import mnist
-from convnet.data.cache import atomic_write, atomic_write_json, convnet_home, sha256_bytes
+from convnet.data.cache import atomic_write, atomic_write_json, convnet_home, held_alone, sha256_bytes
 from convnet.data.idx import read_idx
 from convnet.errors import DataError
 
@@ -143,18 +143,17 @@ def _check_name(name: str) -> None:
 def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
     """Put the verified data set in the cache, trying each source in turn; returns the cache file.
 
-    A cache already there is checked first and kept if sound; one that fails its check is fetched again."""
+    A cache already there is checked first and kept if sound; one that fails its check is fetched again. Processes
+    sharing the cache fetch one at a time (a lock beside it; see `held_alone`): the others wait, then take the cache
+    the first one wrote, even with `force`, rather than each fetching it again and saying so. Reading a sound cache
+    takes no lock."""
     _check_name(name)
     path = cache_path(name)
     for target in (path, path.with_suffix(".json")):  # before any download: no file can be renamed over a folder
         if target.is_dir():
             raise DataError(f"{target} is a folder, not a file; remove it so that the {name} cache can go there.")
-    if path.exists() and not force:
-        try:
-            _read_cache(name, path)
-            return path
-        except DataError:
-            log(f"{path} fails its check: fetching {name} again")
+    if not force and _sound(name, path):
+        return path
     try:  # before any download: an unwritable cache should fail in a second, not after the transfer
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -165,17 +164,33 @@ def fetch(name: str = "mnist", force: bool = False, log=print) -> Path:
     except OSError as e:
         raise DataError(f"cannot write to the cache folder {path.parent} ({e.strerror}); set CONVNET_HOME to a "
                         "writable folder.") from None
-    failures = []
-    for label, get in DATASETS[name].sources():
-        log(f"fetching {name} from {label} …")
-        try:
-            arrays = get()
-        except DataError as e:
-            failures.append(f"  {label}: {e}")
-            continue
-        _write_cache(path, arrays, label)
-        return path
+    note = f"waiting for another process's fetch of {name} into {path.parent} …"
+    with held_alone(path.with_name(f".{name}.lock"), lambda: log(note)) as waited:
+        if not force or waited:  # another process may have fetched it meanwhile: the one waited for, or one before
+            if _sound(name, path):
+                return path
+            if path.exists():
+                log(f"{path} fails its check: fetching {name} again")
+        failures = []
+        for label, get in DATASETS[name].sources():
+            log(f"fetching {name} from {label} …")
+            try:
+                arrays = get()
+            except DataError as e:
+                failures.append(f"  {label}: {e}")
+                continue
+            _write_cache(path, arrays, label)
+            return path
     raise DataError(f"could not fetch {name} from any source:\n" + "\n".join(failures))
+
+
+def _sound(name: str, path: Path) -> bool:
+    """Whether the cache is there and passes its check."""
+    try:
+        _read_cache(name, path)
+    except DataError:
+        return False
+    return True
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:

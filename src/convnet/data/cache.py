@@ -1,15 +1,26 @@
-"""Where convnet keeps downloaded data, and how it writes files without ever leaving half of one behind."""
+"""Where convnet keeps downloaded data, how it writes files without ever leaving half of one behind, and how
+processes that share it take turns."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from convnet.errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # Windows: see held_alone
+    fcntl = None
+
+LOCK_POLL_SECONDS = 0.1  # how often a process that waits for a lock tries it again
+WAIT_NOTE_SECONDS = 2.0  # a wait for a lock longer than this is said: the other process is at work, not glancing
 
 
 def convnet_home() -> Path:
@@ -58,3 +69,39 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def held_alone(lock: Path, waiting: Callable[[], object]) -> Iterator[bool]:
+    """Inside, no other process holds `lock`: yields whether one held it first, which this one waited for.
+    `waiting()` is called once if that wait lasts over WAIT_NOTE_SECONDS, to say what it waits for.
+
+    The lock is flock's on the file `lock`, which is made if missing and then stays: the lock itself dies with its
+    process, so a file left by a killed process blocks no one. It is tried every LOCK_POLL_SECONDS rather than waited
+    for in flock, so that the wait can be said, and Ctrl-C stops it even where the signal reaches a thread other than
+    the main one (PyTorch starts several), which would leave a wait in C to go on. Where there is no flock (Windows has
+    no fcntl) or it cannot be had (a lock file that is not this user's to open, a network file system without locks),
+    nobody waits, as before there was a lock: what is written inside must be safe without it (see atomic_write).
+    """
+    try:
+        fd = None if fcntl is None else os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # NFS locks only writers' files
+    except OSError:
+        fd = None
+    waited, started, said = False, time.monotonic(), False
+    try:
+        while fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # another process holds it
+                waited = True
+            except OSError:  # no locks on this file system
+                break
+            if not said and time.monotonic() - started > WAIT_NOTE_SECONDS:
+                said = True
+                waiting()
+            time.sleep(LOCK_POLL_SECONDS)
+        yield waited
+    finally:
+        if fd is not None:
+            os.close(fd)  # which lets the lock go
