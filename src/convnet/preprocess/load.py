@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import BinaryIO, Union, cast
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -86,7 +86,7 @@ def _counts(max_pixels: int, work_pixels: int | None) -> tuple[int, int | None]:
 
 def _stream(stream) -> BinaryIO | bytes:
     """A file-like object as `_open` takes it: itself if it can seek (PIL reads it from its start, as a file), else
-    all that is left in it (a pipe, a socket), read to its end but never past MAX_STREAM_BYTES."""
+    all that is left in it (a pipe, a socket), read by `_read_all`."""
     if isinstance(stream, io.TextIOBase):
         raise ImageError(f"{getattr(stream, 'name', 'the file')} is open as text: open the image's file in binary "
                          "mode ('rb')")
@@ -96,7 +96,15 @@ def _stream(stream) -> BinaryIO | bytes:
                 raise ImageError("image data is empty")
             stream.seek(0)
             return stream
-        chunks, size = [], 0
+    except (OSError, ValueError) as exc:  # ValueError: a closed file
+        raise ImageError(f"cannot read the image from {type(stream).__name__} ({exc})") from None
+    return _read_all(stream)
+
+
+def _read_all(stream: BinaryIO) -> bytes:
+    """All that is left in a binary stream, read to its end but never past MAX_STREAM_BYTES."""
+    chunks, size = [], 0
+    try:
         while size <= MAX_STREAM_BYTES and (chunk := stream.read(MAX_STREAM_BYTES + 1 - size)):
             if not isinstance(chunk, (bytes, bytearray)):
                 raise ImageError(f"{type(stream).__name__} gave {type(chunk).__name__}, not bytes: open the image's "
@@ -119,7 +127,7 @@ def _read_pipe(path: Path, name: str) -> bytes:
     except OSError as exc:
         raise ImageError(f"{name}: cannot read file ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as pipe:
-        return cast(bytes, _stream(pipe))  # a pipe cannot seek: _stream reads it whole
+        return _read_all(pipe)
 
 
 def _is_stdin(info: os.stat_result) -> bool:
@@ -142,7 +150,7 @@ def _read_stdin(name: str) -> bytes:
         raise ImageError(f"{name}: standard input is a terminal; pipe or redirect an image into it, e.g. "
                          "convnet predict - < digit.png")
     with os.fdopen(os.dup(0), "rb") as stdin:
-        return cast(bytes, _stream(stdin))  # neither a pipe nor a socket can seek: _stream reads it whole
+        return _read_all(stdin)
 
 
 def tensor_to_numpy(tensor) -> np.ndarray:
