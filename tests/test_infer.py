@@ -375,19 +375,51 @@ def cli(*args):
                           timeout=300)
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="standard input has no path on this system")
 def test_a_dash_and_named_pipes_read_standard_input():
     image = DIGITS[0].read_bytes()
-    for args in (["predict", "-"], ["predict", "/dev/stdin"], ["read", "-"]):
+    named = [["predict", "/dev/stdin"]] if os.path.exists("/dev/stdin") else []  # Windows has no path for it
+    for args in (["predict", "-"], *named, ["read", "-"]):
         done = subprocess.run([sys.executable, "-m", "convnet", *args], input=image, capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.decode().split()[:2 if args[0] == "predict" else 1][-1] == label_of(DIGITS[0])
     empty = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], input=b"", capture_output=True,
                            timeout=120)
-    assert empty.returncode == 1 and b"file is empty" in empty.stdout
+    assert empty.returncode == 1 and b"-: error: standard input is empty" in empty.stdout
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="standard input has no path on this system")
+def test_a_dash_reads_standard_input_without_dev_stdin(tmp_path, monkeypatch, capsys):
+    """Windows has no /dev/stdin, which `-` stood for: there it said "/dev/stdin: no such file". It names standard
+    input itself now, read from descriptor 0; a redirected file from its start, each time it is named."""
+    from convnet.cli import main
+
+    stat = os.stat
+
+    def no_dev_stdin(path, *args, **kwargs):
+        if str(path) == "/dev/stdin":
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", no_dev_stdin)
+    monkeypatch.chdir(tmp_path)  # no file named `-` here
+    saved = os.dup(0)
+    try:
+        with open(DIGITS[0], "rb") as image:  # `< digit.png`
+            os.dup2(image.fileno(), 0)
+        assert main(["predict", "-", "-", "--json"]) == 0
+        answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(a["path"], a["label"]) for a in answers] == [("-", label_of(DIGITS[0]))] * 2
+        assert main(["read", "-", "--json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert (answer["path"], answer["number"]) == ("-", label_of(DIGITS[0]))
+        (tmp_path / "-").write_bytes(DIGITS[1].read_bytes())  # a file named `-` is read instead
+        assert main(["predict", "-"]) == 0
+        assert capsys.readouterr().out.split()[:2] == ["-:", label_of(DIGITS[1])]
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no terminals to open, nor sockets as standard input")
 def test_a_dash_reads_a_socket_and_refuses_a_terminal():
     """A parent process may hand its child a socket for standard input (Node's spawn does): its path cannot be
     opened, its size is 0, and "-" said "file is empty". A terminal holds no image: it said so too."""
@@ -413,7 +445,7 @@ def test_a_dash_reads_a_socket_and_refuses_a_terminal():
     with open(os.devnull, "rb") as nothing:  # a device too, that reads as empty
         done = subprocess.run([sys.executable, "-m", "convnet", "predict", "-"], stdin=nothing, capture_output=True,
                               text=True, timeout=120)
-    assert done.returncode == 1 and "/dev/stdin: error: file is empty" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1 and "-: error: standard input is empty" in done.stdout, done.stdout + done.stderr
 
 
 def test_an_empty_image_path_is_a_usage_error():

@@ -149,10 +149,14 @@ def folder_path(text: str) -> str:
 
 
 def image_path(text: str) -> str:
-    """An image argument: `-` is standard input (a pipe or a redirected file), unless a file is named so."""
+    """An image argument: `-` is standard input (a pipe, a redirected file, a socket), unless a file is named so."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path names no image")
-    return "/dev/stdin" if text == "-" and not os.path.exists(text) else text
+    if text == "-" and not os.path.exists(text):
+        from convnet.preprocess.load import StandardInput  # here: numpy and PIL only for the commands that read
+
+        return StandardInput(text)
+    return text
 
 
 def positive_int(text: str) -> int:

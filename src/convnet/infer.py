@@ -32,7 +32,7 @@ from convnet.models import Ensemble, Network
 from convnet.models.arrays import calibrated_outputs
 from convnet.preprocess import (SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, outlines,
                                  readings)
-from convnet.preprocess.load import tensor_to_numpy
+from convnet.preprocess.load import StandardInput, tensor_to_numpy
 from convnet.segment import segment_digits
 
 DEFAULT_MODEL = "default"
@@ -338,7 +338,8 @@ def _flattened(rows: np.ndarray) -> bool:
 
 
 def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
-    """(path, error) pairs for files, folders (recursive, images only) and globs, in a stable order, lazily.
+    """(path, error) pairs for files, folders (recursive, images only), globs and standard input (`StandardInput`), in
+    a stable order, lazily.
 
     In folders, files not named as images and hidden files and folders (`.x`, such as macOS's `._photo.png`) are left
     out, and among a glob's matches those not named as images (hidden ones match only a pattern that names them); they
@@ -348,6 +349,9 @@ def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> I
         path = Path(pattern)
         if not pattern:
             yield pattern, "empty path"
+            continue
+        if isinstance(pattern, StandardInput):  # read from its descriptor: no file to look for
+            yield pattern, None
             continue
         refused = None
         try:

@@ -36,10 +36,11 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.I
 def load_gray(source: Source, *, max_pixels: int = MAX_PIXELS, work_pixels: int | None = None) -> np.ndarray:
     """Read `source` as float32 gray in [0, 1] (1 = white), H x W.
 
-    `source` may be a path, encoded bytes, an open binary file (from its start),
-    a PIL image, a numpy array or a torch tensor (H x W, H x W x C or
-    C x H x W, on any device).  EXIF orientation is applied and
-    transparency is composited over paper (see `_over_paper`).
+    `source` may be a path (`StandardInput` for standard input), encoded bytes,
+    an open binary file (from its start), a PIL image, a numpy array or a
+    torch tensor (H x W, H x W x C or C x H x W, on any device).  EXIF
+    orientation is applied and transparency is composited over paper (see
+    `_over_paper`).
     `work_pixels` area-downscales bigger images to that many pixels right
     after decoding (JPEGs decode at reduced size directly), which is how
     `preprocess` keeps photos cheap. Images of over `max_pixels` are refused
@@ -144,13 +145,28 @@ def _is_fd0(info: os.stat_result) -> bool:
         return False
 
 
+class StandardInput(str):
+    """The process's standard input as an image source, named as this str (the command line's `-`): read from its
+    descriptor, not opened by a path, which Windows does not have (/dev/stdin)."""
+
+
 def _read_stdin(name: str) -> bytes:
-    """All of standard input, read from the process's own descriptor: a socket's path cannot be opened."""
+    """All of standard input, read from the process's own descriptor: a socket's path cannot be opened. A redirected
+    file is read from its start, as its path would be (a second `-` reads it again)."""
     if os.isatty(0):
         raise ImageError(f"{name}: standard input is a terminal; pipe or redirect an image into it, e.g. "
                          "convnet predict - < digit.png")
-    with os.fdopen(os.dup(0), "rb") as stdin:
-        return _read_all(stdin)
+    try:
+        stdin = os.fdopen(os.dup(0), "rb")
+    except OSError as exc:  # `<&-`: there is none
+        raise ImageError(f"{name}: cannot read standard input ({exc.strerror})") from None
+    with stdin:
+        if stdin.seekable():
+            stdin.seek(0)
+        data = _read_all(stdin)
+    if not data:
+        raise ImageError(f"{name}: standard input is empty")
+    return data
 
 
 def tensor_to_numpy(tensor) -> np.ndarray:
@@ -181,6 +197,8 @@ def _open(source: Source) -> tuple[Image.Image, str]:
         if not len(source):
             raise ImageError("image data is empty")
         fp, name = io.BytesIO(source), "image data"
+    elif isinstance(source, StandardInput):
+        fp, name = io.BytesIO(_read_stdin(source)), str(source)
     elif isinstance(source, (str, os.PathLike)):
         fp, name = Path(source), str(source)
         if not name:
@@ -195,7 +213,7 @@ def _open(source: Source) -> tuple[Image.Image, str]:
             raise ImageError(f"{name!r}: not a valid path ({exc})") from None
         if stat.S_ISDIR(mode):
             raise ImageError(f"{name}: is a directory, not an image file")
-        if _is_stdin(info):  # "-": what a socket (a parent process's) or a pipe holds; a terminal holds no image
+        if _is_stdin(info):  # /dev/stdin: a socket (a parent process's) or a pipe, read whole; a terminal, refused
             fp = io.BytesIO(_read_stdin(name))
             size = len(fp.getvalue())
         elif stat.S_ISFIFO(mode):  # <(…): a pipe's size says nothing, its contents are read to the end
