@@ -337,7 +337,7 @@ def test_without_a_lock_a_fetch_goes_on_as_before_there_was_one(tiny_arrays, mon
     assert said == ["fetching mnist from offline …"]
 
 
-def test_ctrl_c_stops_a_fetch_that_waits_for_another(tmp_path):
+def test_ctrl_c_stops_a_fetch_that_waits_for_another():
     with _locked_by_another_process():
         fetch = subprocess.Popen([sys.executable, "-m", "convnet", "data", "fetch"], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
@@ -349,6 +349,7 @@ def test_ctrl_c_stops_a_fetch_that_waits_for_another(tmp_path):
             fetch.kill()
     assert said.startswith("waiting for another process's fetch of mnist")
     assert fetch.returncode == 130 and stderr == "convnet: interrupted\n", stderr
+
 
 def test_all_sources_failing_is_one_clear_error(monkeypatch):
     def broken():
