@@ -7,8 +7,8 @@ import numpy as np
 from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
 from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale, downscaled_size
-from convnet.preprocess.morphology import convex_hull, corner_share, morph, polygon_area, row_extents, stroke_width
-from convnet.preprocess.render import crop_to_ink
+from convnet.preprocess.morphology import (convex_hull, corner_share, crop_to_ink, morph, polygon_area, row_extents,
+                                          stroke_width)
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
 
 MIN_CONTRAST = 0.06  # ink fainter than this (of full white) is not ink

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 
 from convnet.components import run_pixels, runs
+from convnet.errors import NoInkError
 
 
 def stroke_width(ink: np.ndarray) -> float:
@@ -63,6 +64,14 @@ def vertical_run_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     where = columns[run_of], starts[run_of] + offsets
     first[where], out[where] = starts[run_of], lengths[run_of]
     return first.T, out.T
+
+
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The box of the ink (non-zero pixels); a NoInkError where there is none."""
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    if not len(rows):
+        raise NoInkError("no ink found")
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def convex_hull(mask: np.ndarray) -> np.ndarray:

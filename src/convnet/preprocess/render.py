@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from convnet.errors import NoInkError
-from convnet.preprocess.morphology import morph, stroke_width
+from convnet.preprocess.morphology import crop_to_ink, morph, stroke_width
 
 SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
 STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th percentile
@@ -20,14 +20,6 @@ def render_digit(ink: np.ndarray) -> np.ndarray:
     size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
     digit = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32), "F").resize(size, Image.LANCZOS))
     return _centre(np.clip(digit, 0, 1))
-
-
-def crop_to_ink(ink: np.ndarray) -> np.ndarray:
-    """The box of the ink (non-zero pixels); a NoInkError where there is none."""
-    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
-    if not len(rows):
-        raise NoInkError("no ink found")
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _fix_stroke(crop: np.ndarray, zoom: float) -> np.ndarray:
