@@ -24,8 +24,9 @@ from convnet.preprocess import (
     WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, outlines, preprocess,
     remove_rulings, to_mnist,
 )
+from convnet.preprocess.ink import BLOB_ASPECT, DOT_SIDE, _solid, digit_ink, dot
 from convnet.preprocess.load import UPRIGHT
-from convnet.preprocess.morphology import convex_hull, corner_share, polygon_area
+from convnet.preprocess.morphology import convex_hull, corner_share, crop_to_ink, polygon_area
 
 # Digit skeletons in a unit box (x to the right, y down), one list per stroke.
 _ZERO = [(0.5 + 0.42 * np.sin(t), 0.5 - 0.47 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 33)]
@@ -649,6 +650,27 @@ def test_a_blurred_dot_or_disc_is_a_blob(radius: int, blur: float) -> None:
     ImageDraw.Draw(page).ellipse((150, 120, 150 + 2 * radius, 120 + 2.4 * radius), fill=0)
     spot = preprocess(np.asarray(page.filter(ImageFilter.GaussianBlur(blur * radius))))
     assert blobs(spot[None])[0]
+
+
+@pytest.mark.parametrize("dark", [True, False])
+@pytest.mark.parametrize("size", [28, 280])  # the canvas; on a larger one a dot this small is a speck
+@pytest.mark.parametrize(("kind", "side"), [("disc", 3), ("disc", 5), ("square", 4), ("square", 8)])
+def test_a_sharp_dot_of_a_few_pixels_is_a_blob(kind: str, side: int, size: int, dark: bool) -> None:
+    # A tap on a drawing canvas. Thinned by the stroke fix at so few pixels, its rim went grey and its straight runs
+    # of pixels stayed as bumps: blown up, a cross (a confident 8 or 4). Left whole, it is the blob it is.
+    page, ink, x = Image.new("L", (size, size), 255 if dark else 0), 0 if dark else 255, size // 3
+    if kind == "disc":
+        ImageDraw.Draw(page).ellipse((x, x, x + side, x + side), fill=ink)
+    else:
+        ImageDraw.Draw(page).rectangle((x, x, x + side - 1, x + side - 1), fill=ink)  # corners included: side px
+    assert blobs(preprocess(np.asarray(page))[None])[0]
+
+
+def test_a_bold_digit_solid_at_its_own_resolution_is_thinned_not_a_dot() -> None:
+    bold = np.pad(draw_digit("2", 9, 4), 40)  # a 4 px pen: the 2's curls close up into solid ink, 12 px tall
+    crop = crop_to_ink(digit_ink(find_ink(bold)))
+    assert max(crop.shape) > DOT_SIDE and _solid(crop > 0.5, BLOB_ASPECT) and not dot(crop)
+    assert not blobs(to_mnist(bold)[None])[0]
 
 
 @pytest.mark.parametrize("width", [2, 6, 15])

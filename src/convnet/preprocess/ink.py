@@ -24,6 +24,7 @@ BLOB_EVEN = 0.5  # and half of that ink is within 10 % of the brightest: evenly 
 ROUND_FIT = 0.9  # ...or its ink, faint and dark alike, is the ellipse of its moments to this much overlap (IoU): a
 # blurred disc or dot (96 of 100 drawn at random over this); real-world digits no longer than BLOB_ASPECT that the
 # network reads right, 0.76 at most; a filled square, not round, 0.83-0.89 (left to the evenness test)
+DOT_SIDE = 8  # solid ink at most this many pixels across is a dot (`dot`); bold digits as solid were 9 px or more
 OUTLINE_FILL = 0.95  # one piece of ink round one hole that with it fills this share of its box is an empty box (an
 # ellipse fills pi / 4 of its box; real-world digits with one hole, 0.87 at most of 4,000, a withheld 8 0.90)
 BAND_STROKE = 3.0  # solid ink on the image's edge this many times as thick as the other ink's strokes is no writing,
@@ -213,6 +214,17 @@ def blobs(digits: np.ndarray) -> np.ndarray:
     maybe = masks.sum((1, 2)) >= np.maximum(SHEET_FILL * spans, 3)
     return np.array([bool(m) and (_solid(mask, BLOB_ASPECT) and _even(digit) or _round(digit))
                      for m, mask, digit in zip(maybe, masks, digits)], bool)
+
+
+def dot(crop: np.ndarray) -> bool:
+    """Whether cropped ink (`crop_to_ink`) is a dot, such as a tap on a drawing canvas leaves: at most DOT_SIDE pixels
+    across and solid (`_solid`: its pixels over half white fill their hull, enclose nothing and are at most
+    BLOB_ASPECT times as long as wide). The stroke fix would thin it by a quarter of its stroke, a pixel at most, which
+    at so coarse a resolution dims its rim instead and leaves a bump where its pixel outline runs straight; blown up
+    to 20 px, that is a grey ring round a small core, or a cross: a confident 8 or 4, which `blobs` did not know for a
+    blob (a 3 to 7 px dot, sharp). A bold digit is solid at its own resolution too, but larger: of 1,030 digits drawn
+    8 to 24 px tall, the solid ones were 9 px across or more, and those of 9 px that read right do so only thinned."""
+    return max(crop.shape) <= DOT_SIDE and _solid(crop > 0.5, BLOB_ASPECT)
 
 
 def outlines(digits: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from convnet.errors import NoInkError
+from convnet.preprocess.ink import dot
 from convnet.preprocess.morphology import crop_to_ink, morph, stroke_width
 
 SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
@@ -13,9 +14,11 @@ STROKE_RANGE = (1.6, 3.0)  # stroke widths kept (px at 28x28): MNIST 5th-75th pe
 
 
 def render_digit(ink: np.ndarray) -> np.ndarray:
-    """MNIST layout of isolated white-on-black ink: crop, fix stroke, scale to 20 px, centre."""
+    """MNIST layout of isolated white-on-black ink: crop, fix stroke, scale to 20 px, centre. A dot (`dot`) has no
+    stroke to fix: it is scaled as it is, into the solid blob it is."""
     crop = crop_to_ink(ink)
-    crop = crop_to_ink(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
+    if not dot(crop):
+        crop = crop_to_ink(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
     zoom = BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
     digit = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32), "F").resize(size, Image.LANCZOS))
