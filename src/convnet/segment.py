@@ -85,20 +85,12 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
-    components = connected_components(ink)
-    kept = np.zeros(len(components), bool)
-    kept[_parts(components, ink.shape)] = True  # a texture or a page of text is refused before any more work
-    if (framed := frames(components, kept)).any():  # a box or a circle drawn around the number, or a digit of it
-        ink = np.where(np.concatenate([[False], framed])[components.labels], 0, ink)
-        components = connected_components(ink)
-    sure, doubtful = find_underlines(ink, components)
-    if sure.any():  # never part of a digit
-        ink, components = np.where(sure, 0, ink), None
-    pieces = _cut(np.where(doubtful, 0, ink), score) if doubtful.any() else _cut(ink, score, components)
+    ink, components, doubtful = _cleaned(ink, connected_components(ink))
+    pieces = _cut(*_undoubted(ink, components, doubtful), score)
     if doubtful.any() and score is not None:
         # A rule under the digits, or the touching bases of two 2s, or a 2's base drawn apart: the reading whose
         # digits are the more convincing on average wins (the least convincing one would favour one wide digit).
-        kept = _cut(ink, score, components)
+        kept = _cut(ink, components, score)
         if _mean_confidence(kept, score) > _mean_confidence(pieces, score) - RULE_DOUBT:
             pieces = kept
     shape = size or gray.shape[:2]
@@ -107,6 +99,27 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
 
 
 Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering
+
+
+def _cleaned(ink: np.ndarray, components: Components) -> tuple[np.ndarray, Components | None, np.ndarray]:
+    """The ink without a frame drawn around the number or one of its digits, nor a rule surely under it; its
+    components (None where erasing changed them), and the rule in doubt, which may be part of a digit."""
+    kept = np.zeros(len(components), bool)
+    kept[_parts(components, ink.shape)] = True  # a texture or a page of text is refused before any more work
+    if (framed := frames(components, kept)).any():  # a box or a circle drawn around the number, or a digit of it
+        ink = np.where(np.concatenate([[False], framed])[components.labels], 0, ink)
+        components = connected_components(ink)
+    sure, doubtful = find_underlines(ink, components)
+    if sure.any():  # never part of a digit
+        return np.where(sure, 0, ink), None, doubtful
+    return ink, components, doubtful
+
+
+def _undoubted(ink: np.ndarray, components: Components | None,
+               doubtful: np.ndarray) -> tuple[np.ndarray, Components | None]:
+    """The ink without the rule in doubt, and its components (None where erasing changed them): what is read without
+    a model to ask whether the rule is a digit's stroke, and with one set against the ink with it."""
+    return (np.where(doubtful, 0, ink), None) if doubtful.any() else (ink, components)
 
 
 def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
@@ -121,9 +134,17 @@ def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     return parts
 
 
-def _cut(ink: np.ndarray, score: Scorer | None, components: Components | None = None) -> list[Piece]:
-    """The digits of an ink map, left to right; `components` are the ink's, when the caller has them."""
+def _cut(ink: np.ndarray, components: Components | None, score: Scorer | None) -> list[Piece]:
+    """The digits of an ink map, left to right; `components` are the ink's, or None to find them."""
     components = connected_components(ink) if components is None else components
+    groups = _groups(ink, components, score)
+    pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
+    return sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+
+
+def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> list[_Group]:
+    """The ink's components gathered into digits, touching digits not yet split: specks dropped, the pieces of one
+    digit joined, rules left out."""
     parts = _parts(components, ink.shape)
     boxes = components.boxes
     groups = [_Group([int(i) + 1], boxes[i].copy(), [(int(boxes[i, 1]), int(boxes[i, 3]))]) for i in parts]
@@ -133,9 +154,7 @@ def _cut(ink: np.ndarray, score: Scorer | None, components: Components | None = 
     groups = [g for g in groups if g.width < LINE_ASPECT * g.height]
     if not groups:
         raise NotANumberError("not a number: only straight lines")
-    groups = _join_broken(groups, ink, components.labels, score)
-    pieces = [piece for group in groups for piece in _split_touching(group, groups, ink, components.labels, score)]
-    return sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
+    return _join_broken(groups, ink, components.labels, score)
 
 
 def _mean_confidence(pieces: list[Piece], score: Scorer) -> float:
