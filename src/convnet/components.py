@@ -14,6 +14,7 @@ from convnet.errors import NoInkError
 SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
 SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
 SPECK_SHORT = 0.5  # ...but none this share of the image's shorter side is tiny (a long strip's digits)
+MAJOR = 0.25  # pieces at least this share as heavy as the heaviest are the main ink, not a stray stroke
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def strokes(components: Components, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def major_box(components: Components, keep: np.ndarray) -> tuple[int, int, int, int]:
-    """The box (x0, y0, x1, y1) around the components in `keep` at least a quarter as heavy as the heaviest of them."""
-    major = keep & (components.mass >= 0.25 * components.mass[keep].max())
+    """The box (x0, y0, x1, y1) around the components in `keep` at least MAJOR as heavy as the heaviest of them."""
+    major = keep & (components.mass >= MAJOR * components.mass[keep].max())
     (x0, y0), (x1, y1) = components.boxes[major, :2].min(axis=0), components.boxes[major, 2:].max(axis=0)
     return int(x0), int(y0), int(x1), int(y1)
