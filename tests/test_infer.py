@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.errors import ConfigError
-from convnet.infer import BLOB, OUTLINE, Recognizer, expand_paths
+from convnet.infer import BLOB, OUTLINE, SEVERAL, Recognizer, expand_paths
 from convnet.preprocess import load_gray
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -118,6 +118,24 @@ def test_a_blurred_dot_or_an_empty_box_gets_no_digit(recognizer, dark):
         pages = [255 - page for page in pages]
     assert [(p.label, p.reason) for p in recognizer.predict(pages)] == [(None, BLOB), (None, OUTLINE)]
     assert all(p.label == "0" for p in Recognizer(recognizer.model, min_confidence=0).predict(pages))
+
+
+def test_a_number_gets_no_digit_and_is_sent_to_read(recognizer):
+    """`predict` reads one digit: it answered 156 with a 4 at 74 %, and any number with one of its digits or a guess
+    at a low confidence. Now it says how many digits it sees, and what reads them, whatever its confidence."""
+    numbers = sorted((EXAMPLES / "numbers").glob("*-mnist-test-digits.png"))  # digits apart, as MNIST's are
+    results = recognizer.predict([str(p) for p in numbers])
+    assert [(r.label, r.reason) for r in results] == [(None, SEVERAL.format(len(p.name.split("-")[0])))
+                                                      for p in numbers]
+    assert all(r.top_k for r in results)  # its guesses stay, as for a low confidence
+    assert Recognizer(recognizer.model, min_confidence=0).predict(str(numbers[0])).label == results[0].top_k[0][0]
+    other = copy.deepcopy(recognizer.model)
+    other.classes = list("abcdefghij")  # a model of other things than digits: they may stand side by side
+    assert Recognizer(other).predict(str(numbers[0])).reason != results[0].reason
+    done = cli("predict", numbers[0], "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["reason"] == results[0].reason == \
+        "3 digits, not one: read numbers with `convnet read`"
+    assert cli("predict", numbers[0]).stdout.startswith(f"{numbers[0]}: ? ({results[0].reason})   4:")
 
 
 def bad_files(folder: Path) -> dict[str, Path]:

@@ -39,8 +39,11 @@ SKELETONS = {
     "5": [[(0.85, 0.04), (0.25, 0.04), (0.2, 0.45), (0.6, 0.38), (0.84, 0.6), (0.76, 0.88), (0.45, 0.97), (0.1, 0.85)]],
     "7": [[(0.1, 0.05), (0.9, 0.05), (0.4, 0.97)]],
 }
-# A 5 whose top bar is not connected to its body, as often written.
+# A 5 whose top bar is not connected to its body, as often written; one whose bar is off to the upper right, as in
+# MNIST's training digit 14389; and a 4 whose stem misses its bar.
 SKELETONS["5b"] = [[(0.85, 0.04), (0.32, 0.04)], [(0.25, 0.15)] + SKELETONS["5"][0][2:]]
+SKELETONS["5r"] = [[(1.0, -0.05), (1.5, -0.1)], SKELETONS["5"][0][1:]]
+SKELETONS["4o"] = [[(0.3, 0.03), (0.08, 0.68), (0.6, 0.68)], [(0.75, 0.1), (0.75, 0.97)]]
 
 
 def draw_digit(digit: str, height: int, stroke: float, *, aspect: float = 0.65, margin: float = 0.25) -> np.ndarray:

@@ -6,6 +6,8 @@ an answer below `min_confidence` becomes `label=None, reason="low confidence"` i
 unlike the training images (the model's typicality, `convnet.calibrate`) `reason="unlike the training images"`, and
 for a digit model, one for a solid blob of ink (a filled disc or square, a blurred dot: `preprocess.blobs`), which no
 MNIST digit is once prepared, `reason=BLOB`, and one for an empty box (`preprocess.outlines`) `reason=OUTLINE`.
+`predict` reads one digit: for an image of several side by side (`segment.digits_side_by_side`) any answer is
+withheld, `reason=SEVERAL` with their count, which points to `read`.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,20 +29,22 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from convnet.calibrate import judges
 from convnet.checkpoint import load_model
+from convnet.components import connected_components
 from convnet.device import resolve_device
 from convnet.errors import ConfigError, is_number, whole_count
 from convnet.models import Ensemble, Network
 from convnet.models.arrays import calibrated_outputs
-from convnet.preprocess import (SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, load_gray_sized, outlines,
-                                 readings)
+from convnet.preprocess import (SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, find_ink, load_gray,
+                                 load_gray_sized, outlines, readings)
 from convnet.preprocess.load import StandardInput, tensor_to_numpy
-from convnet.segment import segment_digits
+from convnet.segment import digits_side_by_side, segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
 OUTLINE = "an empty box, not a digit"  # ...and for a square outline: preprocess.outlines
+SEVERAL = "{} digits, not one: read numbers with `convnet read`"  # ...and for a number: segment.digits_side_by_side
 DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs and boxes are not
 FLAT = SIZE * SIZE  # the length of a flattened MNIST image
 FLAT_LIKENESS = 0.3  # how much more alike pixels a row apart are than half a row apart in flattened images
@@ -56,7 +61,7 @@ class Prediction:
     confidence: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
-    reason: str | None = None  # "no ink found" | "low confidence" | UNLIKE | BLOB | OUTLINE
+    reason: str | None = None  # "no ink found" | "low confidence" | UNLIKE | BLOB | OUTLINE | SEVERAL.format(n)
     error: str | None = None  # the input could not be read as an image
     path: str | None = None
 
@@ -156,23 +161,33 @@ class Recognizer:
         judged = self._judges if judge and self.min_confidence > 0 else []  # 0: every answer is wanted
         return calibrated_outputs(self.model, images[:, None], judged, self.batch_size)
 
+    @property
+    def _looks(self) -> bool:
+        """Whether the image itself is looked at for what is no digit (a blob, a box, several digits): not at
+        min_confidence 0, which asks for every answer, nor for a model of other classes than the ten digits, for
+        which such a shape may be an answer."""
+        return self.min_confidence > 0 and list(self.model.classes) == DIGITS
+
     def _shapes(self, images: np.ndarray) -> list[str | None]:
         """For each image, BLOB if it is a solid blob (`preprocess.blobs`), OUTLINE if an empty box
-        (`preprocess.outlines`), else None; all None at min_confidence 0, which asks for every answer, and for a model
-        of other classes than the ten digits, for which such a shape may be an answer."""
-        if self.min_confidence > 0 and list(self.model.classes) == DIGITS:
+        (`preprocess.outlines`), else None; all None unless `_looks`."""
+        if self._looks:
             return [BLOB if blob else OUTLINE if box else None for blob, box in zip(blobs(images), outlines(images))]
         return [None] * len(images)
 
-    def _answer(self, probs: np.ndarray, far: bool = False, shape: str | None = None) -> Prediction:
+    def _answer(self, probs: np.ndarray, far: bool = False, shape: str | None = None, digits: int = 1) -> Prediction:
         """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `shape`: a shape
-        that is no digit, and the reason that says so (`_shapes`). Either withholds only a confident answer."""
+        that is no digit, and the reason that says so (`_shapes`). Either withholds only a confident answer. `digits`:
+        how many the image holds side by side (`_Prepared`); more than one withholds any answer, sure or not: one
+        digit's answer for a number means nothing, and the reason says what to do instead."""
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
             return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
         classes = self.model.classes
         top = [(classes[i], float(probs[i])) for i in order]
         label, confidence = top[0]
+        if digits > 1:
+            return Prediction(None, confidence, top, probs.tolist(), reason=SEVERAL.format(digits))
         if confidence < self.min_confidence:
             return Prediction(None, confidence, top, probs.tolist(), reason="low confidence")
         if shape:
@@ -195,19 +210,19 @@ class Recognizer:
     def predict_many(self, sources: list[Source]) -> list[Prediction]:
         # One thread: preprocessing is many small numpy calls, and a second thread only fights for the GIL
         # (measured: 1,280 files/s with one thread, 780 with two).
-        return self._answers(sources, [_prepare(source, listing=True) for source in sources])
+        return self._answers(sources, [_prepare(source, self._looks, listing=True) for source in sources])
 
-    def _answers(self, sources: list[Source], prepared: list[np.ndarray | ImageError]) -> list[Prediction]:
+    def _answers(self, sources: list[Source], prepared: list[_Prepared | ImageError]) -> list[Prediction]:
         """Each source's answer from its readings (`preprocess.readings`): the one the model is surest of."""
-        ok = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
+        ok = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         answers = {}
         if ok:
-            images = np.concatenate([prepared[i] for i in ok])
+            images = np.concatenate([prepared[i].readings for i in ok])
             probs, faraway = self._outputs(images)
-            starts = np.cumsum([0] + [len(prepared[i]) for i in ok])
+            starts = np.cumsum([0] + [len(prepared[i].readings) for i in ok])
             # Each source's surest reading (NaN wins: _answer says so).
             picked = [a + int(np.argmax(probs[a:b].max(axis=1))) for a, b in zip(starts[:-1], starts[1:])]
-            answers = {i: (probs[k], bool(faraway[k]), shape)
+            answers = {i: (probs[k], bool(faraway[k]), shape, prepared[i].digits)
                        for i, k, shape in zip(ok, picked, self._shapes(images[picked]))}
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
@@ -231,7 +246,7 @@ class Recognizer:
             pending = None
             for batch in _chunks(items, chunk):
                 paths = [path for path, _ in batch]
-                prepared = [ImageError(error) if error else _prepare(path) for path, error in batch]
+                prepared = [ImageError(error) if error else _prepare(path, self._looks) for path, error in batch]
                 if pending is not None:
                     yield from pending.result()
                 pending = model_thread.submit(self._answers, paths, prepared)
@@ -292,12 +307,23 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _prepare(source: Source, listing: bool = False) -> np.ndarray | ImageError:
-    """The readings of one source, or its error; with `listing`, a folder's or a pattern's error says how to read
-    what it names (`predict` takes files, as `read` does; the command line's `predict` lists them first)."""
+class _Prepared(NamedTuple):
+    """One source made ready for the model: its readings (`preprocess.readings`), and how many digits it holds side
+    by side (`segment.digits_side_by_side`; 1 when not counted)."""
+
+    readings: np.ndarray
+    digits: int
+
+
+def _prepare(source: Source, count: bool, listing: bool = False) -> _Prepared | ImageError:
+    """One source made ready, or its error; with `count`, its digits side by side are counted. With `listing`, a
+    folder's or a pattern's error says how to read what it names (`predict` takes files, as `read` does; the command
+    line's `predict` lists them first)."""
     try:
         _refuse_flattened(source)
-        return readings(source)
+        ink = find_ink(load_gray(source, work_pixels=WORK_PIXELS))
+        components = connected_components(ink)  # labelled once for both
+        return _Prepared(readings(ink, components), digits_side_by_side(ink, components) if count else 1)
     except ImageError as e:
         listed = isinstance(source, (str, os.PathLike)) and (
             os.path.isdir(source) or (glob.has_magic(os.fspath(source)) and not os.path.exists(source)))

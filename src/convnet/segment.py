@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnet.components import Components, connected_components, strokes
+from convnet.components import MAJOR, Components, connected_components, strokes
 from convnet.preprocess import LINE_ASPECT, NoInkError, find_ink, find_underlines, frames, render_digit
 
 STRONG_OVERLAP = 0.7  # share of the narrower box's width over another box: same digit
@@ -23,6 +23,8 @@ PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
 RULE_DOUBT = 0.001  # a rule that may be a digit's stroke stays unless the digits are this much more convincing without
 STACKED = 0.2  # neighbours sharing at most this share of the shorter one's rows stand one above the other: one digit
 MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
+NARROW = 0.35  # digits narrower than this share of their height do not make several side by side: a 1 looks like a
+# line of squared paper beside a digit, or an open 4's loose first stroke (0.27-0.29 in MNIST's digits scaled up)
 
 
 class NotANumberError(NoInkError):
@@ -96,6 +98,41 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
     shape = size or gray.shape[:2]
     scale = np.array(shape) / ink.shape
     return [_digit_box(box, image, scale, shape) for box, image in pieces]
+
+
+def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
+    """How many digits `find_ink`'s ink (with its components) clearly holds side by side, as `segment_digits` finds
+    them without a model; 1 where that is not clear. A network reads one digit, and answers a number with one of its
+    digits, often confidently: `predict` asks this to say so instead.
+
+    Only pieces at least MAJOR as heavy as the heaviest count (not a stretch of a grid's line left beside a digit),
+    and two neighbours are told apart only when they share no column, stand side by side (not one above the other, as
+    a 5's loose bar) and together are wider than tall (not the arcs of a broken 0); of the digits so told apart, two
+    must be wider than NARROW. Touching digits are not split here, which without a model would split a wide 0 too: a
+    number whose digits all touch counts 1, as does ink that is no number (too many pieces, only lines)."""
+    try:
+        if len(_parts(components, ink.shape)) < 2:  # one piece of ink, as nearly every digit is: no more work
+            return 1
+        ink, components = _undoubted(*_cleaned(ink, components))
+        components = connected_components(ink) if components is None else components
+        groups = _groups(ink, components, None)
+    except NoInkError:  # NotANumberError too
+        return 1
+    mass = np.array([components.mass[np.array(g.ids) - 1].sum() for g in groups])
+    digits = sorted((g for g, m in zip(groups, mass) if m >= MAJOR * mass.max()), key=lambda g: int(g.box[0]))
+    runs: list[_Group] = []
+    for digit in digits:
+        if runs and not _apart(runs[-1], digit):
+            runs[-1] = _join(runs[-1], digit)
+        else:
+            runs.append(digit)
+    return len(digits) if sum(run.width > NARROW * run.height for run in runs) > 1 else 1
+
+
+def _apart(left: _Group, right: _Group) -> bool:
+    """Whether `right`, which starts no further left, is another digit than `left`: they share no column, stand side
+    by side (not one above the other) and together are wider than one digit."""
+    return right.box[0] >= left.box[2] and not _stacked(left, right) and not _digit_shaped(_join(left, right))
 
 
 Piece = tuple[np.ndarray, np.ndarray]  # box in ink-map pixels, 28x28 rendering

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convnet.components import connected_components
+from convnet.components import Components
 from convnet.errors import ImageError, NoInkError
 from convnet.preprocess.ink import blobs, digit_ink, find_ink, frames, outlines
 from convnet.preprocess.load import MAX_PIXELS, WORK_PIXELS, Source, load_gray, load_gray_sized
@@ -46,12 +46,11 @@ def preprocess(source: Source) -> np.ndarray:
     return to_mnist(load_gray(source, work_pixels=WORK_PIXELS))
 
 
-def readings(source: Source) -> np.ndarray:
-    """`preprocess`, and a second reading without the rule the digit stands on when there may be one (a digit
-    written on an answer line, which its rule joins into one piece, often read as a confident 2; or a 2's own base):
-    (1 or 2) x 28 x 28, for a caller that can tell which reads as the more convincing digit."""
-    ink = find_ink(load_gray(source, work_pixels=WORK_PIXELS))
-    components = connected_components(ink)  # labelled once for both
+def readings(ink: np.ndarray, components: Components) -> np.ndarray:
+    """`to_mnist` of the ink `find_ink` found (and its components, labelled once for every use), and a second
+    reading without the rule the digit stands on when there may be one (a digit written on an answer line, which its
+    rule joins into one piece, often read as a confident 2; or a 2's own base): (1 or 2) x 28 x 28, for a caller that
+    can tell which reads as the more convincing digit."""
     first = render_digit(digit_ink(ink, components))
     if not _under_all(rule := find_underlines(ink, components)[1], ink):
         return first[None]
