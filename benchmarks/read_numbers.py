@@ -1,7 +1,7 @@
 """How often `convnet read` gets a whole handwritten number right, on numbers composed from MNIST test digits.
 
     python benchmarks/read_numbers.py [--count 1000] [--model default] [--seed 0] [--save DIR] [--underline 0.5]
-                                      [--gap -0.1 0]
+                                      [--gap -0.1 0] [--predict]
 
 Each image holds 2–6 test-set digits (never seen in training) with their own size, baseline, spacing (by default 2–35
 % of a digit's height between the ink of neighbours, whose faint edges may touch; `--gap LOW HIGH` draws it from
@@ -9,11 +9,14 @@ another range, negative for overlapping digits), stroke colour and paper, as a p
 would.
 `--underline SHARE` draws a rule under that share of the numbers, half of them touching the digits (the same numbers
 as without it). Prints the share of images whose whole number is read exactly, and the per-digit-count breakdown.
+`--predict` gives each number to `predict` instead, which reads one digit, at its default minimum confidence: the
+share it gives no digit for (the right answer: it should say to use `read`), and why.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ from PIL import Image
 
 from convnet.cli import fraction, positive_int, report_errors
 from convnet.data import load_dataset
-from convnet.infer import Recognizer
+from convnet.infer import DEFAULT_MIN_CONFIDENCE, Recognizer
 
 
 def compose(digits: np.ndarray, rng: np.random.Generator, underline: np.random.Generator | None = None,
@@ -82,6 +85,7 @@ def main() -> None:
     parser.add_argument("--underline", type=fraction, default=0.0, help="share of the numbers with a rule under them")
     parser.add_argument("--gap", type=float, nargs=2, default=(0.02, 0.35), metavar=("LOW", "HIGH"),
                         help="space between neighbours' ink, as a share of the digit height (negative: overlap)")
+    parser.add_argument("--predict", action="store_true", help="count the numbers predict answers with no digit")
     args = parser.parse_args()
     if not -0.5 <= args.gap[0] <= args.gap[1] <= 2:
         parser.error(f"--gap needs -0.5 <= LOW <= HIGH <= 2, not {args.gap[0]:g} {args.gap[1]:g}")
@@ -89,9 +93,10 @@ def main() -> None:
         parser.error(f"--seed must be 0 or more, not {args.seed}")
     rng = np.random.default_rng(args.seed)
     rules = np.random.default_rng([args.seed, 1])  # its own draws: the numbers are the same with or without rules
-    recognizer = Recognizer.load(args.model, min_confidence=0.0)  # a bad --model fails before the data loads
+    # `read` is asked for every answer, `predict` as the command line asks. A bad --model fails before the data loads.
+    recognizer = Recognizer.load(args.model, min_confidence=DEFAULT_MIN_CONFIDENCE if args.predict else 0.0)
     data = load_dataset("mnist")
-    right, by_length = 0, {n: [0, 0] for n in range(2, 7)}
+    right, by_length, reasons = 0, {n: [0, 0] for n in range(2, 7)}, Counter()
     for i in range(args.count):
         n = int(rng.integers(2, 7))
         idx = rng.integers(0, len(data.test_x), n)
@@ -100,14 +105,24 @@ def main() -> None:
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             image.save(args.save / f"{truth}-{i}.png")
-        got = recognizer.read(image).number
-        ok = got == truth
+        if args.predict:
+            answer = recognizer.predict(image)
+            got, ok = answer.label, answer.label is None
+            if ok:
+                reasons[answer.reason] += 1
+        else:
+            got = recognizer.read(image).number
+            ok = got == truth
         right += ok
         by_length[n][0] += ok
         by_length[n][1] += 1
         if not ok and args.save:
             print(f"  {i}: {truth} read as {got}", file=sys.stderr)
-    print(f"whole numbers read exactly: {right}/{args.count} = {right / args.count:.1%}")
+    if args.predict:
+        said = ", ".join(f"{count} {reason!r}" for reason, count in reasons.most_common())
+        print(f"numbers given no digit by predict: {right}/{args.count} = {right / args.count:.1%} ({said})")
+    else:
+        print(f"whole numbers read exactly: {right}/{args.count} = {right / args.count:.1%}")
     for n, (ok, total) in by_length.items():
         if total:  # a small --count may draw no number of this length
             print(f"  {n} digits: {ok}/{total} = {ok / total:.1%}")
