@@ -13,7 +13,7 @@ from convnet import checkpoint
 from convnet.calibrate import detach_typicality, fit_typicality, typical_distance
 from convnet.data import load_dataset, to_tensor
 from convnet.errors import ConfigError, ModelError
-from convnet.infer import UNLIKE, Recognizer
+from convnet.infer import UNLIKE, Recognizer, _Prepared
 from convnet.models import Ensemble, create_model
 from convnet.train import fit
 
@@ -51,6 +51,11 @@ def unlike_squares(n: int = 50) -> np.ndarray:
     return x
 
 
+def answers(rec: Recognizer, *readings: np.ndarray) -> list:
+    """The answers for images as `preprocess.readings` gives them (1 x 28 x 28 in [0, 1]), one digit each."""
+    return rec._answers([None] * len(readings), [_Prepared(r, 1) for r in readings])
+
+
 def test_training_fits_a_threshold_that_keeps_the_training_images_and_turns_away_others(tiny_models):
     data, model, _ = tiny_models
     record = model.typicality
@@ -71,10 +76,10 @@ def test_a_saved_model_keeps_its_typicality_and_predict_withholds_the_answer(tin
     assert torch.equal(loaded.typical_whiten, model.typical_whiten)
     odd, usual = unlike_squares(1)[0], data.test_x[0]
     rec = Recognizer(loaded, min_confidence=0.01)
-    bar = rec._answers([None, None], [odd[None] / 255.0, usual[None] / 255.0])  # as preprocess gives them
+    bar = answers(rec, odd[None] / 255.0, usual[None] / 255.0)
     assert bar[0].label is None and bar[0].reason == UNLIKE and bar[0].top_k  # the guess is still shown
     assert bar[1].label == str(data.test_y[0])
-    everything = Recognizer(loaded, min_confidence=0)._answers([None], [odd[None] / 255.0])  # 0: every answer
+    everything = answers(Recognizer(loaded, min_confidence=0), odd[None] / 255.0)  # 0: every answer
     assert everything[0].label is not None
 
 
@@ -85,13 +90,13 @@ def test_an_ensemble_asks_its_members_and_skips_the_check_if_one_has_none(tiny_m
     assert [m["typicality"] for m in card["members"]] == [first.typicality, second.typicality]
     ensemble = checkpoint.load_model(tmp_path / "e")
     rec = Recognizer(ensemble, min_confidence=0.01)
-    answers = rec._answers([None, None], [unlike_squares(1) / 255.0, data.test_x[:1] / 255.0])
-    assert answers[0].reason == UNLIKE and answers[1].label == str(data.test_y[0])
+    given = answers(rec, unlike_squares(1) / 255.0, data.test_x[:1] / 255.0)
+    assert given[0].reason == UNLIKE and given[1].label == str(data.test_y[0])
     plain = create_model("fast")
     plain.load_state_dict({k: v for k, v in second.state_dict().items() if not k.startswith("typical_")})
     plain.mean, plain.std = second.mean, second.std
     mixed = Recognizer(Ensemble([first, plain]), min_confidence=0.01)
-    assert mixed._answers([None], [unlike_squares(1) / 255.0])[0].reason != UNLIKE
+    assert answers(mixed, unlike_squares(1) / 255.0)[0].reason != UNLIKE
 
 
 def test_training_again_drops_an_old_typicality_and_ctrl_c_in_the_fit_drops_the_new_one(tiny_models, monkeypatch):
