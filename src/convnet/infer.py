@@ -258,7 +258,7 @@ class Recognizer:
         try:
             # At the size find_ink works at (a photo's JPEG decodes at that size directly), boxes in the image's pixels.
             gray, size = load_gray_sized(image, work_pixels=WORK_PIXELS)
-            boxes = segment_digits(gray, score=lambda images: self.probabilities(images).max(1), size=size)
+            boxes = segment_digits(gray, score=self.probabilities, size=size)
         except NoInkError as e:
             return Reading(None, [], None, reason=str(e))
         except ImageError as e:

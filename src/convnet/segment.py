@@ -23,6 +23,9 @@ PAIR_WIDTH = 1.5  # groups this many expected widths wide are touching digits
 RULE_DOUBT = 0.001  # a rule that may be a digit's stroke stays unless the digits are this much more convincing without
 STACKED = 0.2  # neighbours sharing at most this share of the shorter one's rows stand one above the other: one digit
 MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a texture or a page of text, not a number
+CLOSE = 0.25  # pieces of one digit side by side (a 0's two arcs) come within this share of its height of each other
+FACING = 0.1  # ... and face each other: their gap, row by row, widens by this share of the height away from its least
+DOUBT = 0.25  # ... and the model's doubt of them as one digit is at most this share of its doubt of them as two
 NARROW = 0.35  # digits narrower than this share of their height do not make several side by side: a 1 looks like a
 # line of squared paper beside a digit, or an open 4's loose first stroke (0.27-0.29 in MNIST's digits scaled up)
 
@@ -71,7 +74,7 @@ class _Group:
         return covered
 
 
-Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N,) confidence of the best class
+Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N, classes) probabilities
 
 
 def segment_digits(gray: np.ndarray, score: Scorer | None = None,
@@ -79,7 +82,7 @@ def segment_digits(gray: np.ndarray, score: Scorer | None = None,
     """Digits of a handwritten number, ordered left to right, their boxes in the pixels of `gray`, or of an image of
     (height, width) `size` that `gray` was downscaled from.
 
-    A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's confidence), a
+    A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's probabilities), a
     wide group is only split when its pieces, together, are more convincing digits than the whole: a wide 0 stays
     one digit, a touching pair is cut; and a rule that may be part of a digit is only erased when that makes the
     digits more convincing. Raises NoInkError when there is no ink, NotANumberError when the ink is not a number
@@ -196,7 +199,7 @@ def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> li
 
 
 def _mean_confidence(pieces: list[Piece], score: Scorer) -> float:
-    return float(score(np.stack([image for _, image in pieces])).mean())
+    return float(score(np.stack([image for _, image in pieces])).max(1).mean())
 
 
 def _digit_height(groups: list[_Group]) -> float:
@@ -277,16 +280,21 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
     Only where the two together are no wider than a digit; then when one stands above the other (a number is one
     line of digits), or, with `score`, when they share columns and the model is surer of them as one digit than of
     both as two: neighbours in slanted or crowded writing share columns too, and there the two are the surer reading.
-    Two neighbours side by side are left apart: a 1 beside a digit often reads as a convincing digit with it."""
-    scored: dict[tuple[int, int], tuple[_Group, _Group, float]] = {}  # the gains of earlier rounds, by pair
+    Two neighbours side by side that share no column (a 0's two arcs) are joined only when they are close and face
+    each other (`_facing`) and the model clearly reads them as one digit (`_join_gain`): a 1 beside a digit often
+    reads as a convincing digit with it."""
+    scored: dict[frozenset[int], np.ndarray] = {}  # the model's probabilities for the groups of earlier rounds
     while True:
         order = sorted(groups, key=lambda g: int(g.box[0]))
         pairs = [(a, b) for a, b in zip(order, order[1:]) if _digit_shaped(_join(a, b))]
         stacked = np.array([_stacked(a, b) for a, b in pairs], bool)
         sharing = np.array([b.box[0] < a.box[2] for a, b in pairs], bool) & ~stacked
+        facing = np.array([not s and _facing(a, b, labels) for (a, b), s in zip(pairs, stacked | sharing)], bool)
+        asked = sharing | facing
         gain = np.where(stacked, np.inf, -np.inf)
-        if score is not None and sharing.any():
-            gain[sharing] = _join_gain([pair for pair, s in zip(pairs, sharing) if s], ink, labels, score, scored)
+        if score is not None and asked.any():
+            surer, clearly = _join_gain([pair for pair, s in zip(pairs, asked) if s], ink, labels, score, scored)
+            gain[asked] = np.where(clearly | sharing[asked], surer, -np.inf)
         taken: set[int] = set()
         for k in np.argsort(-gain):  # the surest joins first; a group joins once a round
             a, b = pairs[k]
@@ -298,16 +306,46 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
 
 
 def _join_gain(pairs: list[tuple[_Group, _Group]], ink: np.ndarray, labels: np.ndarray, score: Scorer,
-               scored: dict[tuple[int, int], tuple[_Group, _Group, float]]) -> np.ndarray:
-    """How much surer the model is of each pair as one digit than of both its digits (the product, as for a split).
-    Pairs in `scored` (by their groups' ids; the groups are kept there, so no new group takes an id of theirs) are
-    not scored again: a round's joins leave most pairs of a crowded line as they were."""
-    new = [(a, b) for a, b in pairs if (id(a), id(b)) not in scored]
+               scored: dict[frozenset[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """How much surer the model is of each pair as one digit than of both its digits (the product, as for a split),
+    and whether clearly so: it reads the two as a digit that neither piece is read as (a 1 beside a 4 reads as the 4,
+    the 1 overlooked), with at most DOUBT of its doubt of them as two digits.
+    The model's probabilities for each group are kept in `scored`, by its components, and not asked again: a group
+    stands in a pair with each neighbour, and a round's joins leave most pairs of a crowded line as they were."""
+    trios = [(a, b, _join(a, b)) for a, b in pairs]
+    new = {frozenset(g.ids): g for trio in trios for g in trio if frozenset(g.ids) not in scored}
     if new:
-        groups = [a for a, _ in new] + [b for _, b in new] + [_join(a, b) for a, b in new]
-        first, second, whole = score(np.stack([_render(g, ink, labels) for g in groups])).reshape(3, len(new))
-        scored.update({(id(a), id(b)): (a, b, float(g)) for (a, b), g in zip(new, whole - first * second)})
-    return np.array([scored[id(a), id(b)][2] for a, b in pairs])
+        scored.update(zip(new, score(np.stack([_render(g, ink, labels) for g in new.values()]))))
+    probabilities = np.array([[scored[frozenset(g.ids)] for g in trio] for trio in trios])  # pair, group, class
+    (first, second, whole), (one, other, both) = probabilities.max(2).T, probabilities.argmax(2).T
+    split = first * second
+    return whole - split, (both != one) & (both != other) & (1 - whole <= DOUBT * (1 - split))
+
+
+def _facing(left: _Group, right: _Group, labels: np.ndarray) -> bool:
+    """Whether `right`, which starts no further left, and `left` face each other as the two ends of a broken stroke
+    do: in some row within CLOSE of the height of each other, the gap between them, row by row, widening by FACING of
+    the height away from there (a 0's arcs, a 4's bar and its stem), and both open strokes. Two parallel strokes side
+    by side (a 1 beside a 1, or beside a 4's stem) keep their gap, and a piece that encloses paper (a 0, a 6's loop) is
+    a finished digit: the model reads a 0 or a 6 with the 7 or 1 beside it as a convincing 9."""
+    joint = _join(left, right)
+    x0, y0, x1, y1 = (int(v) for v in joint.box)
+    window = labels[y0:y1, x0:x1]
+    left_ink, right_ink = np.isin(window, left.ids), np.isin(window, right.ids)
+    rows = left_ink.any(axis=1) & right_ink.any(axis=1)
+    if not rows.any():
+        return False
+    last_left = window.shape[1] - np.argmax(left_ink[rows, ::-1], axis=1)  # one past each row's rightmost ink
+    gaps = np.argmax(right_ink[rows], axis=1) - last_left
+    near = gaps.min() <= CLOSE * joint.height and np.median(gaps) - gaps.min() >= FACING * joint.height
+    return bool(near) and not _closed(left, labels) and not _closed(right, labels)
+
+
+def _closed(group: _Group, labels: np.ndarray) -> bool:
+    """Whether the group's ink encloses paper: paper in its box, not joined to the paper around it."""
+    x0, y0, x1, y1 = (int(v) for v in group.box)
+    paper = np.pad(~np.isin(labels[y0:y1, x0:x1], group.ids), 1, constant_values=True)
+    return len(connected_components(paper)) > 1
 
 
 def _digit_shaped(group: _Group) -> bool:
@@ -361,7 +399,7 @@ def _split_touching(
             pieces.append((box, render_digit(piece)))
     if score is not None and len(pieces) > 1:
         whole = render_digit(digit)
-        confidence = score(np.stack([whole] + [image for _, image in pieces]))
+        confidence = score(np.stack([whole] + [image for _, image in pieces])).max(1)
         if confidence[0] >= np.prod(confidence[1:]):
             return [(np.array([x0, y0, x1, y1]), whole)]
     return pieces
