@@ -289,9 +289,10 @@ def _join_broken(groups: list[_Group], ink: np.ndarray, labels: np.ndarray, scor
         pairs = [(a, b) for a, b in zip(order, order[1:]) if _digit_shaped(_join(a, b))]
         stacked = np.array([_stacked(a, b) for a, b in pairs], bool)
         sharing = np.array([b.box[0] < a.box[2] for a, b in pairs], bool) & ~stacked
-        facing = np.array([not s and _facing(a, b, labels) for (a, b), s in zip(pairs, stacked | sharing)], bool)
-        asked = sharing | facing
         gain = np.where(stacked, np.inf, -np.inf)
+        # Without a model nothing side by side is joined, so there is no need to look for pieces that face each other.
+        facing = [score is not None and not s and _facing(a, b, labels) for (a, b), s in zip(pairs, stacked | sharing)]
+        asked = sharing | np.array(facing, bool)
         if score is not None and asked.any():
             surer, clearly = _join_gain([pair for pair, s in zip(pairs, asked) if s], ink, labels, score, scored)
             gain[asked] = np.where(clearly | sharing[asked], surer, -np.inf)
