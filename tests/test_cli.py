@@ -463,9 +463,9 @@ def test_a_model_given_where_an_image_goes_gets_the_fix(tmp_path, capsys):
     for path, line in zip([folder, card, "default"], lines):
         assert line.startswith(f"{path}: error: ") and line.endswith(f"give it as --model {path}")
     assert "error: not an image file" in lines[3] and "--model" not in lines[3]  # a plain bad image: no such advice
-    assert main(["read", str(folder)]) == 1
-    assert f"is a directory, not an image file; that is a model: to recognise images with it, give it as --model " \
-        f"{folder}" in capsys.readouterr().err
+    assert main(["read", str(folder)]) == 1  # a folder of images to read, as predict's: it holds none
+    assert f"{folder}: no images found in this folder; that is a model: to recognise images with it, give it as " \
+        f"--model {folder}" in capsys.readouterr().err
 
 
 def test_evaluate_checks_the_device_before_the_data(monkeypatch, capsys):

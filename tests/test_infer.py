@@ -533,7 +533,7 @@ def test_read_a_whole_number(recognizer):
     assert len(numbers) >= 4
     for path in numbers:
         reading = recognizer.read(str(path))
-        assert reading.number == path.name.split("-")[0], path.name
+        assert reading.number == path.name.split("-")[0] and reading.path == str(path), path.name
         assert len(reading.digits) == len(reading.number)
         xs = [d.box[0] for d in reading.digits]
         assert xs == sorted(xs) and 0 < reading.confidence <= 1
@@ -544,7 +544,7 @@ def test_a_blob_beside_a_number_withholds_it_and_says_why(recognizer):
     width, height = page.size
     ImageDraw.Draw(page).ellipse([width - 40, height // 2 - 15, width - 10, height // 2 + 15], fill=0)
     reading = recognizer.read(np.asarray(page))
-    assert reading.number is None and reading.reason == BLOB
+    assert reading.number is None and reading.reason == BLOB and reading.path is None  # an array: no file
     assert [(d.label, d.reason) for d in reading.digits] == [("1", None), ("5", None), ("6", None), (None, BLOB)]
 
 
@@ -586,6 +586,35 @@ def test_read_cli(tmp_path):
                                                         "confidence": None, "reason": "no ink found", "error": None}
     done = cli("read", tmp_path / "missing.png")
     assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+def test_read_cli_reads_every_image_of_folders_and_globs(tmp_path, monkeypatch, capsys):
+    """Several numbers at once, as predict takes digits: a line each, with its file's name; a file that fails is one
+    line among them, and the exit status says so. One file named alone keeps its bare answer."""
+    from convnet.cli import main
+
+    numbers = sorted((EXAMPLES / "numbers").glob("*.*"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main(["read", str(EXAMPLES / "numbers"), str(broken)]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(n) for n in numbers] + [str(broken)]
+    assert [line.split(": ")[1].split()[0] for line in lines[:-1]] == [n.name.split("-")[0] for n in numbers]
+    assert lines[-1] == f"{broken}: error: not an image file, or an unsupported format"
+    assert err == "convnet: 1 file(s) could not be read\n"
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["read", f"{EXAMPLES / 'numbers'}/1*.png", str(tmp_path), "--json"]) == 1  # a glob, then a folder
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["path"], r["number"]) for r in rows] == [(str(numbers[0]), "156"), (str(broken), None)]
+    assert "not an image file" in rows[1]["error"] and f"left out, as hidden or not named as images (first: " \
+        f"{tmp_path / 'notes.txt'})" in err
+    monkeypatch.chdir(numbers[0].parent)
+    assert main(["read", f"./{numbers[0].name}"]) == 0
+    assert capsys.readouterr().out.startswith("156   (1:")  # no name before it: the one file named
+    assert main(["read", str(tmp_path / "missing.png")]) == 1
+    assert capsys.readouterr().err == f"convnet: error: {tmp_path / 'missing.png'}: no such file or folder\n"
 
 
 def test_non_finite_probabilities_give_an_error_never_a_label():

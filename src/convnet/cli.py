@@ -7,16 +7,21 @@ with imports_held("convnet"):  # as the package's own: the `convnet` command imp
     import argparse
     import dataclasses
     import difflib
+    import itertools
     import json
     import os
     import re
     import shlex
     import signal
     import sys
-    from collections.abc import Callable, Sequence
+    import typing
+    from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
 
     from convnet.errors import ConfigError, ConvnetError
+
+if typing.TYPE_CHECKING:  # the answers' types; the module itself is imported by the commands that answer
+    from convnet.infer import Prediction, Reading
 
 EXAMPLES = """examples:
   convnet data fetch mnist                     get MNIST into the cache (verified by SHA-256)
@@ -28,6 +33,7 @@ EXAMPLES = """examples:
   convnet ensemble runs/a runs/b runs/c --out runs/vote   average three models' probabilities
   convnet predict digit.png photos/ --json     recognise digits in files, folders or globs
   convnet read number.jpg                      read a whole handwritten number
+  convnet read scans/ --json                   ... in every image of a folder, one line each
 """
 
 
@@ -346,10 +352,11 @@ def build_parser() -> Parser:
     pred.add_argument("--top-k", type=positive_int, default=3, help="how many answers to list (default: 3)")
     pred.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    read = sub.add_parser("read", help="read a whole handwritten number (several digits) in an image")
-    read.add_argument("image", type=image_path, help="image file of the number, or - for standard input")
+    read = sub.add_parser("read", help="read a whole handwritten number (several digits) in each image")
+    read.add_argument("paths", nargs="+", metavar="PATH", type=image_path,
+                      help="image files of numbers, folders (recursive), glob patterns, or - for standard input")
     _add_answer_options(read, "if a digit's confidence is below this, no number but 'low confidence'", "digits")
-    read.add_argument("--json", action="store_true", help="print as JSON")
+    read.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -586,26 +593,39 @@ def _model_hint(path: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from convnet.infer import expand_paths, walked_image
+    from convnet.infer import expand_paths
 
     recognizer = _recognizer(args, top_k=args.top_k)
-    failed = 0
     skipped: list[str] = []
+    return _each_file(recognizer.predict_files(expand_paths(args.paths, skipped)), skipped,
+                      _prediction_json if args.json else _prediction_text)
+
+
+def _prediction_json(p: Prediction) -> str:
+    d = p.to_dict(probabilities=False)
+    return json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")})
+
+
+def _prediction_text(p: Prediction) -> str:
+    if p.error:
+        return _error_line(p)
+    top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
+    answer = p.label if p.label is not None else f"? ({p.reason})"
+    return f"{_one_line(p.path)}: {answer}   {top}"
+
+
+def _each_file(results: Iterable[Prediction | Reading], skipped: list[str], line: Callable[[typing.Any], str]) -> int:
+    """Print each file's answer (`predict`'s or `read`'s) as a line, then on standard error what the folders and globs
+    left out and how many files failed; the exit status: 1 if any file failed."""
+    from convnet.infer import walked_image
+
+    failed = 0
     read: set[str] = set()
-    for p in recognizer.predict_files(expand_paths(args.paths, skipped)):
-        failed += p.error is not None
-        if not walked_image(os.path.basename(p.path)):
-            read.add(p.path)  # a file a walk would leave out, named to be read: only those, so memory stays flat
-        if args.json:
-            d = p.to_dict(probabilities=False)
-            print(json.dumps({k: d[k] for k in ("path", "label", "confidence", "top_k", "reason", "error")}))
-        elif p.error:  # the message names the path too, for the JSON lines: once is enough here
-            print(f"{_one_line(p.path)}: error: {_one_line(p.error.removeprefix(f'{p.path}: '))}"
-                  f"{_model_hint(p.path)}")
-        else:
-            top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
-            answer = p.label if p.label is not None else f"? ({p.reason})"
-            print(f"{_one_line(p.path)}: {answer}   {top}")
+    for result in results:
+        failed += result.error is not None
+        if not walked_image(os.path.basename(result.path)):
+            read.add(result.path)  # a file a walk would leave out, named to be read: only those, so memory stays flat
+        print(line(result))
     # The other files of a folder or a glob: said, not read. Each once (`**` walks a subfolder again under each
     # folder above it, and matches its files too), and not those named to be read.
     if left_out := sorted(set(skipped) - read):
@@ -616,23 +636,56 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _error_line(result: Prediction | Reading) -> str:
+    """A file that failed, as `predict` and `read` print it among the answers: the message names the path too, for
+    the JSON lines; once is enough here."""
+    message = result.error.removeprefix(f"{result.path}: ")
+    return f"{_one_line(result.path)}: error: {_one_line(message)}{_model_hint(result.path)}"
+
+
 def _one_line(text: str) -> str:
     """A file name as predict prints it, one answer a line: line breaks and other control characters escaped."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    reading = _recognizer(args).read(args.image)
-    if args.json:
-        print(json.dumps({"path": args.image, **reading.to_dict()}))  # keyed as predict's lines
+    from convnet.infer import expand_paths
+
+    recognizer = _recognizer(args)
+    skipped: list[str] = []
+    items = expand_paths(args.paths, skipped)
+    first = list(itertools.islice(items, 2))
+    readings = recognizer.read_files(itertools.chain(first, items))
+    # One file named (not a folder or a glob): its number alone, without its name, as grep gives one file's lines.
+    if len(args.paths) == 1 and len(first) == 1 and os.path.normpath(first[0][0]) == os.path.normpath(args.paths[0]):
+        return _one_reading(next(readings), args.json)
+    return _each_file(readings, skipped, _reading_json if args.json else _reading_text)
+
+
+def _one_reading(reading: Reading, as_json: bool) -> int:
+    if as_json:
+        print(_reading_json(reading))
     elif reading.error:
-        print(f"convnet: error: {reading.error}{_model_hint(args.image)}", file=sys.stderr)
+        print(f"convnet: error: {reading.error}{_model_hint(reading.path)}", file=sys.stderr)
     else:
-        # An unsure digit shows its best guess with a "?": which one failed, and how far it was from the threshold.
-        digits = "  ".join(f"{d.label or d.top_k[0][0] + '?'}:{d.confidence:.1%}" for d in reading.digits)
-        said = ": ".join(part for part in (reading.reason, digits) if part)
-        print(f"{reading.number if reading.number is not None else '?'}   ({said})")
+        print(_number(reading))
     return 1 if reading.error else 0
+
+
+def _reading_json(reading: Reading) -> str:
+    return json.dumps({"path": reading.path, **reading.to_dict()})  # keyed as predict's lines: the path first
+
+
+def _reading_text(reading: Reading) -> str:
+    return _error_line(reading) if reading.error else f"{_one_line(reading.path)}: {_number(reading)}"
+
+
+def _number(reading: Reading) -> str:
+    """The number read, or "?", and its digits; an unsure digit shows its best guess with a "?": which one failed,
+    and how far it was from the threshold."""
+    digits = "  ".join(f"{d.label or d.top_k[0][0] + '?'}:{d.confidence:.1%}" for d in reading.digits)
+    said = ": ".join(part for part in (reading.reason, digits) if part)
+    return f"{reading.number if reading.number is not None else '?'}   ({said})"
 
 
 COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate,

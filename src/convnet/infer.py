@@ -97,6 +97,7 @@ class Reading:
     confidence: float | None  # product of the digits' confidences; None without digits, as a Prediction's
     reason: str | None = None
     error: str | None = None
+    path: str | None = None  # the file it was read from, as a Prediction's
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -253,8 +254,18 @@ class Recognizer:
             if pending is not None:
                 yield from pending.result()
 
+    def read_files(self, items: Iterable[tuple[str, str | None]]) -> Iterator[Reading]:
+        """Read a number in each file of (path, error) pairs from `expand_paths`, one at a time: memory stays flat."""
+        for path, error in items:
+            yield Reading(None, [], None, error=error, path=str(path)) if error else self.read(path)
+
     def read(self, image: Source) -> Reading:
         """Read a handwritten number: segment the digits, classify each, join them left to right."""
+        reading = self._read(image)
+        reading.path = str(image) if isinstance(image, (str, os.PathLike)) else None
+        return reading
+
+    def _read(self, image: Source) -> Reading:
         try:
             # At the size find_ink works at (a photo's JPEG decodes at that size directly), boxes in the image's pixels.
             gray, size = load_gray_sized(image, work_pixels=WORK_PIXELS)
