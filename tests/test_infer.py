@@ -18,6 +18,9 @@ from convnet.errors import ConfigError
 from convnet.infer import BLOB, OUTLINE, SEVERAL, Recognizer, expand_paths
 from convnet.preprocess import load_gray
 
+# A shared drawing helper (tests/ is on sys.path under pytest's default import mode).
+from test_preprocess import slanted_bar_five
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DIGITS = sorted((EXAMPLES / "digits").glob("*.*"))
 
@@ -136,6 +139,15 @@ def test_a_number_gets_no_digit_and_is_sent_to_read(recognizer):
     assert done.returncode == 0 and json.loads(done.stdout)["reason"] == results[0].reason == \
         "3 digits, not one: read numbers with `convnet read`"
     assert cli("predict", numbers[0]).stdout.startswith(f"{numbers[0]}: ? ({results[0].reason})   4:")
+
+
+def test_digits_sharing_a_sliver_of_columns_get_no_digit_a_5_with_its_bar_apart_does(recognizer):
+    """905 on squared paper: its 9 and 0 touch, and its 5 shares a sliver of the 0's columns; predict answered it as
+    one digit ('low confidence', an 8 at 40 %). The touching 9 and 0 count as one, as touching digits do: 2, not 3.
+    A 5 whose bar is drawn apart over a sliver of its body's columns, together wider than tall, is still a 5."""
+    number = recognizer.predict(str(EXAMPLES / "numbers" / "905-stevehand-squared-paper.png"))
+    assert (number.label, number.reason) == (None, SEVERAL.format(2))
+    assert recognizer.predict(1 - slanted_bar_five()).label == "5"
 
 
 def bad_files(folder: Path) -> dict[str, Path]:

@@ -40,9 +40,11 @@ SKELETONS = {
     "7": [[(0.1, 0.05), (0.9, 0.05), (0.4, 0.97)]],
 }
 # A 5 whose top bar is not connected to its body, as often written; one whose bar is off to the upper right, as in
-# MNIST's training digit 14389; and a 4 whose stem misses its bar.
+# MNIST's training digit 14389; one whose bar slants up and away from beside its body's top, over a sliver of its
+# columns, as in MNIST's training digits 12083 and 34843; and a 4 whose stem misses its bar.
 SKELETONS["5b"] = [[(0.85, 0.04), (0.32, 0.04)], [(0.25, 0.15)] + SKELETONS["5"][0][2:]]
 SKELETONS["5r"] = [[(1.0, -0.05), (1.5, -0.1)], SKELETONS["5"][0][1:]]
+SKELETONS["5s"] = [[(0.9, 0.3), (2.3, -0.3)], SKELETONS["5"][0][1:]]
 SKELETONS["4o"] = [[(0.3, 0.03), (0.08, 0.68), (0.6, 0.68)], [(0.75, 0.1), (0.75, 0.97)]]
 
 
@@ -64,6 +66,14 @@ def draw_strokes(draw: ImageDraw.ImageDraw, digit: str, box: tuple[float, float,
         draw.line(points, fill=255, width=max(1, round(stroke)), joint="curve")
         for px, py in (points[0], points[-1]):
             draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=255)
+
+
+def slanted_bar_five() -> np.ndarray:
+    """White-on-black 5 whose bar, drawn apart, slants up and away over a sliver of its body's columns: together
+    wider than tall, on a canvas wide enough for the bar."""
+    image = Image.new("L", (500, 400), 0)
+    draw_strokes(ImageDraw.Draw(image), "5s", (40, 120, 130, 200), 18)
+    return np.asarray(image, np.float32) / 255
 
 
 def reference(ink: np.ndarray) -> np.ndarray:
