@@ -26,7 +26,7 @@ def morph(ink: np.ndarray, radius: float, op: np.ufunc) -> np.ndarray:
     whole = int(abs(radius))
     frac = abs(radius) - whole
     inner = _square_filter(ink, whole, op)
-    return inner + frac * (_square_filter(ink, whole + 1, op) - inner)
+    return inner + frac * (_square_filter(ink, whole + 1, op) - inner) if frac else inner
 
 
 def _square_filter(ink: np.ndarray, radius: int, op: np.ufunc) -> np.ndarray:
