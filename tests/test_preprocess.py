@@ -263,6 +263,46 @@ def test_a_bold_bar_that_fills_the_space_between_two_lines_stays(digit: str) -> 
     assert_mnist_like(to_mnist(notebook(ink, "ruled", 22, line=5)), to_mnist(1 - ink), 0.9)
 
 
+def _shadow(shape: tuple[int, int], turn: float, at: float, depth: float = 0.35, soft: float = 0.03) -> np.ndarray:
+    """The light on a page that a soft shadow crosses: 1 on the lit side, 1 - `depth` in the shade, its edge a line
+    turned by `turn` degrees that passes `at` of the shorter side from the centre, blurred over `soft` of it."""
+    ys, xs = np.indices(shape, dtype=np.float32)
+    side = min(shape)
+    across = (xs - shape[1] / 2) * np.cos(np.radians(turn)) + (ys - shape[0] / 2) * np.sin(np.radians(turn))
+    return 1 - depth / (1 + np.exp(-(across - at * side) / (soft * side)))
+
+
+@pytest.mark.parametrize("turn, at", [(0, 0.0), (0, 0.1), (70, -0.05), (200, 0.25), (135, -0.3)])
+@pytest.mark.parametrize("dark", [True, False])
+def test_a_soft_shadow_across_the_page_is_no_ink(turn: float, at: float, dark: bool) -> None:
+    """A hand's or a phone's shadow over part of a photographed page, its edge through the digit or beside it: no
+    quadratic follows its soft edge, so the shadow was read as ink (the digit a 1 beside it), or the lit side was, or
+    the noise measured about the bent surface hid the digit. Dark ink on paper, and chalk on a board."""
+    ink = np.zeros((600, 800), np.float32)
+    drawn = draw_digit("4", 150, 14)
+    ink[200:200 + drawn.shape[0], 330:330 + drawn.shape[1]] = drawn
+    photo = 0.85 - 0.7 * ink if dark else 0.3 + 0.6 * ink
+    assert_mnist_like(to_mnist(photo * _shadow(ink.shape, turn, at)), to_mnist(photo), 0.95)
+
+
+@pytest.mark.parametrize("digit", ["2", "4"])
+def test_a_soft_shadow_over_a_bold_digit_that_fills_the_picture_is_no_ink(digit: str) -> None:
+    """A marker's digit that fills the picture, a shadow's edge through it: the paper's level, taken over squares no
+    wider than its strokes, followed them, and the paper between them was read as light ink."""
+    drawn = draw_digit(digit, 300, 48, margin=0.08)
+    photo = 0.85 - 0.7 * drawn
+    assert_mnist_like(to_mnist(photo * _shadow(drawn.shape, 20, 0.05)), to_mnist(photo), 0.95)
+
+
+@pytest.mark.parametrize("seed", [22, 28, 33])
+def test_a_smooth_texture_is_no_shaded_page(seed: int) -> None:
+    """A photo of fabric or foliage, smooth hills and valleys everywhere, bends away from the fitted surface as a
+    shadow does; but no part of it is even paper, and its valleys are no ink."""
+    small = np.random.default_rng(seed).random((6, 6)).astype(np.float32)
+    with pytest.raises(NoInkError):
+        find_ink(np.asarray(Image.fromarray(small).resize((300, 300), Image.BICUBIC)).clip(0, 1))
+
+
 @pytest.mark.parametrize("side", ["left", "top", "bottom"])
 def test_a_band_that_the_lines_of_ruled_paper_run_into_goes_with_them(side: str) -> None:
     """The lines joined the band into one piece, neither a band nor lines across the page (a 3 read as 1). (On

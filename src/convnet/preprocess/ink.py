@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
@@ -40,6 +41,19 @@ BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a ban
 BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
 PAPER_AREA = 64 * 64  # the paper's surface is fitted on a copy of about this many pixels,
 PAPER_DEPTH = 8  # ...and at least this many deep across a long strip
+SHADE_WINDOW = 1 / 6  # a shadow, or a patch of light, shows in squares of this share of that copy's shorter side
+SHADE_STEP = 0.05  # whose lightest pixel lies this share of the paper's level below the fitted surface (or whose
+# darkest lies above it): ink darkens (or lightens) only some pixels of such a square, a shadow all of them
+SHADE_DEEP = 0.6  # but no deeper than this share of that level (no lighter than 1 / (1 - this) times it): darker is
+# ink, as a marker's bar along the edge of a tight crop, or the desk beside the page (`_without_bands`)
+SHADE_SHARE = 0.02  # when such squares cover this share of the image, in pieces that reach its edge (a shadow is
+# cast from outside the picture; a bold stroke wider than a square lies inside it)
+SHADE_EVEN = 2.0  # and squares even to within this many steps cover
+SHADE_EVEN_SHARE = 0.1  # this share of it: a photo of paper is mostly even paper, shaded or not; a smooth texture
+# (fabric, foliage), which the fitted surface cannot follow either, nowhere (2 % at most)
+SHADE_MIN = 64  # not in images under this many pixels a side: tight crops, with no room for a shadow beside the ink
+ENVELOPE_AREA = 256 * 256  # shaded paper is followed on a copy of about this many pixels,
+ENVELOPE_WINDOW = 0.4  # by its lighter (darker) envelope over squares of this share of its side: wider than strokes
 
 
 def find_ink(gray: np.ndarray) -> np.ndarray:
@@ -131,14 +145,88 @@ def _grown(components: Components, chosen: np.ndarray, by: int) -> np.ndarray:
 def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     """`find_ink` of an image already at its working size, without looking for a sheet on a desk; and whether the
     ink is lighter than the paper."""
-    paper = _paper(work)
+    small = _small_copy(work)
+    surface = _paper(small, work.size / small.size)
+    paper = _surface(surface, work.shape)
+    level = _shade(small, _surface(surface, small.shape)) if min(work.shape) >= SHADE_MIN else None
+    if level is None:
+        dark = _darker(work - paper)
+    else:  # a shadow or a patch of light that the surface cannot follow: the paper is followed where it goes
+        dark = _darker(work - _resized(level, work.shape))
+        paper = _shaded_paper(work, dark)
     residual = work - paper
-    # The ink is the side whose tail sticks out further past the noise.
-    tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
-    dark = np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum()
     if dark:
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
     return remove_rulings(_suppress_noise(residual)), not dark
+
+
+def _darker(residual: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper, `residual` apart: the side whose tail sticks out further past the
+    noise."""
+    tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
+    return bool(np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum())
+
+
+def _shade(small: np.ndarray, surface: np.ndarray) -> np.ndarray | None:
+    """The level of the paper in the small copy when a shadow or a patch of light bends it away from the fitted
+    `surface` (`_shaded`), to tell the ink's polarity by; None when the surface is the paper. A median over squares
+    of ENVELOPE_WINDOW: over smaller ones, the strokes of a bold digit that fills the picture were the level, and the
+    paper between them light ink."""
+    if not _shaded(small, surface, max(1, int(SHADE_WINDOW * min(small.shape) / 2))):
+        return None
+    radius = max(1, int(ENVELOPE_WINDOW * min(small.shape) / 2))
+    wide = Image.fromarray(np.ascontiguousarray(np.pad(small, radius, mode="edge"), np.float32), "F")
+    return np.asarray(wide.filter(ImageFilter.MedianFilter(2 * radius + 1)))[radius:-radius, radius:-radius]
+
+
+def _shaded(small: np.ndarray, surface: np.ndarray, radius: int) -> bool:
+    """Whether a shadow or a patch of light bends the paper of the small copy away from the fitted `surface`, by the
+    SHADE_ constants, seen in squares of side 2 `radius` + 1.
+
+    A phone's or a hand's shadow across the page has a soft edge that no quadratic follows: the shadow was read as
+    ink (the digit a 1 beside it), or the light side was, or the noise measured about the bent fit hid the digit."""
+    lightest, darkest = _square(small, radius, np.maximum), _square(small, radius, np.minimum)
+    step = SHADE_STEP * max(float(np.median(surface)), 0.05)
+    shaded = (lightest < surface - step) & (lightest > (1 - SHADE_DEEP) * surface)
+    lit = (darkest > surface + step) & (darkest * (1 - SHADE_DEEP) < surface)
+    if np.mean(shaded | lit) < SHADE_SHARE or np.mean(lightest - darkest < SHADE_EVEN * step) < SHADE_EVEN_SHARE:
+        return False
+    # Strips narrower than half a square, measured within the image (`morph` takes what lies outside for no shade),
+    # are left out: a bold stroke along the edge of a tight crop, continued past it by `_square`, passed for a shadow.
+    half = radius // 2
+    pieces = connected_components(morph(morph((shaded | lit).astype(np.float32), half, np.minimum), half, np.maximum))
+    x0, y0, x1, y1 = pieces.boxes.T
+    on_edge = (x0 == 0) | (y0 == 0) | (x1 == small.shape[1]) | (y1 == small.shape[0])
+    return bool(np.mean(np.concatenate([[False], on_edge])[pieces.labels]) >= SHADE_SHARE)
+
+
+def _shaded_paper(work: np.ndarray, dark: bool) -> np.ndarray:
+    """The paper under a shadow or a patch of light: the image's lighter envelope for dark ink (a closing: the strokes,
+    narrower than its squares, lifted out; the shadow and its soft edge, broader, kept as they are), its darker one for
+    light ink, on a copy of ENVELOPE_AREA pixels. It is shrunk by one pixel more, so that enlarged it never rises
+    above the paper beside a sharp edge (the desk along a page), where a line of ink would show. It runs along the
+    paper's lightest (darkest) pixels, so it is lowered to the paper's median: the noise about it is then measured as
+    about the fitted surface, and a smooth texture still hides what lies on it."""
+    small = downscale(work, ENVELOPE_AREA)
+    radius = max(1, int(ENVELOPE_WINDOW * min(small.shape) / 2))
+    spread, shrink = (np.maximum, np.minimum) if dark else (np.minimum, np.maximum)
+    envelope = _resized(_square(_square(small, radius, spread, shrink), 1, shrink), work.shape)
+    return envelope - np.median(envelope - work)
+
+
+def _square(image: np.ndarray, radius: int, *ops: np.ufunc) -> np.ndarray:
+    """The running `ops` (np.maximum, np.minimum) over squares of side 2 `radius` + 1, one after the other, with the
+    image's edge continued past it (`morph` counts what lies outside as black)."""
+    margin = radius * len(ops)
+    out = np.pad(image, margin, mode="edge")
+    for op in ops:
+        out = morph(out, radius, op)
+    return out[margin:-margin, margin:-margin]
+
+
+def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A float image resized (bilinear) to `shape`."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image, np.float32), "F").resize(shape[::-1], Image.BILINEAR))
 
 
 def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
@@ -298,8 +386,9 @@ def _fills_hull(mask: np.ndarray) -> bool:
     return np.count_nonzero(mask) >= SHEET_FILL * polygon_area(convex_hull(mask))
 
 
-def _paper(gray: np.ndarray) -> np.ndarray:
-    """Smooth surface through the paper, robust to ink of either polarity.
+def _paper(small: np.ndarray, shrunk: float) -> np.ndarray:
+    """Smooth surface through the paper, robust to ink of either polarity: its coefficients (see `_surface`), fitted on
+    the `small` copy of an image shrunk `shrunk` times by area.
 
     Phone photos are lit unevenly, so a single paper level is not enough; a
     quadratic follows gradients and vignetting but cannot bend around strokes.
@@ -308,23 +397,28 @@ def _paper(gray: np.ndarray) -> np.ndarray:
     Tiny images get a plane: there a quadratic could rise into a dome under a
     blurred digit.
     """
-    small = _small_copy(gray)
     terms = 6 if min(small.shape) >= 32 else 3
     y, x = _centres(small.shape[0])[:, None], _centres(small.shape[1])[None, :]
     basis = np.stack(np.broadcast_arrays(np.ones_like(x), x, y, x * x, x * y, y * y)[:terms], axis=-1)
     basis, values = basis.reshape(-1, terms), small.ravel()
-    inliers = _paper_border(basis, values, _border(small, gray.size / small.size).ravel())
+    inliers = _paper_border(basis, values, _border(small, shrunk).ravel())
     for _ in range(3):
         if inliers.sum() < 12:
-            return np.full(gray.shape, np.median(small), np.float32)
+            return np.array([np.median(small), 0, 0, 0, 0, 0])
         coef = _fit(basis, values, inliers)
         residual = values - basis @ coef
         settled = inliers
         inliers = np.abs(residual) <= 3 * _noise(residual[inliers]) + 1e-3
         if np.array_equal(inliers, settled):
             break
-    c0, cx, cy, cxx, cxy, cyy = np.pad(coef, (0, 6 - terms))
-    y, x = _centres(gray.shape[0])[:, None], _centres(gray.shape[1])[None, :]
+    return np.pad(coef, (0, 6 - terms))
+
+
+def _surface(coef: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The fitted paper c0 + cx x + cy y + cxx x² + cxy xy + cyy y² over an image of this shape, x and y running over
+    [-1, 1] at any size."""
+    c0, cx, cy, cxx, cxy, cyy = coef
+    y, x = _centres(shape[0])[:, None], _centres(shape[1])[None, :]
     return (c0 + cy * y + cyy * y * y) + (cx + cxx * x + cxy * y) * x
 
 
