@@ -1,6 +1,6 @@
 """Build a labelled folder of real-world-looking handwritten digits that are not from MNIST.
 
-    python benchmarks/make_realworld_digits.py OUT [--count 2000] [--seed 0] [--paper plain|ruled|squared]
+    python benchmarks/make_realworld_digits.py OUT [--count 2000] [--seed 0] [--paper plain|ruled|squared] [--shadow]
 
 Writes OUT/<label>/<source>-<index>.(png|jpg) and OUT/manifest.csv (path, label,
 source, size, polarity, format, mode), mixing two offline sources:
@@ -15,7 +15,9 @@ source, size, polarity, format, mode), mixing two offline sources:
 Each image gets a random size (16 to ~1500 px), margins, stroke width,
 rotation, polarity, paper and ink tones, uneven lighting, blur and noise, and
 is saved as grey or RGB PNG or JPEG.  `--paper ruled` or `squared` writes the
-digits on a notebook's lines or squares (dark ink only: a board has none).
+digits on a notebook's lines or squares (dark ink only: a board has none);
+`--shadow` casts a soft shadow across part of each picture, its edge through
+the digit half of the time.
 The same seed gives the same files.
 A missing source is skipped with a message; the script fails only when none
 is available.
@@ -104,7 +106,7 @@ def _font_glyph(path: str) -> Glyph:
 
 
 def render(glyph: Glyph, label: int, rng: np.random.Generator,
-           paper: str = "plain") -> tuple[Image.Image, dict[str, object]]:
+           paper: str = "plain", shadow: bool = False) -> tuple[Image.Image, dict[str, object]]:
     """One augmented image of `label` and a description of how it was made."""
     size = int(np.exp(rng.uniform(np.log(16), np.log(1500))))  # longer side of the picture
     ink = Image.fromarray(glyph(label, rng, min(max(GLYPH, size), 1200)))
@@ -119,7 +121,7 @@ def render(glyph: Glyph, label: int, rng: np.random.Generator,
     placed = np.zeros((canvas_h, canvas_w), np.float32)
     top, left = rng.integers(0, canvas_h - height + 1), rng.integers(0, canvas_w - width + 1)
     placed[top : top + height, left : left + width] = np.asarray(ink.resize((width, height), Image.LANCZOS))
-    image, polarity = _photograph(np.clip(placed, 0, 1), rng, lambda: _rules(paper, placed.shape, height, rng))
+    image, polarity = _photograph(np.clip(placed, 0, 1), rng, lambda: _rules(paper, placed.shape, height, rng), shadow)
     fmt = "jpg" if rng.random() < 0.4 else "png"
     return image, {"size": max(canvas_w, canvas_h), "polarity": polarity, "format": fmt, "mode": image.mode}
 
@@ -152,9 +154,10 @@ def _rules(paper: str, shape: tuple[int, int], digit_height: int, rng: np.random
     return np.maximum(mask, lines(xx, -yy)) if paper == "squared" else mask
 
 
-def _photograph(ink: np.ndarray, rng: np.random.Generator,
-                rules: Callable[[], np.ndarray | None] = lambda: None) -> tuple[Image.Image, str]:
-    """Paper (with its `rules` for dark ink), pen, light, blur and sensor noise around a white-on-black ink mask."""
+def _photograph(ink: np.ndarray, rng: np.random.Generator, rules: Callable[[], np.ndarray | None] = lambda: None,
+                shadow: bool = False) -> tuple[Image.Image, str]:
+    """Paper (with its `rules` for dark ink), pen, light (and a `shadow`), blur and sensor noise around a white-on-black
+    ink mask."""
     h, w = ink.shape
     dark_ink = rng.random() < 0.8
     if dark_ink:
@@ -178,6 +181,8 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator,
         ramp = (xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle)
         light = 1 - rng.uniform(0, 0.5) * (ramp + 0.5) - rng.uniform(0, 0.3) * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
         rgb = rgb * light[..., None]
+    if shadow:
+        rgb = rgb * _shade(ink, rng)[..., None]
     image = Image.fromarray(np.uint8(np.clip(rgb, 0, 1) * 255))
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0) * max(h, w) / 300))
@@ -186,7 +191,24 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator,
     return (image if colour else image.convert("L")), ("dark-on-light" if dark_ink else "light-on-dark")
 
 
-def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, float]], paper: str = "plain") -> None:
+def _shade(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The light left by a soft shadow (a hand's or a phone's) over part of the picture: 15-50 % darker in the shade,
+    its edge a straight line at any angle, blurred over 1-8 % of the shorter side, through the digit half of the time
+    and anywhere in the middle of the picture otherwise."""
+    h, w = ink.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    across = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)
+    weight = ink.sum()
+    centre = (across * ink).sum() / weight if weight else 0.0
+    side = min(h, w)
+    edge = centre + rng.uniform(-0.3, 0.3) * side if rng.random() < 0.5 else rng.uniform(-0.4, 0.4) * side
+    soft = rng.uniform(0.01, 0.08) * side
+    return 1 - rng.uniform(0.15, 0.5) / (1 + np.exp(-np.clip((across - edge) / soft, -50, 50)))
+
+
+def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, float]], paper: str = "plain",
+          shadow: bool = False) -> None:
     """Write `count` images, labels in turn and sources drawn by weight, plus the manifest."""
     names = sorted(sources)
     weights = np.array([sources[name][1] for name in names])
@@ -196,7 +218,7 @@ def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, floa
         for index in range(count):
             rng = np.random.default_rng([seed, index])  # each file reproducible on its own
             label, source = index % 10, names[rng.choice(len(names), p=weights / weights.sum())]
-            image, info = render(sources[source][0], label, rng, paper)
+            image, info = render(sources[source][0], label, rng, paper, shadow)
             path = out / str(label) / f"{source}-{index:05d}.{info['format']}"
             path.parent.mkdir(parents=True, exist_ok=True)
             if info["format"] == "jpg":
@@ -215,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--font", action="append", default=[], help="extra font file to use (repeatable)")
     parser.add_argument("--paper", choices=["plain", "ruled", "squared"], default="plain",
                         help="blank paper (default), or a notebook's lines or squares under dark ink")
+    parser.add_argument("--shadow", action="store_true", help="a soft shadow across part of each picture")
     args = parser.parse_args(argv)
     fonts = font_sources(args.font)
     uci = uci_source()
@@ -226,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no source of digits is available: see the messages above", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    build(args.out, args.count, args.seed, sources, args.paper)
+    build(args.out, args.count, args.seed, sources, args.paper, args.shadow)
     print(f"wrote {args.count} images from {len(sources)} sources to {args.out}")
     return 0
 

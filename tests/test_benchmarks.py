@@ -201,3 +201,17 @@ def test_a_rule_is_drawn_under_the_same_number():
     digit_rows, digit_columns = np.nonzero(plain.any(axis=1))[0], np.nonzero(plain.any(axis=0))[0]
     assert np.nonzero(extra.any(axis=1))[0].min() >= digit_rows[-1] - 0.1 * len(digit_rows)  # under the digits
     assert extra[:, digit_columns[0] : digit_columns[-1] + 1].any(axis=0).all()  # along the whole number
+
+
+def test_a_shadow_darkens_part_of_the_picture_softly():
+    """`make_realworld_digits.py --shadow`: the light is 1 on one side of the picture and 15-50 % less on the other,
+    its edge blurred (no step between neighbours sharper than a soft edge over 1 % of the side allows)."""
+    make = load_script("make_realworld_digits.py")
+    ink = np.zeros((300, 400), np.float32)
+    ink[100:200, 150:220] = 1
+    for seed in range(20):
+        light = make._shade(ink, np.random.default_rng(seed))
+        assert light.shape == ink.shape and 0.5 <= light.min() and light.max() <= 1
+        assert light.max() > 0.97 and light.min() < 1 - 0.15 * 0.9
+        steepest = max(np.abs(np.diff(light, axis=0)).max(), np.abs(np.diff(light, axis=1)).max())
+        assert steepest <= 0.5 / (4 * 0.01 * 300) * 1.01  # a logistic's slope: depth / (4 * softness)
