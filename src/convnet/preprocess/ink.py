@@ -147,9 +147,9 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     ink is lighter than the paper."""
     small = _small_copy(work)
     surface = _paper(small, work.size / small.size)
-    paper = _surface(surface, work.shape)
     level = _shade(small, _surface(surface, small.shape)) if min(work.shape) >= SHADE_MIN else None
     if level is None:
+        paper = _surface(surface, work.shape)
         dark = _darker(work - paper)
     else:  # a shadow or a patch of light that the surface cannot follow: the paper is followed where it goes
         dark = _darker(work - _resized(level, work.shape))
@@ -189,12 +189,13 @@ def _shaded(small: np.ndarray, surface: np.ndarray, radius: int) -> bool:
     step = SHADE_STEP * max(float(np.median(surface)), 0.05)
     shaded = (lightest < surface - step) & (lightest > (1 - SHADE_DEEP) * surface)
     lit = (darkest > surface + step) & (darkest * (1 - SHADE_DEEP) < surface)
-    if np.mean(shaded | lit) < SHADE_SHARE or np.mean(lightest - darkest < SHADE_EVEN * step) < SHADE_EVEN_SHARE:
+    off = shaded | lit
+    if np.mean(off) < SHADE_SHARE or np.mean(lightest - darkest < SHADE_EVEN * step) < SHADE_EVEN_SHARE:
         return False
     # Strips narrower than half a square, measured within the image (`morph` takes what lies outside for no shade),
     # are left out: a bold stroke along the edge of a tight crop, continued past it by `_square`, passed for a shadow.
     half = radius // 2
-    pieces = connected_components(morph(morph((shaded | lit).astype(np.float32), half, np.minimum), half, np.maximum))
+    pieces = connected_components(morph(morph(off.astype(np.float32), half, np.minimum), half, np.maximum))
     x0, y0, x1, y1 = pieces.boxes.T
     on_edge = (x0 == 0) | (y0 == 0) | (x1 == small.shape[1]) | (y1 == small.shape[0])
     return bool(np.mean(np.concatenate([[False], on_edge])[pieces.labels]) >= SHADE_SHARE)
