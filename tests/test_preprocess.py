@@ -1220,10 +1220,10 @@ def test_the_small_copy_of_a_long_strip_is_shrunk_once(monkeypatch: pytest.Monke
 
     def counted(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         shrinks.append(size)
-        return area_resize(gray, size)
+        return resized(gray, size)
 
-    area_resize = load.area_resize
-    monkeypatch.setattr(load, "area_resize", counted)
-    monkeypatch.setattr(ink, "area_resize", counted)
+    resized = load.resized
+    monkeypatch.setattr(load, "resized", counted)
+    monkeypatch.setattr(ink, "resized", counted)
     small = ink._small_copy(np.ones((30, 12_000), np.float32))
     assert shrinks == [small.shape[::-1]] and small.shape[0] == ink.PAPER_DEPTH

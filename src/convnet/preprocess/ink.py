@@ -7,7 +7,7 @@ from PIL import Image, ImageFilter
 
 from convnet.components import Components, connected_components, major_box, speck_mask, strokes
 from convnet.errors import NoInkError
-from convnet.preprocess.load import WORK_PIXELS, area_resize, array_to_gray, downscale, downscaled_size
+from convnet.preprocess.load import WORK_PIXELS, array_to_gray, downscale, downscaled_size, resized
 from convnet.preprocess.morphology import (convex_hull, corner_share, crop_to_ink, morph, polygon_area, row_extents,
                                           stroke_width)
 from convnet.preprocess.rulings import LINE_ASPECT, loose_rules, remove_rulings
@@ -152,7 +152,7 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
         paper = _surface(surface, work.shape)
         dark = _darker(work - paper)
     else:  # a shadow or a patch of light that the surface cannot follow: the paper is followed where it goes
-        dark = _darker(work - _resized(level, work.shape))
+        dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
         paper = _shaded_paper(work, dark)
     residual = work - paper
     if dark:
@@ -211,7 +211,7 @@ def _shaded_paper(work: np.ndarray, dark: bool) -> np.ndarray:
     small = downscale(work, ENVELOPE_AREA)
     radius = max(1, int(ENVELOPE_WINDOW * min(small.shape) / 2))
     spread, shrink = (np.maximum, np.minimum) if dark else (np.minimum, np.maximum)
-    envelope = _resized(_square(_square(small, radius, spread, shrink), 1, shrink), work.shape)
+    envelope = resized(_square(_square(small, radius, spread, shrink), 1, shrink), work.shape[::-1], Image.BILINEAR)
     return envelope - np.median(envelope - work)
 
 
@@ -223,11 +223,6 @@ def _square(image: np.ndarray, radius: int, *ops: np.ufunc) -> np.ndarray:
     for op in ops:
         out = morph(out, radius, op)
     return out[margin:-margin, margin:-margin]
-
-
-def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A float image resized (bilinear) to `shape`."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image, np.float32), "F").resize(shape[::-1], Image.BILINEAR))
 
 
 def _sheet(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
@@ -433,7 +428,7 @@ def _small_copy(gray: np.ndarray) -> np.ndarray:
         return downscale(gray, PAPER_AREA)
     length = min(max(height, width), PAPER_AREA // depth)  # each axis is fitted in its own [-1, 1]: no distortion
     size = (length, depth) if width > height else (depth, length)
-    return area_resize(gray, size)
+    return resized(gray, size)
 
 
 def _border(small: np.ndarray, shrunk: float) -> np.ndarray:

@@ -444,9 +444,10 @@ def downscaled_size(height: int, width: int, max_area: int | None) -> tuple[int,
 def downscale(gray: np.ndarray, max_area: int | None) -> np.ndarray:
     """Area-average so that the area is at most `max_area` pixels (None: as it is)."""
     size = downscaled_size(*gray.shape, max_area)
-    return gray if size == gray.shape[::-1] else area_resize(gray, size)
+    return gray if size == gray.shape[::-1] else resized(gray, size)
 
 
-def area_resize(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area-average to (width, height) `size`, each axis on its own."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32), "F").resize(size, Image.BOX))
+def resized(gray: np.ndarray, size: tuple[int, int], resample: Image.Resampling = Image.BOX) -> np.ndarray:
+    """A float image resized to (width, height) `size`, each axis on its own: area-averaged unless `resample` says
+    otherwise."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32), "F").resize(size, resample))

@@ -7,6 +7,7 @@ from PIL import Image
 
 from convnet.errors import NoInkError
 from convnet.preprocess.ink import dot
+from convnet.preprocess.load import resized
 from convnet.preprocess.morphology import crop_to_ink, morph, stroke_width
 
 SIZE, BOX = 28, 20  # MNIST field size and the box the digit is scaled into
@@ -21,8 +22,7 @@ def render_digit(ink: np.ndarray) -> np.ndarray:
         crop = crop_to_ink(_fix_stroke(crop, BOX / max(crop.shape)))  # the stroke fix moves the outline
     zoom = BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
-    digit = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32), "F").resize(size, Image.LANCZOS))
-    return _centre(np.clip(digit, 0, 1))
+    return _centre(np.clip(resized(crop, size, Image.LANCZOS), 0, 1))
 
 
 def _fix_stroke(crop: np.ndarray, zoom: float) -> np.ndarray:
