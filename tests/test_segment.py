@@ -682,11 +682,23 @@ def test_the_digits_of_a_number_are_counted_side_by_side() -> None:
     assert side_by_side(1 - compose(VARIED)[0]) == 6  # the 1 under the 7's bar counted too, as `read` cuts it
 
 
-@pytest.mark.parametrize("layout", ["17", "41", "11"])
-def test_a_1_beside_one_other_digit_is_not_clearly_two(layout: str) -> None:
-    """A 1 is a thin upright stroke, as a line of squared paper left beside a digit is: two digits that are not
-    1s are needed to be sure of several."""
-    assert side_by_side(compose([(layout[0], 200, 100, 0, 18), (layout[1], 200, 100, 40, 18)])[0]) == 1
+@pytest.mark.parametrize("layout, count", [("17", 2), ("41", 2), ("11", 1)])
+def test_a_1_beside_a_wider_digit_is_two(layout: str, count: int) -> None:
+    """A 1 is a thin upright stroke, as a line of squared paper left beside a digit is: it counts beside a wider
+    digit, as tall and on one line with it; two 1s alone, two upright strokes, are not clearly two digits."""
+    assert side_by_side(compose([(layout[0], 200, 100, 0, 18), (layout[1], 200, 100, 40, 18)])[0]) == count
+
+
+@pytest.mark.parametrize("top, height", [(130, 150), (220, 200)])
+def test_a_short_or_sunken_stroke_beside_a_digit_is_no_1(top: int, height: int) -> None:
+    """A stroke beside a digit counts as a 1 only when it is at least AS_TALL as the digit and on one line with it:
+    an open 4's first stroke standing apart is shorter than the rest of it. The 0 stands in rows 100-300."""
+    page = np.pad(compose([("0", 200, 100, 0, 18)])[0], ((0, 150), (250, 0)))
+    page[top : top + height, 40:58] = 1
+    assert side_by_side(page) == 1
+    page[:, 40:58] = 0
+    page[100:300, 40:58] = 1
+    assert side_by_side(page) == 2
 
 
 @pytest.mark.parametrize("overlap", [10, 15])

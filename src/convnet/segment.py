@@ -30,8 +30,11 @@ MAX_PARTS = 200  # more pieces of ink (30 digits, each broken in 6) are a textur
 CLOSE = 0.25  # pieces of one digit side by side (a 0's two arcs) come within this share of its height of each other
 FACING = 0.1  # ... and face each other: their gap, row by row, widens by this share of the height away from its least
 DOUBT = 0.25  # ... and the model's doubt of them as one digit is at most this share of its doubt of them as two
-NARROW = 0.35  # digits narrower than this share of their height do not make several side by side: a 1 looks like a
-# line of squared paper beside a digit, or an open 4's loose first stroke (0.27-0.29 in MNIST's digits scaled up)
+NARROW = 0.35  # digits narrower than this share of their height do not make several side by side on their own: a 1
+# looks like a line of squared paper beside a digit, or an open 4's loose first stroke (0.27-0.29 in MNIST's digits
+# scaled up)...
+AS_TALL = 0.8  # ...but one beside a wider digit, at least this share of its height and on one line with it, is a 1
+# (the 1s of numbers beside a digit: 1 % under 0.78, 5 % under 0.84; an open 4's first stroke apart: 0.74)
 
 
 class NotANumberError(NoInkError):
@@ -116,8 +119,9 @@ def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
     and two neighbours are told apart only when they stand side by side (not one above the other, as a 5's loose bar),
     together are wider than tall (not the arcs of a broken 0) and share no column, or a sliver of one where they stand
     on one line (crowded writing, in which neighbours overlap a little); of the digits so told apart, two
-    must be wider than NARROW. Touching digits are not split here, which without a model would split a wide 0 too: a
-    number whose digits all touch counts 1, as does ink that is no number (too many pieces, only lines)."""
+    must be wider than NARROW, or one of them a 1 beside the other (`_a_one`). Touching digits are not split
+    here, which without a model would split a wide 0 too: a number whose digits all touch counts 1, as does ink that is
+    no number (too many pieces, only lines)."""
     try:
         # One piece of ink, as nearly every digit is (4,982 of MNIST's first 5,000 test digits): no more work.
         if len(components) < 2 or len(_parts(components, ink.shape)) < 2:
@@ -135,7 +139,16 @@ def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
             runs[-1] = _join(runs[-1], digit)
         else:
             runs.append(digit)
-    return len(digits) if sum(run.width > NARROW * run.height for run in runs) > 1 else 1
+    wide = [run.width > NARROW * run.height for run in runs]
+    return len(digits) if sum(wide) + sum(_a_one(runs, wide, i) for i in range(len(runs))) > 1 else 1
+
+
+def _a_one(runs: list[_Group], wide: list[bool], i: int) -> bool:
+    """Whether the narrow run `i` is a 1 beside a wider digit: at least AS_TALL as that neighbour and on one line with
+    it. A line of squared paper left beside a digit is too light to count (MAJOR), an open 4's first stroke standing
+    apart is shorter than its stem and bar."""
+    beside = [runs[j] for j in (i - 1, i + 1) if 0 <= j < len(runs) and wide[j]]
+    return not wide[i] and any(runs[i].height >= AS_TALL * d.height and _on_one_line(runs[i], d) for d in beside)
 
 
 def _apart(left: _Group, right: _Group) -> bool:
