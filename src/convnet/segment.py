@@ -33,8 +33,8 @@ DOUBT = 0.25  # ... and the model's doubt of them as one digit is at most this s
 NARROW = 0.35  # digits narrower than this share of their height do not make several side by side on their own: a 1
 # looks like a line of squared paper beside a digit, or an open 4's loose first stroke (0.27-0.29 in MNIST's digits
 # scaled up)...
-AS_TALL = 0.8  # ...but one beside a wider digit, at least this share of its height and on one line with it, is a 1
-# (the 1s of numbers beside a digit: 1 % under 0.78, 5 % under 0.84; an open 4's first stroke apart: 0.74)
+AS_TALL = 0.8  # ...but one beside a wider digit, from this share of its height to its inverse, is a 1 (the 1s of
+# numbers beside a digit: 1 % under 0.78, 5 % under 0.84; an open 4's first stroke apart 0.74, its stem apart 1.3)
 
 
 class NotANumberError(NoInkError):
@@ -117,11 +117,11 @@ def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
 
     Only pieces at least MAJOR as heavy as the heaviest count (not a stretch of a grid's line left beside a digit),
     and two neighbours are told apart only when they stand side by side (not one above the other, as a 5's loose bar),
-    together are wider than tall (not the arcs of a broken 0) and share no column, or a sliver of one where they stand
-    on one line (crowded writing, in which neighbours overlap a little); of the digits so told apart, two
-    must be wider than NARROW, or one of them a 1 beside the other (`_a_one`). Touching digits are not split
-    here, which without a model would split a wide 0 too: a number whose digits all touch counts 1, as does ink that is
-    no number (too many pieces, only lines)."""
+    together are wider than tall (not the arcs of a broken 0) or one is a 1 beside the other (`_one_beside`), and
+    share no column, or a sliver of one where they stand on one line (crowded writing, in which neighbours overlap a
+    little); of the digits so told apart, two must be wider than NARROW, or one of them a 1 beside the other. Touching
+    digits are not split here, which without a model would split a wide 0 too: a number whose digits all touch counts
+    1, as does ink that is no number (too many pieces, only lines)."""
     try:
         # One piece of ink, as nearly every digit is (4,982 of MNIST's first 5,000 test digits): no more work.
         if len(components) < 2 or len(_parts(components, ink.shape)) < 2:
@@ -139,23 +139,32 @@ def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
             runs[-1] = _join(runs[-1], digit)
         else:
             runs.append(digit)
-    wide = [run.width > NARROW * run.height for run in runs]
-    return len(digits) if sum(wide) + sum(_a_one(runs, wide, i) for i in range(len(runs))) > 1 else 1
+    wide = [_wide(run) for run in runs]
+    ones = [any(_one_beside(runs[i], runs[j]) for j in (i - 1, i + 1) if 0 <= j < len(runs)) and not wide[i]
+            for i in range(len(runs))]
+    return len(digits) if sum(wide) + sum(ones) > 1 else 1
 
 
-def _a_one(runs: list[_Group], wide: list[bool], i: int) -> bool:
-    """Whether the narrow run `i` is a 1 beside a wider digit: at least AS_TALL as that neighbour and on one line with
-    it. A line of squared paper left beside a digit is too light to count (MAJOR), an open 4's first stroke standing
-    apart is shorter than its stem and bar."""
-    beside = [runs[j] for j in (i - 1, i + 1) if 0 <= j < len(runs) and wide[j]]
-    return not wide[i] and any(runs[i].height >= AS_TALL * d.height and _on_one_line(runs[i], d) for d in beside)
+def _wide(group: _Group) -> bool:
+    """Wider than NARROW: no 1 (nor a line beside a digit, nor a stroke of one standing apart)."""
+    return group.width > NARROW * group.height
+
+
+def _one_beside(a: _Group, b: _Group) -> bool:
+    """Whether one of two neighbours is a 1 beside the other, a wider digit: a narrow stroke of one piece of ink, from
+    AS_TALL to 1 / AS_TALL of the digit's height, on one line with it. A line of squared paper left beside a digit is
+    too light to count (MAJOR); an open 4's first stroke standing apart is shorter than the rest of the 4, its stem
+    standing apart (missing the bar) taller; a dotted line is several pieces."""
+    narrow, digit = (a, b) if _wide(b) else (b, a)
+    return (not _wide(narrow) and _wide(digit) and len(narrow.ids) == 1 and _on_one_line(narrow, digit)
+            and AS_TALL <= narrow.height / digit.height <= 1 / AS_TALL)
 
 
 def _apart(left: _Group, right: _Group) -> bool:
     """Whether `right`, which starts no further left, is another digit than `left`: they stand side by side (not one
-    above the other), together are wider than one digit, and share no column, or only a SLIVER of the narrower one's
-    where they stand on one line (`_on_one_line`)."""
-    if _stacked(left, right) or _digit_shaped(_join(left, right)):
+    above the other), together are wider than one digit or one of them is a 1 beside the other (`_one_beside`), and
+    share no column, or only a SLIVER of the narrower one's where they stand on one line (`_on_one_line`)."""
+    if _stacked(left, right) or (_digit_shaped(_join(left, right)) and not _one_beside(left, right)):
         return False
     return right.box[0] >= left.box[2] or (_x_overlap(left, right) <= SLIVER and _on_one_line(left, right))
 
