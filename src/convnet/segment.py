@@ -140,7 +140,7 @@ def digits_side_by_side(ink: np.ndarray, components: Components) -> int:
         else:
             runs.append(digit)
     wide = [_wide(run) for run in runs]
-    ones = [any(_one_beside(runs[i], runs[j]) for j in (i - 1, i + 1) if 0 <= j < len(runs)) and not wide[i]
+    ones = [not wide[i] and any(_one_beside(runs[i], runs[j]) for j in (i - 1, i + 1) if 0 <= j < len(runs))
             for i in range(len(runs))]
     return len(digits) if sum(wide) + sum(ones) > 1 else 1
 

@@ -172,9 +172,9 @@ def _shade(small: np.ndarray, surface: np.ndarray) -> np.ndarray | None:
     `surface` (`_shaded`), to tell the ink's polarity by; None when the surface is the paper. A median over squares
     of ENVELOPE_WINDOW: over smaller ones, the strokes of a bold digit that fills the picture were the level, and the
     paper between them light ink."""
-    if not _shaded(small, surface, max(1, int(SHADE_WINDOW * min(small.shape) / 2))):
+    if not _shaded(small, surface, _radius(SHADE_WINDOW, small.shape)):
         return None
-    radius = max(1, int(ENVELOPE_WINDOW * min(small.shape) / 2))
+    radius = _radius(ENVELOPE_WINDOW, small.shape)
     wide = Image.fromarray(np.ascontiguousarray(np.pad(small, radius, mode="edge"), np.float32), "F")
     return np.asarray(wide.filter(ImageFilter.MedianFilter(2 * radius + 1)))[radius:-radius, radius:-radius]
 
@@ -209,10 +209,15 @@ def _shaded_paper(work: np.ndarray, dark: bool) -> np.ndarray:
     paper's lightest (darkest) pixels, so it is lowered to the paper's median: the noise about it is then measured as
     about the fitted surface, and a smooth texture still hides what lies on it."""
     small = downscale(work, ENVELOPE_AREA)
-    radius = max(1, int(ENVELOPE_WINDOW * min(small.shape) / 2))
+    radius = _radius(ENVELOPE_WINDOW, small.shape)
     spread, shrink = (np.maximum, np.minimum) if dark else (np.minimum, np.maximum)
     envelope = resized(_square(_square(small, radius, spread, shrink), 1, shrink), work.shape[::-1], Image.BILINEAR)
     return envelope - np.median(envelope - work)
+
+
+def _radius(share: float, shape: tuple[int, ...]) -> int:
+    """The radius of squares whose side is about `share` of an image's shorter side: at least 1."""
+    return max(1, int(share * min(shape) / 2))
 
 
 def _square(image: np.ndarray, radius: int, *ops: np.ufunc) -> np.ndarray:
