@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from convnet.components import connected_components
 from convnet.data import load_dataset
 from convnet.infer import Recognizer
-from convnet.preprocess import NoInkError, find_ink, find_underlines, to_mnist
+from convnet.preprocess import NoInkError, find_ink, find_underlines, render_digit, to_mnist
 from convnet.segment import (
     MAX_PARTS, STRONG_OVERLAP, DigitBox, NotANumberError, _Group, _merge_overlapping, _x_overlap, digits_side_by_side,
     segment_digits
@@ -266,13 +266,23 @@ def test_a_scorer_decides_whether_a_wide_group_is_split(whole_confidence: float,
     image = Image.new("L", (420, 200), 0)
     ImageDraw.Draw(image).ellipse([30, 40, 390, 160], outline=255, width=14)  # a very wide 0
     gray = np.asarray(image, np.float32) / 255
-    cut = len(segment_digits(gray))
-    assert cut >= 2  # without a classifier: cut by width alone
+    assert len(segment_digits(gray)) >= 2  # without a classifier: cut by width alone
+    whole = render_digit(find_ink(gray))
 
-    def score(images: np.ndarray) -> np.ndarray:  # the whole first, then the pieces; one class
-        return np.array([whole_confidence] + [0.9] * (len(images) - 1))[:, None]
+    def score(images: np.ndarray) -> np.ndarray:  # the whole as sure as said, any piece of it at 90 %; one class
+        return np.array([whole_confidence if np.array_equal(image, whole) else 0.9 for image in images])[:, None]
 
-    assert len(segment_digits(gray, score=score)) == (1 if kept_whole else cut)
+    found = len(segment_digits(gray, score=score))
+    assert found == 1 if kept_whole else found >= 2
+
+
+@pytest.mark.parametrize("number", ["3721", "5432", "2345"])
+def test_touching_digits_are_cut_where_the_model_reads_them_best(number: str) -> None:
+    """Digits drawn 45 px into each other's boxes touch in one piece of ink. Cut evenly, at four equal widths, the
+    pieces were "370", no number, no number; cut where the model reads each piece best, each number is read."""
+    image = compose([(digit, 200, 100, -45 if k else 0, 18) for k, digit in enumerate(number)])[0]
+    assert len(connected_components(find_ink(1 - image))) == 1
+    assert Recognizer.load().read(1 - image).number == number
 
 
 def test_a_flat_loose_bar_joins_its_digit() -> None:
