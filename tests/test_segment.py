@@ -285,6 +285,26 @@ def test_touching_digits_are_cut_where_the_model_reads_them_best(number: str) ->
     assert Recognizer.load().read(1 - image).number == number
 
 
+@pytest.mark.parametrize("one", [1, None])
+def test_a_wide_group_is_not_cut_into_nothing_but_ones(one: int | None) -> None:
+    """A zigzag (the strokes of a W) is one wide piece of ink whose every stroke the model reads as a sure 1: touching
+    1s are too narrow to make so wide a group, so with the class of the 1 given it stays whole (and the model's doubt
+    of it as a whole decides); without, it is cut into its strokes."""
+    image = Image.new("L", (400, 160), 0)
+    ImageDraw.Draw(image).line([(30, 20), (100, 140), (170, 20), (240, 140), (310, 20), (380, 140)], fill=255, width=12)
+    gray = np.asarray(image, np.float32) / 255
+    whole = render_digit(find_ink(gray))
+
+    def score(images: np.ndarray) -> np.ndarray:  # the whole a doubtful 3, any piece of it a sure 1
+        probs = np.full((len(images), 10), 0.001)
+        for row, image in zip(probs, images):
+            row[3 if np.array_equal(image, whole) else 1] = 0.6 if np.array_equal(image, whole) else 0.991
+        return probs
+
+    found = len(segment_digits(gray, score=score, one=one))
+    assert found == 1 if one is not None else found >= 3
+
+
 def test_a_flat_loose_bar_joins_its_digit() -> None:
     image = Image.new("L", (300, 200), 0)
     draw = ImageDraw.Draw(image)

@@ -169,6 +169,12 @@ class Recognizer:
         which such a shape may be an answer."""
         return self.min_confidence > 0 and list(self.model.classes) == DIGITS
 
+    @property
+    def _one(self) -> int | None:
+        """The class that is the digit 1, for `segment_digits`; None for a model without one."""
+        classes = list(self.model.classes)
+        return classes.index("1") if "1" in classes else None
+
     def _shapes(self, images: np.ndarray) -> list[str | None]:
         """For each image, BLOB if it is a solid blob (`preprocess.blobs`), OUTLINE if an empty box
         (`preprocess.outlines`), else None; all None unless `_looks`."""
@@ -269,7 +275,7 @@ class Recognizer:
         try:
             # At the size find_ink works at (a photo's JPEG decodes at that size directly), boxes in the image's pixels.
             gray, size = load_gray_sized(image, work_pixels=WORK_PIXELS)
-            boxes = segment_digits(gray, score=self.probabilities, size=size)
+            boxes = segment_digits(gray, score=self.probabilities, size=size, one=self._one)
         except NoInkError as e:
             return Reading(None, [], None, reason=str(e))
         except ImageError as e:

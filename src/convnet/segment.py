@@ -86,27 +86,29 @@ class _Group:
 Scorer = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) renderings -> (N, classes) probabilities
 
 
-def segment_digits(gray: np.ndarray, score: Scorer | None = None,
-                   size: tuple[int, int] | None = None) -> list[DigitBox]:
+def segment_digits(gray: np.ndarray, score: Scorer | None = None, size: tuple[int, int] | None = None,
+                   one: int | None = None) -> list[DigitBox]:
     """Digits of a handwritten number, ordered left to right, their boxes in the pixels of `gray`, or of an image of
     (height, width) `size` that `gray` was downscaled from.
 
-    A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's probabilities), a
-    wide group is only split when its pieces, together, are more convincing digits than the whole: a wide 0 stays
-    one digit, a touching pair is cut; and a rule that may be part of a digit is only erased when that makes the
-    digits more convincing. Raises NoInkError when there is no ink, NotANumberError when the ink is not a number
-    (too many pieces, only lines).
+    A rule drawn under the number is erased first (`find_underlines`). With `score` (a classifier's probabilities),
+    touching digits are cut where the model reads them best, and a wide group is only split when its pieces,
+    together, are more convincing digits than the whole: a wide 0 stays one digit, a touching pair is cut; and a rule
+    that may be part of a digit is only erased when that makes the digits more convincing. `one`, the class of
+    `score` that is the digit 1 if it has one: a group the model would cut into nothing but 1s stays whole (the
+    strokes of a W each read as a sure 1). Raises NoInkError when there is no ink, NotANumberError when the ink is not
+    a number (too many pieces, only lines).
     """
     gray = np.asarray(gray)
     ink = find_ink(gray)
     ink, components, doubtful = _cleaned(ink, connected_components(ink))
-    pieces = _cut(*_undoubted(ink, components, doubtful), score)
+    pieces = _cut(*_undoubted(ink, components, doubtful), score, one)
     if doubtful.any() and score is not None:
         # A rule under the digits, or the touching bases of two 2s, or a 2's base drawn apart: the reading whose
         # digits are the more convincing on average wins (the least convincing one would favour one wide digit).
         # With the rule, touching digits are cut at even widths: cut where the model reads them best, stretches of a
         # rule with a digit's foot over them read as confident 2s, and won (underlined numbers 94.5 -> 93.6 %).
-        kept = _cut(ink, components, score, cut_by_model=False)
+        kept = _cut(ink, components, score, one, cut_by_model=False)
         if _mean_confidence(kept, score) > _mean_confidence(pieces, score) - RULE_DOUBT:
             pieces = kept
     shape = size or gray.shape[:2]
@@ -216,13 +218,13 @@ def _parts(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     return parts
 
 
-def _cut(ink: np.ndarray, components: Components | None, score: Scorer | None, cut_by_model: bool = True
-         ) -> list[Piece]:
+def _cut(ink: np.ndarray, components: Components | None, score: Scorer | None, one: int | None = None,
+         cut_by_model: bool = True) -> list[Piece]:
     """The digits of an ink map, left to right; `components` are the ink's, or None to find them."""
     components = connected_components(ink) if components is None else components
     groups = _groups(ink, components, score)
     pieces = [piece for group in groups
-              for piece in _split_touching(group, groups, ink, components.labels, score, cut_by_model)]
+              for piece in _split_touching(group, groups, ink, components.labels, score, one, cut_by_model)]
     return sorted(pieces, key=lambda piece: piece[0][0] + piece[0][2])
 
 
@@ -420,7 +422,7 @@ def _own_ink(group: _Group, ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _split_touching(
     group: _Group, groups: list[_Group], ink: np.ndarray, labels: np.ndarray, score: Scorer | None = None,
-    cut_by_model: bool = True
+    one: int | None = None, cut_by_model: bool = True
 ) -> list[Piece]:
     """Split a group wider than tall and much wider than a digit along its thinnest seams.
 
@@ -437,8 +439,9 @@ def _split_touching(
     expected = max(np.median(singles) if singles else 0, 0.6 * group.height)
     wide = group.width > group.height and group.width >= PAIR_WIDTH * expected  # some digits are as wide as tall
     count = int(round(group.width / expected)) if wide else 1
-    if wide and score is not None and cut_by_model:  # [] only if no cut leaves ink on each side: then one digit
-        pieces = _best_cuts(digit, expected, count, (x0, y0), score) or [(np.array(group.box), render_digit(digit))]
+    if wide and score is not None and cut_by_model:  # []: no cut leaves ink on each side, or only 1s: one piece
+        pieces = (_best_cuts(digit, expected, count, (x0, y0), score, one)
+                  or [(np.array(group.box), render_digit(digit))])
     else:
         seams = [_seam(digit, k * group.width / count, group.width / count / 3) for k in range(1, count)]
         seams = [np.zeros(group.height, int), *seams, np.full(group.height, group.width)]
@@ -462,7 +465,8 @@ def _between(digit: np.ndarray, left: np.ndarray, right: np.ndarray, origin: tup
     return np.array([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1]), render_digit(piece)
 
 
-def _best_cuts(digit: np.ndarray, expected: float, count: int, origin: tuple[int, int], score: Scorer) -> list[Piece]:
+def _best_cuts(digit: np.ndarray, expected: float, count: int, origin: tuple[int, int], score: Scorer,
+               one: int | None = None) -> list[Piece]:
     """Touching digits cut where the model reads them best: seams at every CUT_STEP of a digit's expected width, the
     ink between any two of them CUT_WIDTHS wide a candidate digit, and of the ways to cut the group into `count` - 1
     to `count` + 2 digits, the one whose digits the model is surest of on average (mean log-probability; a product
@@ -477,7 +481,8 @@ def _best_cuts(digit: np.ndarray, expected: float, count: int, origin: tuple[int
     pieces = {(i, j): p for i, j in spans if (p := _between(digit, seams[i], seams[j], origin))}
     if not pieces:
         return []
-    sure = np.log(score(np.stack([image for _, image in pieces.values()])).max(1))
+    probs = score(np.stack([image for _, image in pieces.values()]))
+    sure, read = np.log(probs.max(1)), dict(zip(pieces, probs.argmax(1)))
     # best[n, j]: the largest sum of log-probabilities of n digits from the left edge to seam j; came: where the last
     # of them began.
     most = count + 2
@@ -493,9 +498,13 @@ def _best_cuts(digit: np.ndarray, expected: float, count: int, origin: tuple[int
     n = max(counts, key=lambda n: best[n, -1] / n)
     chosen, j = [], len(at) - 1
     for n in range(n, 0, -1):
-        chosen.append(pieces[came[n, j], j])
+        chosen.append((came[n, j], j))
         j = came[n, j]
-    return chosen[::-1]
+    if one is not None and all(read[span] == one for span in chosen):
+        # Touching 1s are too narrow to make a group this wide: these are the strokes of a W or a zigzag, each a
+        # confident 1 on its own.
+        return []
+    return [pieces[span] for span in chosen[::-1]]
 
 
 def _seam(ink: np.ndarray, centre: float, reach: float) -> np.ndarray:
