@@ -298,7 +298,8 @@ def test_a_wide_group_is_not_cut_into_nothing_but_ones(one: int | None) -> None:
     def score(images: np.ndarray) -> np.ndarray:  # the whole a doubtful 3, any piece of it a sure 1
         probs = np.full((len(images), 10), 0.001)
         for row, image in zip(probs, images):
-            row[3 if np.array_equal(image, whole) else 1] = 0.6 if np.array_equal(image, whole) else 0.991
+            is_whole = np.array_equal(image, whole)
+            row[3 if is_whole else 1] = 0.6 if is_whole else 0.991
         return probs
 
     found = len(segment_digits(gray, score=score, one=one))
