@@ -7,6 +7,8 @@
     python benchmarks/speed.py --ensemble deskewed strided nopad:100   # nopad for 100 epochs, not its recipe's 30
     python benchmarks/speed.py --accurate --ensemble deskewed strided   # accurate alone, and an ensemble without it
     python benchmarks/speed.py --first-seed 10 --keep runs/ --ensemble accurate strided   # seeds 10, 10; runs kept
+    python benchmarks/speed.py --first-seed 10 --keep runs/ --resume --ensemble accurate strided deskewed
+                                # the same two read back from runs/ (trained earlier), deskewed trained beside them
     python benchmarks/speed.py --device cuda --cuda-graphs --ensemble accurate strided   # on a GPU, steps as graphs
 
 Runs under a minute (fast, lesson, Keras) are repeated --repeats times with different seeds and the table gives
@@ -17,6 +19,7 @@ does. Precision is `auto`: bf16 autocast where it is faster than fp32 (see docs/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -35,7 +38,7 @@ from convnet.device import cpu_info, exact_fp32, resolve_device, use_bf16
 from convnet.evaluate import evaluate, logits_of
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
-from convnet.checkpoint import RUN_FILES
+from convnet.checkpoint import RUN_FILES, load_model
 from convnet.train import train
 
 KERAS_EPOCH_SECONDS = 49.6 / 10  # the lesson's Keras code, as measured by its author, when TensorFlow is absent
@@ -63,14 +66,41 @@ def median_row(name: str, runs: list[dict], target: float | None = None) -> dict
     return row
 
 
-def trained(model: str, seed: int, device: str, keep: Path | None = None, **options) -> tuple[dict, torch.nn.Module]:
-    metrics, net = run(TrainConfig(model=model, seed=seed, device=device, **options), keep)
+def trained(model: str, seed: int, device: str, **options) -> dict:
+    """The figures of a run that is not kept."""
+    return figures(run(TrainConfig(model=model, seed=seed, device=device, **options))[0])
+
+
+def figures(metrics: dict) -> dict:
+    """A row's figures from a run's metrics.json."""
     return {"accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
-            "epoch_seconds": metrics["train_seconds"] / metrics["epochs"]}, net
+            "epoch_seconds": metrics["train_seconds"] / metrics["epochs"]}
+
+
+def kept_run(cfg: TrainConfig, folder: Path) -> tuple[dict, torch.nn.Module] | None:
+    """The metrics and model of a finished run of `cfg` in `folder` (trained by an earlier `--keep`), or None where
+    the folder holds no run. A ValueError where it holds an unfinished run or one of other options: that run is the
+    user's to look at or remove, never to be overwritten or taken for this one."""
+    if not any((folder / name).exists() for name in RUN_FILES):
+        return None
+    try:
+        options, metrics = (json.loads((folder / name).read_text(encoding="utf-8"))
+                            for name in ("config.json", "metrics.json"))
+    except (OSError, ValueError):  # killed while training (no metrics.json yet), or a file that is no JSON
+        options = metrics = None
+    finished = (isinstance(options, dict) and isinstance(metrics, dict) and metrics.get("interrupted") is False
+                and all(isinstance(metrics.get(k), (int, float)) for k in ("test_accuracy", "train_seconds"))
+                and isinstance(metrics.get("epochs"), int) and metrics["epochs"] >= 1)
+    if not finished:
+        raise ValueError(f"{folder} holds an unfinished run; remove it to train that member again")
+    wanted = dataclasses.asdict(cfg.resolved())
+    if other := [f"{k} {options.get(k)!r}, not {v!r}" for k, v in wanted.items() if k != "out" and options.get(k) != v]:
+        raise ValueError(f"{folder} holds a run with other options ({'; '.join(other)}); choose another folder")
+    return metrics, load_model(folder, cfg.device)  # beside the members trained now, on their device
 
 
 def bench_fast(repeats: int, device: str) -> dict:
-    runs = [trained("fast", s, device)[0] for s in range(repeats)]
+    runs = [trained("fast", s, device) for s in range(repeats)]
     # Set against Keras' whole 10 epochs only when most runs reached 99 %: the time of a run that did not is no time
     # to 99 %.
     return median_row("fast, 1 epoch", runs, target=0.99) | {
@@ -82,7 +112,7 @@ def bench_lesson(repeats: int, device: str) -> list[dict]:
     training images, as Keras trains, where the recipe holds 10 % out."""
     precisions = ["auto"] + (["fp32"] if use_bf16("auto", torch.device(device)) else [])
     return [median_row(f"lesson, its recipe on all 60,000 images (10 epochs, batch 32, {_precision(p, device)})",
-                       [trained("lesson", s, device, val_split=0.0, precision=p)[0] for s in range(repeats)])
+                       [trained("lesson", s, device, val_split=0.0, precision=p) for s in range(repeats)])
             for p in precisions]
 
 
@@ -109,14 +139,25 @@ def plan(members: list[tuple[str, int | None]], first_seed: int,
     return [(m, epochs, s, keep / f"{m}-seed{s}" if keep else None) for (m, epochs), s in zip(members, seeds)]
 
 
+def member_config(model: str, epochs: int | None, seed: int, device: str, cuda_graphs: bool) -> TrainConfig:
+    return TrainConfig(model=model, epochs=epochs, seed=seed, device=device, cuda_graphs=cuda_graphs)  # None: recipe's
+
+
 def bench_members(members: list[tuple[str, int | None]], device: str, first_seed: int = 0,
-                  keep: Path | None = None, cuda_graphs: bool = False) -> list[dict]:
+                  keep: Path | None = None, cuda_graphs: bool = False, resume: bool = False) -> list[dict]:
     """Each model with its recipe (its epochs replaced where given) and its seed from `plan`; with several, also the
-    average of their probabilities (`convnet ensemble`). With `keep`, each run folder stays there."""
+    average of their probabilities (`convnet ensemble`). With `keep`, each run folder stays there; with `resume` too,
+    a member whose folder there holds its finished run is read back, not trained again."""
     rows, runs, nets = [], [], []
     for m, epochs, s, folder in plan(members, first_seed, keep):  # each row is printed as its model ends: minutes each
-        r, net = trained(m, s, device, folder, epochs=epochs, cuda_graphs=cuda_graphs)  # epochs None: the recipe's
+        cfg = member_config(m, epochs, s, device, cuda_graphs)
         recipe = f"its recipe, {epochs} epoch{'s' * (epochs != 1)}" if epochs else "its recipe"
+        if resume and (done := kept_run(cfg, folder)):
+            r, net = figures(done[0]), done[1]
+            recipe += "; trained earlier, read from its folder"
+        else:
+            metrics, net = run(cfg, folder)
+            r = figures(metrics)
         rows.append(median_row(f"{m}, seed {s} ({recipe})", [r], target=0.997))
         runs.append(r)
         nets.append(net)
@@ -180,6 +221,22 @@ def table(rows: list[dict], precision: str) -> str:
     return "\n".join(lines)
 
 
+def check_kept(parser: argparse.ArgumentParser, args: argparse.Namespace,
+               planned: list[tuple[str, int | None, int, Path]]) -> None:
+    """Refuse the run folders in the way, before any work: every one without --resume; with it, those that hold no
+    finished run of their member."""
+    if not args.resume:
+        if taken := [str(f) for *_, f in planned if any((f / name).exists() for name in RUN_FILES)]:
+            parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder, or add --resume to "
+                         "read back the finished ones")
+        return
+    for m, epochs, s, folder in planned:
+        try:
+            kept_run(member_config(m, epochs, s, args.device, args.cuda_graphs), folder)
+        except ValueError as error:
+            parser.error(f"--resume: {error}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=positive_int, default=3,
@@ -194,6 +251,9 @@ def main() -> None:
                         help="seed of the first model of each architecture in --accurate and --ensemble (default 0)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the run folders of --accurate and --ensemble in DIR (default: deleted)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --keep: read back the members whose folders there hold their finished runs (an "
+                             "earlier run cut short, or members trained a few at a time) instead of training them")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="train --accurate and --ensemble models with their steps replayed as CUDA graphs")
     parser.add_argument("--keras", action="store_true", help="also run the lesson's Keras code (needs tensorflow)")
@@ -208,13 +268,13 @@ def main() -> None:
     alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
     if args.keep and args.keep.exists() and not args.keep.is_dir():
         parser.error(f"--keep: {args.keep} is not a folder")
-    if args.keep:  # a run folder in the way would stop the benchmark after hours of training: refuse it now
-        folders = [folder for group in (alone, members) for *_, folder in plan(group, args.first_seed, args.keep)]
-        if taken := [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]:
-            parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder")
+    if args.resume and not args.keep:
+        parser.error("--resume reads finished runs from the folder of --keep; add --keep DIR")
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work
     if args.cuda_graphs and not args.device.startswith("cuda"):  # refused by the first member's training otherwise
         parser.error(f"--cuda-graphs records steps on a CUDA GPU; add --device cuda (the device is {args.device})")
+    if args.keep:  # a run folder in the way would stop the benchmark after hours of training: refuse it now
+        check_kept(parser, args, [*plan(alone, args.first_seed, args.keep), *plan(members, args.first_seed, args.keep)])
     load_dataset("mnist")  # fetch before timing anything
     print(f"machine: {cpu_info('model name') or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, device {args.device}, precision auto = {_precision('auto', args.device)}",
@@ -225,9 +285,9 @@ def main() -> None:
     if args.keras and (keras := bench_keras(args.repeats)):
         rows.append(keras)
     if alone:
-        rows += bench_members(alone, args.device, args.first_seed, args.keep, args.cuda_graphs)
+        rows += bench_members(alone, args.device, args.first_seed, args.keep, args.cuda_graphs, args.resume)
     if members:
-        rows += bench_members(members, args.device, args.first_seed, args.keep, args.cuda_graphs)
+        rows += bench_members(members, args.device, args.first_seed, args.keep, args.cuda_graphs, args.resume)
     rows.append(bench_inference(args.device))
     print(table(rows, _precision("auto", args.device)))
 

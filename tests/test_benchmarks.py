@@ -71,7 +71,49 @@ def test_a_kept_run_in_the_way_is_refused_before_any_work(tmp_path):
     done = script("speed.py", "--first-seed", "3", "--keep", tmp_path / "kept", "--ensemble", "fast", "fast",
                   home=tmp_path / "home")  # no data: had the check come later, it would fail on the missing cache
     assert done.returncode == 2 and "fast-seed4 already hold a run" in done.stderr and "fast-seed3," not in done.stderr
+    assert "add --resume to read back the finished ones" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"metrics.json": "{}"}, "fast-seed4 holds an unfinished run; remove it to train that member again"),
+    ({"config.json": "{}", "model.safetensors": ""}, "fast-seed4 holds an unfinished run"),  # killed mid-training
+])
+def test_resume_refuses_an_unfinished_run_before_any_work(files, words, tmp_path):
+    for name, text in files.items():
+        (tmp_path / "kept" / "fast-seed4").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "kept" / "fast-seed4" / name).write_text(text)
+    done = script("speed.py", "--first-seed", "3", "--keep", tmp_path / "kept", "--resume", "--ensemble", "fast",
+                  "fast", home=tmp_path / "home")
+    assert done.returncode == 2 and f"--resume: {tmp_path / 'kept'}/{words}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_resume_needs_keep(tmp_path):
+    done = script("speed.py", "--resume", "--ensemble", "fast", "fast", home=tmp_path)
+    assert done.returncode == 2 and "--resume reads finished runs from the folder of --keep" in done.stderr
+
+
+def test_resume_reads_back_finished_members_and_refuses_other_options(monkeypatch, tiny_arrays, tmp_path):
+    """Members trained by one run with --keep are read back by the next with --resume, untrained: the same figures,
+    the same ensemble; a folder holding the member with other options is refused, not taken for it."""
+    from convnet.data import mnist
+    monkeypatch.setattr(mnist, "SHA256", mnist.checksums(tiny_arrays))  # the tiny set stands in for MNIST
+    monkeypatch.setattr(mnist, "sources", lambda: [("tiny", lambda: tiny_arrays)])
+    speed = load_script("speed.py")
+    members, keep = [("fast", 1), ("fast", 1)], tmp_path / "kept"
+    first = speed.bench_members(members, "cpu", first_seed=3, keep=keep)
+
+    def no_training(*args):
+        raise AssertionError("a kept member was trained again")
+    monkeypatch.setattr(speed, "run", no_training)
+    again = speed.bench_members(members, "cpu", first_seed=3, keep=keep, resume=True)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in first]  # the ensemble's row too
+    assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in first]
+    assert all("trained earlier, read from its folder" in r["name"] for r in again[:2])
+    assert "read from" not in again[2]["name"]  # the ensemble's row
+    with pytest.raises(ValueError, match=r"fast-seed3 holds a run with other options \(epochs 1, not 2\)"):
+        speed.bench_members([("fast", 2)], "cpu", first_seed=3, keep=keep, resume=True)
 
 
 def test_a_keep_that_is_a_file_is_refused_before_any_work(tmp_path):
@@ -115,7 +157,7 @@ def test_fast_is_set_against_keras_only_when_most_runs_reach_99_percent(monkeypa
     speed = load_script("speed.py")
     runs = iter(accuracies)
     monkeypatch.setattr(speed, "trained", lambda *args, **kwargs: (
-        {"accuracy": next(runs), "train_seconds": 4.0, "epoch_seconds": 4.0}, None))
+        {"accuracy": next(runs), "train_seconds": 4.0, "epoch_seconds": 4.0}))
     first = speed.table([speed.bench_fast(3, "cpu")], "fp32").splitlines()[2]
     assert ("less time than Keras' 10 epochs" in first) is claimed
     assert ("most runs did not reach it: no time to 99 %" in first) is not claimed
