@@ -29,8 +29,11 @@ dev: $(VENV)/.installed-dev
 train: install  # `convnet train` checks its options, then fetches MNIST when it is not cached yet
 	$(BIN)/convnet train --model $(MODEL)
 
+# The integration tests read the real MNIST from the user's cache (CONVNET_REAL_HOME where set): fetched here, once,
+# so that a fresh machine runs them rather than skipping them.
 test: dev
 	$(BIN)/python -m ruff check --quiet src tests benchmarks examples
+	$(if $(CONVNET_REAL_HOME),CONVNET_HOME=$(CONVNET_REAL_HOME)) $(BIN)/convnet data fetch mnist
 	$(BIN)/python -m pytest -q
 
 benchmark: install
