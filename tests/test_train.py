@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from conftest import synthetic_arrays, write_idx_folder
 from convnet import checkpoint
+from convnet.calibrate import TEMPERATURES, temperature_for_confidence
 from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
 from convnet.errors import ConfigError, DataError
@@ -188,19 +189,28 @@ def test_the_moving_average_of_the_weights_becomes_the_model(tiny_dir, monkeypat
     assert fit(create_model("fast"), data, epochs=1, batch_size=32, log=lambda m: None).ema is None
 
 
-def test_no_temperature_from_a_flawless_hold_out():
-    # With no mistake to learn from, the likelihood keeps rising as T shrinks: a fit would claim certainty.
+def test_a_flawless_hold_out_sets_the_confidence_it_supports():
+    # With no mistake to learn from, the likelihood keeps rising as T shrinks: a fit would claim certainty. Instead
+    # the mean confidence is (n + 1) / (n + 2), neither certainty nor the smoothed network's own ~90 %.
     calibrate = import_module("convnet.train")._calibrate
     model, messages = create_model("fast").eval(), []
-    x = torch.randn(40, 1, 28, 28)
-    with torch.no_grad():
-        logits = model(x)
-    predicted = logits.argmax(1)
-    assert calibrate(model, logits, predicted, messages.append) is None
-    assert model.temperature == 1.0 and "not fitted" in messages[0]
-    wrong = predicted.clone()
+    logits = torch.randn(40, 10, generator=torch.Generator().manual_seed(0)) + 4 * torch.eye(10)[torch.arange(40) % 10]
+    record = calibrate(model, logits, logits.argmax(1), messages.append)
+    confidence = torch.softmax(logits / model.temperature, 1).amax(1).mean()
+    assert model.temperature == record["temperature"] < 1.0
+    assert confidence == pytest.approx(41 / 42, abs=1e-6)
+    assert "no mistakes" in record["fitted_on"] and "41/42" in messages[0] and "--val-split" in messages[0]
+    wrong = logits.argmax(1)  # with mistakes, the likelihood fit: another temperature, and no word of the rule
     wrong[:3] = (wrong[:3] + 1) % 10
-    assert calibrate(model, logits, wrong, messages.append)["temperature"] == model.temperature != 1.0
+    flawless_t, record = model.temperature, calibrate(model, logits, wrong, messages.append)
+    assert record["temperature"] == model.temperature != flawless_t
+    assert record["fitted_on"] == "validation split (40 images)" and "fitted on" in messages[1]
+
+
+@pytest.mark.parametrize("confidence, expected", [(0.9, TEMPERATURES[0]), (0.1001, TEMPERATURES[1])])
+def test_a_confidence_out_of_reach_gives_the_nearest_bound(confidence, expected):
+    logits = torch.tensor([[0.1] + [0.0] * 9])  # the top probability: 0.451 at T = 0.05, 0.10045 at T = 20
+    assert temperature_for_confidence(logits, confidence) == expected
 
 
 def test_target_accuracy_stops_early(tiny_dir):

@@ -6,6 +6,8 @@ leaves the predicted classes unchanged and makes "90 % confident" mean right abo
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +34,25 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100
     opt.step(closure)
     low, high = TEMPERATURES
     return min(max(float(log_t.detach().exp()), low), high)  # in Python: float32's 0.05 is not 0.05
+
+
+def temperature_for_confidence(logits: torch.Tensor, confidence: float, steps: int = 60) -> float:
+    """The T within TEMPERATURES at which the mean top probability of softmax(logits / T) is `confidence` (the bound
+    nearest it where it cannot be reached). That mean falls as T rises, so halving the interval of log T finds it."""
+    logits = logits.detach().float().cpu()
+
+    def sureness(log_t: float) -> float:
+        return float(torch.softmax(logits / math.exp(log_t), 1).amax(1).mean())
+
+    low, high = (math.log(t) for t in TEMPERATURES)
+    if sureness(low) <= confidence:
+        return TEMPERATURES[0]
+    if sureness(high) >= confidence:
+        return TEMPERATURES[1]
+    for _ in range(steps):
+        middle = (low + high) / 2
+        low, high = (middle, high) if sureness(middle) > confidence else (low, middle)
+    return math.exp((low + high) / 2)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
