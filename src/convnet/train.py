@@ -403,9 +403,8 @@ def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: L
         model.temperature = temperature_for_confidence(logits, (n + 1) / (n + 2))
     else:
         model.temperature = fit_temperature(logits, y_val)
-    where = f"validation split ({n} images" + (f", no mistakes: mean confidence set to {n + 1}/{n + 2})" if flawless
-                                                else ")")
-    record = {"temperature": model.temperature, "fitted_on": where,
+    rule = f", no mistakes: mean confidence set to {n + 1}/{n + 2}" if flawless else ""
+    record = {"temperature": model.temperature, "fitted_on": f"validation split ({n} images{rule})",
               "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
               "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
     bound = (", at the bound of its fit: the network's confidences are far off, and may stay so" if
