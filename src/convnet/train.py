@@ -396,22 +396,22 @@ def _calibrate(model: Network, logits: torch.Tensor, y_val: torch.Tensor, log: L
     """Fit the softmax temperature to the model's `logits` on the held-out images, so that confidences match
     accuracies; where it misses none of them, set it to the confidence a flawless hold-out of that size supports."""
     n = len(y_val)
-    if flawless := bool((logits.argmax(1) == y_val).all()):
+    if bool((logits.argmax(1) == y_val).all()):
         # Without a single mistake the likelihood only grows as T shrinks: a fit would claim certainty. Left at T = 1,
         # a network trained with label smoothing answers about 90 % sure while it is right 99.7 % of the time. So the
         # mean confidence is set to the rule of succession's estimate of the accuracy: (n + 1) / (n + 2).
         model.temperature = temperature_for_confidence(logits, (n + 1) / (n + 2))
+        rule = f", no mistakes: mean confidence set to {n + 1}/{n + 2}"
+        how = (f"set so that the model's mean confidence on the {n} held-out images, all classified correctly, is "
+               f"{n + 1}/{n + 2}: without a mistake there is nothing to fit it on (hold out more with --val-split)")
     else:
         model.temperature = fit_temperature(logits, y_val)
-    rule = f", no mistakes: mean confidence set to {n + 1}/{n + 2}" if flawless else ""
+        rule, how = "", "fitted on the validation split"
     record = {"temperature": model.temperature, "fitted_on": f"validation split ({n} images{rule})",
               "val_ece_before": expected_calibration_error(logits.softmax(1), y_val),
               "val_ece_after": expected_calibration_error((logits / model.temperature).softmax(1), y_val)}
     bound = (", at the bound of its fit: the network's confidences are far off, and may stay so" if
              model.temperature in TEMPERATURES else "")
-    how = (f"set so that the model's mean confidence on the {n} held-out images, all classified correctly, is "
-           f"{n + 1}/{n + 2}: without a mistake there is nothing to fit it on (hold out more with --val-split)"
-           if flawless else "fitted on the validation split")
     log(f"temperature {model.temperature:.3f} {how}{bound}")  # last: a Ctrl-C drops it all
     return record
 
