@@ -107,6 +107,8 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert vote.stderr.count("was trained on other data") == 2  # each member, as `evaluate` says it
     card = json.loads((tmp_path / "vote" / "model.json").read_text())
     assert card["architecture"] == "ensemble" and len(card["metrics"]["member_test_accuracy"]) == 2
+    assert card["metrics"]["test_mistakes_most_members_make"] == 0  # it makes none
+    assert " of its " not in vote.stdout  # so nothing is said of them
     assert card["sources"] == [str(out.resolve()), str(second.resolve())]  # paths in full: read from elsewhere
     assert card["dataset"] == json.loads((out / "model.json").read_text())["dataset"]  # the members' data
     assert card["metrics"]["test_dataset"]["sha256"] != card["dataset"]["sha256"]
@@ -115,6 +117,48 @@ def test_train_then_evaluate(tiny_dir, tmp_path):
     assert "was trained on other data" in run("evaluate", tmp_path / "vote", "--data-dir", other_data).stderr
     scored = run("ensemble", out, second, "--out", tmp_path / "vote-test-only", "--data-dir", test_only)
     assert scored.returncode == 0 and "note:" not in scored.stderr, scored.stderr  # the test files are enough
+
+
+def test_ensemble_says_how_many_of_its_mistakes_most_members_make(tiny_dir, tmp_path, capsys):
+    """An ensemble led astray by one sure but wrong member: its mistakes are not the majority's. The count printed
+    and recorded is the ensemble's mistakes that at least two of its three members make on their own."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from convnet.checkpoint import load_model, save_model
+    from convnet.data import read_idx_folder
+    from convnet.models import create_model
+    from convnet.train import fit
+
+    data = read_idx_folder(tiny_dir)
+    right = create_model("fast")
+    fit(right, data, epochs=1, batch_size=32, log=None)
+    for name, temperature in (("unsure1", 1000.0), ("unsure2", 900.0)):  # its answers, all but unsaid
+        right.temperature = temperature
+        save_model(right, tmp_path / name)
+    for shift in (1, 2):  # taught that each digit is the one `shift` above it, and sure of it
+        wrong = create_model("fast")
+        fit(wrong, replace(data, train_y=(data.train_y + shift) % 10), epochs=1, batch_size=32, log=None)
+        wrong.temperature = 0.001
+        save_model(wrong, tmp_path / f"sure{shift}")
+
+    def said(*names: str) -> tuple[int, int]:
+        folders = [str(tmp_path / n) for n in names]
+        out = tmp_path / "-".join(names)
+        assert main(["ensemble", *folders, "--out", str(out), "--data-dir", str(tiny_dir)]) == 0
+        missed = [load_model(f).predict(data.test_x).argmax(1) != data.test_y for f in folders]
+        ensemble_missed = load_model(out).predict(data.test_x).argmax(1) != data.test_y
+        shared = int((ensemble_missed & (np.sum(missed, axis=0) >= 2)).sum())
+        assert json.loads((out / "model.json").read_text())["metrics"]["test_mistakes_most_members_make"] == shared
+        printed = f"  {shared} of its {ensemble_missed.sum()} mistakes are made by most members on their own"
+        assert printed in capsys.readouterr().out
+        return shared, int(ensemble_missed.sum())
+
+    shared, mistakes = said("sure1", "unsure1", "unsure2")  # the sure member's mistakes, which the others avoid
+    assert shared < mistakes
+    shared, mistakes = said("sure1", "sure2", "unsure1")  # two sure members out of three: the majority's own
+    assert 0 < shared
 
 
 @pytest.mark.parametrize(("said", "noted"), [("f" * 64, True), (None, False), (123, False), (["a"], False)])

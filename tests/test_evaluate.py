@@ -10,7 +10,14 @@ from torch import nn
 from convnet.calibrate import expected_calibration_error
 from convnet.data import Dataset, load_dataset
 from convnet.errors import ConfigError, DataError, ModelError
-from convnet.evaluate import confusion_matrix, evaluate, evaluate_tensors, format_report, per_class_metrics
+from convnet.evaluate import (
+    confusion_matrix,
+    evaluate,
+    evaluate_tensors,
+    format_report,
+    per_class_metrics,
+    shared_mistakes,
+)
 from convnet.models import Ensemble, create_model
 from convnet.train import fit
 
@@ -76,6 +83,21 @@ def test_evaluate_tensors():
     said = "(each member of the ensemble with its own temperature, where one was fitted)"
     assert vote.temperature is None and said in format_report(vote)
     assert vote.to_dict()["ece_uncalibrated"] is None  # its outputs hold its members' temperatures already
+
+
+def test_shared_mistakes_counts_the_ensembles_mistakes_most_members_make():
+    """Five images, three members: the ensemble misses images 0, 1 and 2; two members miss 0, one misses 1, all
+    three miss 2, and two miss 3, which the ensemble gets right."""
+    y = torch.tensor([0, 1, 2, 0, 1])
+
+    def scored(pred: list[int]):  # evaluate_tensors' result for a model that answers `pred`
+        return evaluate_tensors(Lookup(), torch.tensor(pred).float().view(-1, 1, 1, 1), y, list("abc"))
+
+    assert scored([1, 2, 0, 0, 1]).predicted.tolist() == [1, 2, 0, 0, 1]
+    members = [scored([1, 1, 0, 1, 1]), scored([2, 0, 1, 2, 1]), scored([0, 1, 1, 0, 1])]
+    ensemble = scored([1, 2, 0, 0, 1])
+    assert shared_mistakes(ensemble, members, y.numpy()) == 2  # images 0 and 2: not 1 (one member), nor 3 (right)
+    assert shared_mistakes(ensemble, members[1:], y.numpy()) == 1  # of two, most is both: image 2, not image 0
 
 
 def test_expected_calibration_error_by_hand():

@@ -550,14 +550,16 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     """Load, evaluate and save the ensemble into its claimed --out, and report each member's test accuracy."""
     from convnet.checkpoint import build_ensemble, save_model, shipped_models
     from convnet.data import load_dataset
-    from convnet.evaluate import evaluate
+    from convnet.evaluate import evaluate, shared_mistakes
 
     ensemble = build_ensemble(args.models, device=args.device)
     data = load_dataset(args.dataset, args.data_dir, test_only=True)  # scoring reads no more, as `evaluate`'s
     for ref, member in zip(args.models, ensemble.members):
         _note_other_data(str(ref), member, data)
-    members = [evaluate(m, data).accuracy for m in ensemble.members]
+    scores = [evaluate(m, data) for m in ensemble.members]
+    members = [s.accuracy for s in scores]
     result = evaluate(ensemble, data)
+    shared = shared_mistakes(result, scores, data.test_y)
     # The card's data set is what the members were trained on, when they agree (what `evaluate` compares against);
     # the one they were scored on here goes with the scores.
     trained_on = [_trained_on(m) for m in ensemble.members]
@@ -567,11 +569,16 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     # The folder was claimed above, --overwrite and all; a training run's records there go with its model.
     save_model(ensemble, args.out, overwrite=True, **common,
                metrics={"test_accuracy": result.accuracy, "test_loss": result.loss, "member_test_accuracy": members,
+                        "test_mistakes_most_members_make": shared,
                         "test_dataset": {"name": data.name, "sha256": data.sha256, "source": data.source}},
                sources=[m if m in shipped else str(Path(m).resolve()) for m in args.models])
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
+    mistakes = result.count - int(result.confusion.trace())
+    if mistakes:
+        print(f"  {shared} of its {mistakes} mistakes are made by most members on their own (an average seldom "
+              "undoes those)")
 
 
 def _recognizer(args: argparse.Namespace, **options):

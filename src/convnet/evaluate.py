@@ -1,7 +1,7 @@
 """Evaluation: accuracy, loss, per-class precision/recall/F1 and the confusion matrix, returned as named results."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ class EvalResult:
     # the model gets wrong; None for a model without a typicality (calibrate.fit_typicality).
     unlike: int | None = None
     unlike_wrong: int | None = None
+    predicted: np.ndarray | None = field(default=None, repr=False)  # each image's class index, in the data's order
 
     @property
     def count(self) -> int:
@@ -119,6 +120,7 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes
         confusion=cm,
         classes=classes,
         ece=expected_calibration_error(logits.softmax(1), y),
+        predicted=pred.cpu().numpy(),
         **({} if far is None else {"unlike": int(far.sum()), "unlike_wrong": int((far & (pred != y)).sum())}),
         **({"ece_uncalibrated": None, "temperature": None} if isinstance(model, Ensemble) else
            {"ece_uncalibrated": expected_calibration_error(raw.softmax(1), y), "temperature": temperature}),
@@ -145,6 +147,14 @@ def evaluate(
     x = to_tensor(images, model.mean, model.std, dev)
     y = torch.from_numpy(labels).to(dev)
     return evaluate_tensors(model, x, y, list(model.classes))
+
+
+def shared_mistakes(ensemble: EvalResult, members: list[EvalResult], labels: np.ndarray) -> int:
+    """How many of the ensemble's mistakes most of its members (more than half) also make on their own. An average
+    seldom undoes those: when they are most of its mistakes, more members of the same kinds will not lower them, and
+    only members that err differently can."""
+    wrong = np.stack([m.predicted != labels for m in members])
+    return int(((ensemble.predicted != labels) & (2 * wrong.sum(0) > len(members))).sum())
 
 
 def check_kinds(model: object, data: object, kinds: tuple[type, ...] = (Network, Ensemble)) -> None:
