@@ -35,7 +35,7 @@ from convnet.cli import positive_int, report_errors
 from convnet.config import TrainConfig
 from convnet.data import load_dataset, to_tensor
 from convnet.device import cpu_info, exact_fp32, resolve_device, use_bf16
-from convnet.evaluate import evaluate, logits_of
+from convnet.evaluate import evaluate, logits_of, shared_mistakes
 from convnet.models import list_models
 from convnet.models.ensemble import Ensemble
 from convnet.checkpoint import RUN_FILES, load_model
@@ -162,10 +162,13 @@ def bench_members(members: list[tuple[str, int | None]], device: str, first_seed
         runs.append(r)
         nets.append(net)
     if len(members) > 1:
-        accuracy = evaluate(Ensemble(nets), load_dataset("mnist")).accuracy
-        rows.append({"name": f"ensemble of those {len(members)} (`convnet ensemble`)", "accuracy": accuracy,
+        data = load_dataset("mnist")
+        result = evaluate(Ensemble(nets), data)
+        shared = shared_mistakes(result, [evaluate(net, data) for net in nets], data.test_y)
+        said = f"; {shared} of its {result.mistakes} mistakes made by most members" if result.mistakes else ""
+        rows.append({"name": f"ensemble of those {len(members)} (`convnet ensemble`)", "accuracy": result.accuracy,
                      "train_seconds": sum(r["train_seconds"] for r in runs),
-                     "notes": f"{'≥' if accuracy >= 0.998 else 'below'} {0.998:.1%}"})
+                     "notes": f"{'≥' if result.accuracy >= 0.998 else 'below'} {0.998:.1%}{said}"})
     return rows
 
 

@@ -112,6 +112,7 @@ def test_resume_reads_back_finished_members_and_refuses_other_options(monkeypatc
     assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in first]
     assert all("trained earlier, read from its folder" in r["name"] for r in again[:2])
     assert "read from" not in again[2]["name"]  # the ensemble's row
+    assert again[2]["notes"].startswith("below 99.8%; ") and " mistakes made by most members" in again[2]["notes"]
     with pytest.raises(ValueError, match=r"fast-seed3 holds a run with other options \(epochs 1, not 2\)"):
         speed.bench_members([("fast", 2)], "cpu", first_seed=3, keep=keep, resume=True)
 

@@ -55,7 +55,7 @@ def test_evaluate_tensors():
     x = pred.float().view(-1, 1, 1, 1)
     y = torch.tensor([0, 0, 1, 2, 2])
     r = evaluate_tensors(Lookup(), x, y, ["a", "b", "c"])
-    assert r.accuracy == pytest.approx(3 / 5) and r.count == 5
+    assert r.accuracy == pytest.approx(3 / 5) and r.count == 5 and r.mistakes == 2
     assert r.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
     d = r.to_dict()
     assert d["per_class"]["b"]["precision"] == 0.5 and d["confusion_matrix"][2] == [1, 0, 1]

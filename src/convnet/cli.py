@@ -575,10 +575,9 @@ def _make_ensemble(args: argparse.Namespace) -> None:
     for ref, acc in zip(args.models, members):
         print(f"  {acc:.2%}  {ref}")
     print(f"ensemble of {len(members)}: test accuracy {result.accuracy:.2%} → {args.out}")
-    mistakes = result.count - int(result.confusion.trace())
-    if mistakes:
-        print(f"  {shared} of its {mistakes} mistakes are made by most members on their own (an average seldom "
-              "undoes those)")
+    if result.mistakes:
+        print(f"  {shared} of its {result.mistakes} mistakes are made by most members on their own (an average "
+              "seldom undoes those)")
 
 
 def _recognizer(args: argparse.Namespace, **options):

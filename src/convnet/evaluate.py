@@ -39,6 +39,10 @@ class EvalResult:
         return int(self.confusion.sum())
 
     @property
+    def mistakes(self) -> int:
+        return self.count - int(np.trace(self.confusion))
+
+    @property
     def per_class(self) -> dict[str, np.ndarray]:
         return per_class_metrics(self.confusion)
 
