@@ -134,7 +134,7 @@ def test_ensemble_says_how_many_of_its_mistakes_most_members_make(tiny_dir, tmp_
     data = read_idx_folder(tiny_dir)
     right = create_model("fast")
     fit(right, data, epochs=1, batch_size=32, log=None)
-    for name, temperature in (("unsure1", 1000.0), ("unsure2", 900.0)):  # its answers, all but unsaid
+    for name, temperature in (("unsure1", 1000.0), ("unsure2", 900.0)):  # right as often, barely sure of it
         right.temperature = temperature
         save_model(right, tmp_path / name)
     for shift in (1, 2):  # taught that each digit is the one `shift` above it, and sure of it

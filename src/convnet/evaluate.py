@@ -155,8 +155,8 @@ def evaluate(
 
 def shared_mistakes(ensemble: EvalResult, members: list[EvalResult], labels: np.ndarray) -> int:
     """How many of the ensemble's mistakes most of its members (more than half) also make on their own. An average
-    seldom undoes those: when they are most of its mistakes, more members of the same kinds will not lower them, and
-    only members that err differently can."""
+    seldom undoes those: when they are most of its mistakes, more members of the same kinds will hardly lower them;
+    members that err differently may."""
     wrong = np.stack([m.predicted != labels for m in members])
     return int(((ensemble.predicted != labels) & (2 * wrong.sum(0) > len(members))).sum())
 
