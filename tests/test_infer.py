@@ -208,6 +208,30 @@ def test_paths_stream_lazily(recognizer):
     assert len(first) == 20 and {r.label for r in first} == {label_of(DIGITS[0])}
 
 
+def test_files_may_be_plain_paths_and_one_path_alone_is_refused_with_the_way(recognizer, tmp_path):
+    folder = DIGITS[0].parent
+    plain = [p.label for p in recognizer.predict_files([DIGITS[0], str(DIGITS[1])])]  # paths, not expand_paths' pairs
+    assert plain == [label_of(DIGITS[0]), label_of(DIGITS[1])]
+    assert [r.path for r in recognizer.read_files([DIGITS[0]])] == [str(DIGITS[0])]
+    for method in (recognizer.predict_files, recognizer.read_files):
+        for one in (str(folder), folder):  # iterated, its characters would be paths ("/": the whole disk)
+            with pytest.raises(ConfigError, match=r"not one path: \w+\(expand_paths\(\["):
+                next(iter(method(one)))
+        for wrong in ([b"x.png"], [("a.png",)], [(str(DIGITS[0]), None, None)], [7]):
+            with pytest.raises(ConfigError, match="file paths or the \\(path, error\\) pairs of expand_paths"):
+                next(iter(method(wrong)))
+
+
+def test_expand_paths_takes_one_path_alone_and_pathlib_paths(tmp_path):
+    (tmp_path / "1.png").write_bytes(b"x")
+    expected = [(str(tmp_path / "1.png"), None)]
+    assert list(expand_paths(str(tmp_path))) == list(expand_paths(tmp_path)) == expected  # not one per character
+    assert list(expand_paths([tmp_path / "*.png"])) == expected
+    assert list(expand_paths([tmp_path / "missing.png"]))[0][1].endswith("no such file or folder")  # not a TypeError
+    with pytest.raises(ConfigError, match="paths or glob patterns .* not bytes"):
+        list(expand_paths([b"x.png"]))
+
+
 def test_expand_paths_folders_and_globs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / ".hidden").mkdir()

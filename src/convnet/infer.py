@@ -41,6 +41,7 @@ from convnet.segment import digits_side_by_side, segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
+FileItem = str | os.PathLike | tuple[str, str | None]  # a file's path, or a (path, error) pair from expand_paths
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
 OUTLINE = "an empty box, not a digit"  # ...and for a square outline: preprocess.outlines
@@ -243,15 +244,16 @@ class Recognizer:
             results.append(result)
         return results
 
-    def predict_files(self, items: Iterable[tuple[str, str | None]], chunk: int = 256) -> Iterator[Prediction]:
-        """Stream predictions over (path, error) pairs from `expand_paths`, a chunk at a time: memory stays flat.
+    def predict_files(self, items: Iterable[FileItem], chunk: int = 256) -> Iterator[Prediction]:
+        """Stream predictions over (path, error) pairs from `expand_paths` (or plain file paths), a chunk at a time:
+        memory stays flat.
 
         The model works on one chunk in a second thread while this one decodes the next (torch releases the GIL):
         1,310 files/s instead of 915 on 2 cores.
         """
         with ThreadPoolExecutor(1) as model_thread:
             pending = None
-            for batch in _chunks(items, chunk):
+            for batch in _chunks(_pairs(items, "predict_files"), chunk):
                 paths = [path for path, _ in batch]
                 prepared = [ImageError(error) if error else _prepare(path, self._looks) for path, error in batch]
                 if pending is not None:
@@ -260,9 +262,10 @@ class Recognizer:
             if pending is not None:
                 yield from pending.result()
 
-    def read_files(self, items: Iterable[tuple[str, str | None]]) -> Iterator[Reading]:
-        """Read a number in each file of (path, error) pairs from `expand_paths`, one at a time: memory stays flat."""
-        for path, error in items:
+    def read_files(self, items: Iterable[FileItem]) -> Iterator[Reading]:
+        """Read a number in each file of (path, error) pairs from `expand_paths` (or plain file paths), one at a time:
+        memory stays flat."""
+        for path, error in _pairs(items, "read_files"):
             yield Reading(None, [], None, error=error, path=str(path)) if error else self.read(path)
 
     def read(self, image: Source) -> Reading:
@@ -380,21 +383,26 @@ def _flattened(rows: np.ndarray) -> bool:
     return alike(SIZE) > alike(SIZE // 2) + FLAT_LIKENESS
 
 
-def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
+def expand_paths(patterns: str | os.PathLike | Iterable[str | os.PathLike],
+                 skipped: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """(path, error) pairs for files, folders (recursive, images only), globs and standard input (`StandardInput`), in
-    a stable order, lazily.
+    a stable order, lazily. One path or pattern may come alone, not in a list.
 
     In folders, files not named as images and hidden files and folders (`.x`, such as macOS's `._photo.png`) are left
     out, and among a glob's matches those not named as images (hidden ones match only a pattern that names them); they
     are added to `skipped` when it is given (a folder's path ending in a separator). A file named on its own is always
     read."""
-    for pattern in patterns:
+    # A string is iterable too: each of its characters would be taken for a path, and "/" walks the whole disk
+    for pattern in [patterns] if isinstance(patterns, (str, os.PathLike)) else patterns:
+        if isinstance(pattern, StandardInput):  # read from its descriptor: no file to look for
+            yield pattern, None
+            continue
+        if not isinstance(pattern, (str, os.PathLike)) or isinstance(pattern := os.fspath(pattern), bytes):
+            raise ConfigError("expand_paths takes paths or glob patterns (str or pathlib.Path), not "
+                              f"{type(pattern).__name__}.")
         path = Path(pattern)
         if not pattern:
             yield pattern, "empty path"
-            continue
-        if isinstance(pattern, StandardInput):  # read from its descriptor: no file to look for
-            yield pattern, None
             continue
         refused = None
         try:
@@ -414,6 +422,24 @@ def expand_paths(patterns: Iterable[str], skipped: list[str] | None = None) -> I
             yield from _glob_images(pattern, skipped)
         else:
             yield pattern, refused or f"{pattern}: no such file or folder"
+
+
+def _pairs(items: Iterable[FileItem], method: str) -> Iterator[tuple[str, str | None]]:
+    """The (path, error) pairs of `items`, a plain path being one without an error. One path not in a list is refused:
+    its characters would be taken for paths, and its folder's images are what expand_paths finds."""
+    if isinstance(items, (str, os.PathLike)):
+        raise ConfigError(f"{method} takes a list of files, not one path: "
+                          f"{method}(expand_paths([{os.fspath(items)!r}])) reads a file, or the images of a folder or "
+                          "pattern.")
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            yield item, None
+        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (str, os.PathLike))
+              and isinstance(item[1], (str, type(None)))):
+            yield item
+        else:
+            raise ConfigError(f"{method} takes file paths or the (path, error) pairs of expand_paths, not "
+                              f"{type(item).__name__}.")
 
 
 def _folder_images(folder: Path, skipped: list[str] | None) -> Iterator[tuple[str, str | None]]:
