@@ -10,7 +10,7 @@ from convnet.errors import ConfigError
 from convnet.evaluate import evaluate
 from convnet.graphs import WARM_UP, StepGraph, check_graphs
 from convnet.models import create_model
-from convnet.train import fit
+from convnet.train import fit, train
 
 GPU = torch.device("cuda")  # a device object needs no GPU; check_graphs only reads its type
 
@@ -27,6 +27,16 @@ def test_the_cli_refuses_cuda_graphs_on_a_cpu_without_a_traceback(tiny_dir, tmp_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "--cuda-graphs needs a CUDA GPU" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+    # Refused before the data are read and the run announced: no "training ... → run" line for a run never made.
+    assert "training" not in done.stderr and str(tmp_path / "run") not in done.stderr, done.stderr
+
+
+def test_train_refuses_cuda_graphs_on_a_cpu_before_reading_any_data(tmp_path):
+    missing = tmp_path / "no-such-data"  # read first, this would be the error
+    with pytest.raises(ConfigError, match="--cuda-graphs needs a CUDA GPU"):
+        train({"model": "fast", "epochs": 1, "device": "cpu", "cuda_graphs": True, "data_dir": str(missing),
+               "out": str(tmp_path / "run")}, log=None)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("distributed, compiled, augment, words", [

@@ -627,6 +627,8 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
         raise ConfigError("train() needs its options: e.g. train(TrainConfig(model='fast', epochs=1)).")
     cfg, log = _config(config).resolved(), _logger(log)
     device = resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
+    if cfg.cuda_graphs:  # and so do CUDA graphs where they cannot be (fit checks again, for its own callers)
+        check_graphs(device, distributed.world().active, cfg.compile, augmentation(cfg))
     # Under torchrun, rank 0 fetches the data (once for all) and claims the run folder before the others start, so
     # that what it cannot do stops them at once.
     main = distributed.first_on_main(lambda: _set_up(cfg, claim=True), device)
