@@ -219,6 +219,7 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["trian"], 2, "did you mean 'train'"),
         (["train", "--epohcs", "1"], 2, "did you mean '--epochs'"),
         (["train", "--epoch", "1"], 2, "unrecognized arguments: --epoch 1 (did you mean '--epochs'?)"),  # no prefixes
+        (["train", "--lesson"], 2, "unrecognized arguments: --lesson (did you mean '--model lesson'?)"),
         (["--vers"], 2, "the following arguments are required: COMMAND (did you mean '--version'?)"),
         (["predict", "--min", "0", "x.png"], 2, "unrecognized arguments: --min (did you mean '--min-confidence'?)"),
         (["models", "--model", "fast"], 2, "'--model' belongs to other commands"),
@@ -267,6 +268,10 @@ def test_an_unknown_option_is_reported_by_its_command():
     assert "convnet train: error: unrecognized arguments: --mdoel fast (did you mean '--model'?)" in done.stderr
     done = run("data", "info", "--mdoel")  # no near option of its own: no guess, and never '--help'
     assert done.returncode == 2 and done.stderr.rstrip().endswith("unrecognized arguments: --mdoel")
+    # An architecture named as an option is meant for train's --model; evaluate's --model names a trained model.
+    done = run("evaluate", "default", "--lesson")
+    assert done.returncode == 2 and "unrecognized arguments: --lesson" in done.stderr
+    assert "--model lesson" not in done.stderr
 
 
 def test_help_has_examples():

@@ -66,10 +66,11 @@ class Parser(argparse.ArgumentParser):
         if not _speaks():  # under torchrun every process parses the same line; one says so
             self.exit(2)
         own = [o for o in self._option_string_actions if o.startswith("--") and o != "--help"]
-        hint = _suggestion(message, own)
+        trains = self.prog.split()[-1] == "train"  # its --model names an architecture, not a trained model
+        hint = _suggestion(message, own, trains)
         if not hint and "arguments are required" in message:  # `convnet --vers`: the unknown option is the mistake
             unknown = [a for a in Parser.argv if a.startswith("--") and a.split("=")[0] not in Parser.known_words]
-            hint = _suggestion(f"unrecognized arguments: {unknown[0]}", own) if unknown else ""
+            hint = _suggestion(f"unrecognized arguments: {unknown[0]}", own, trains) if unknown else ""
         if "unrecognized arguments: --model" in message and any(a.dest in ("model", "models") for a in self._actions):
             hint = f" (give the model as the first argument: {self.prog} MODEL)"  # as evaluate and ensemble take it
         self.print_usage(sys.stderr)
@@ -107,8 +108,15 @@ def _main_process() -> bool:
         return True
 
 
-def _suggestion(message: str, own_options: list[str]) -> str:
-    """' (did you mean …?)' for the first mistyped command or option named in an argparse error, else ''."""
+def _model_names() -> list[str]:
+    from convnet.models import list_models  # here: torch only once a command line went wrong this way
+
+    return list_models()
+
+
+def _suggestion(message: str, own_options: list[str], trains: bool = False) -> str:
+    """' (did you mean …?)' for the first mistyped command or option named in an argparse error, else ''. `trains`:
+    the command is `train`, where an architecture's name given as an option (`--lesson`) is meant for --model."""
     if "invalid choice:" in message:
         bad = message.split("invalid choice:")[1].split("'")[1]
         at = Parser.argv.index(bad) if bad in Parser.argv else 0
@@ -124,6 +132,8 @@ def _suggestion(message: str, own_options: list[str]) -> str:
             return f" ({bad!r} goes after the command's name)"
         if bad in Parser.known_words:  # a real option, of another command: suggesting a near one would confuse
             return f" ({bad!r} belongs to other commands; the command's -h lists its own options)"
+        if trains and bad[2:] in _model_names():
+            return f" (did you mean '--model {bad[2:]}'?)"
     else:
         return ""
     # The start of one option's name (`--min`) is that option; argparse's abbreviations are off (Parser)
