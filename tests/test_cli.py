@@ -233,6 +233,9 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["train", "--model", "fats"], 1, "Did you mean 'fast'"),
         (["train", "--optimizer", "adm"], 2, "invalid choice: 'adm' (choose from 'adam', 'adamw', 'sgd') (did you "
                                              "mean 'adam'?)"),
+        (["train", "--val-split", "1"], 2, "--val-split: must be below 1 (100 %), got 1, which would hold out every "
+                                           "training image; 1 % is 0.01"),
+        (["train", "--val-split", "100"], 2, "must be below 1 (100 %), got 100"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--lr", "-1e-3"], 1, "learning rate must be a positive number"),  # not "expected one argument"
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),

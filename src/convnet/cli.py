@@ -151,6 +151,15 @@ def fraction(text: str) -> float:
     return share
 
 
+def held_out_share(text: str) -> float:
+    """argparse type: `fraction` below the whole: 1 would hold out every training image, and reads like 1 %."""
+    share = fraction(text)
+    if share == 1:
+        raise argparse.ArgumentTypeError(f"must be below 1 (100 %), got {text}, which would hold out every training "
+                                         "image; 1 % is 0.01")
+    return share
+
+
 def user_path(text: str) -> str:
     """argparse type: a path with `~` expanded, which the shell leaves as it is in `--out=~/runs/x`: a folder
     literally named `~` would be made instead."""
@@ -323,7 +332,7 @@ def build_parser() -> Parser:
                             "rotation ±10°, shift and scale ±10 %%")
     train.add_argument("--seed", type=int, default=0,
                        help="seeds the initial weights, the hold-out and the batch order (default: 0)")
-    train.add_argument("--val-split", type=fraction,
+    train.add_argument("--val-split", type=held_out_share,
                        help="share of the training images held out for validation and calibration, e.g. 0.1 or 10 "
                             "(default: the model's recipe)")
     train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99 or 99")
