@@ -28,6 +28,7 @@ from convnet.data import load_dataset
 from convnet.device import resolve_device
 from convnet.errors import ConvnetError
 from convnet.evaluate import evaluate
+from convnet.graphs import check_graphs
 from convnet.models import create_model
 from convnet.train import fit
 
@@ -54,13 +55,18 @@ def once(data, options: dict, device: str, seed: int, **speed: bool) -> tuple[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--repeats", type=positive_int, help="timed runs of each recipe (default: 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile (with CUDA graphs on a GPU)")
     parser.add_argument("--cuda-graphs", action="store_true", help="replay each step as a CUDA graph (convnet.graphs)")
     parser.add_argument("--quick", action="store_true", help="one repeat and only the first recipe (CPU smoke run)")
     args = parser.parse_args()
+    if args.quick and args.repeats:
+        parser.error("--quick runs each recipe once: leave out --repeats")
+    repeats = 1 if args.quick else args.repeats or 3
     device = str(resolve_device(args.device))
+    if args.cuda_graphs:  # refused once here, not by a traceback for each recipe
+        check_graphs(torch.device(device), False, args.compile, {})
     name = f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else ""
     print(f"device {device}{name}, torch {torch.__version__}", file=sys.stderr)
     data = load_dataset("mnist", fetch_missing=False)
@@ -71,14 +77,17 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     failed = False
     for options in CONFIGS[:1] if args.quick else CONFIGS:
+        recipe = (f"{options['model']}, {options['epochs']} epochs at most, batch {options['batch_size']}, "
+                  f"lr {options['lr']:g}" + (", no augmentation" if options.get("augment") is False else "")
+                  + f", {mode}")
         # Untimed warm-up over every epoch, not stopping at the target: a recipe's fp32 finish is a second compiled
         # graph, which a timed run reaching those epochs would otherwise compile on the clock.
         try:
             once(data, {k: v for k, v in options.items() if k != "target_accuracy"}, device, seed=100, **speed)
-            runs = [once(data, options, device, seed, **speed) for seed in range(1 if args.quick else args.repeats)]
+            runs = [once(data, options, device, seed, **speed) for seed in range(repeats)]
         except (RuntimeError, ConvnetError):  # a recipe that fails here (memory, a kernel, a graph): the others run
             traceback.print_exc()
-            print(f"| {options['target_accuracy']:.1%} | {options} | | failed: see the log | | |", flush=True)
+            print(f"| {options['target_accuracy']:.1%} | {recipe} | | failed: see the log | | |", flush=True)
             failed = True
             continue
         # The time of the runs that reached the target: a run that never did trained its whole recipe, which is no
@@ -86,9 +95,6 @@ def main() -> int:
         times = [t for t, acc in runs if acc >= options["target_accuracy"]]
         seconds = f"{statistics.median(times):.3f}" if times else "not reached"
         accuracy = statistics.median(a for _, a in runs)
-        recipe = (f"{options['model']}, {options['epochs']} epochs at most, batch {options['batch_size']}, "
-                  f"lr {options['lr']:g}" + (", no augmentation" if options.get("augment") is False else "")
-                  + f", {mode}")
         print(f"| {options['target_accuracy']:.1%} | {recipe} | {len(data.train_y) // options['batch_size']} an epoch "
               f"| {seconds} | {accuracy:.2%} | {len(times)}/{len(runs)} |", flush=True)
     return 1 if failed else 0  # gpu_check.sh's log then says which step failed

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from convnet.cli import fraction, positive_int
+from convnet.cli import fraction, positive_int, report_errors
 
 # Debian package -> font files whose digits look handwritten.  fonts-femkeklaver
 # is left out: its glyphs are hollow outlines, not strokes.
@@ -230,7 +230,7 @@ def build(out: Path, count: int, seed: int, sources: dict[str, tuple[Glyph, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="folder to create; one sub-folder per label")
+    parser.add_argument("out", type=Path, help="folder to create (new or empty); one sub-folder per label")
     parser.add_argument("--count", type=positive_int, default=2000, help="number of images (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--uci-share", type=fraction, default=0.5, help="share of UCI handwriting when available")
@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="blank paper (default), or a notebook's lines or squares under dark ink")
     parser.add_argument("--shadow", action="store_true", help="a soft shadow across part of each picture")
     args = parser.parse_args(argv)
+    if args.seed < 0:  # numpy's generators take none
+        parser.error(f"--seed must be 0 or more, not {args.seed}")
+    # Another set's files left beside this one's would be scored with it, though its manifest lists only its own.
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        parser.error(f"{args.out} must be a new or empty folder: it is a file, or holds files already")
     fonts = font_sources(args.font)
     uci = uci_source()
     font_share = (1 - args.uci_share if uci else 1) / max(len(fonts), 1)
@@ -255,4 +260,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report_errors(main, Path(__file__).name))

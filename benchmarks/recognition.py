@@ -38,6 +38,9 @@ def realworld(rec: Recognizer, folder: Path) -> None:
             unreadable.append(p.error)
             continue
         truth = Path(p.path).parent.name
+        if truth not in rec.model.classes:  # scored against a folder's name that is no label, it would count wrong
+            raise ConfigError(f"{p.path}: not in a folder named by its label ({', '.join(rec.model.classes)}); "
+                              "realworld reads a folder laid out as make_realworld_digits.py writes it (LABEL/NAME)")
         group = sources.get(p.path, "all")
         total[group] += 1
         right[group] += p.label == truth
@@ -58,6 +61,9 @@ def realworld(rec: Recognizer, folder: Path) -> None:
 def nondigit_images(count: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Things that are not digits: noise, smooth textures, clutter of lines, letters, blobs, blank pages."""
     fonts = [f for f in Path("/usr/share/fonts").rglob("DejaVuSans*.ttf")]
+    if not fonts:  # the letters would be blank pages, which no model calls a digit: a score too good
+        raise ConfigError("nondigits draws its letters in DejaVu Sans, which is not installed under /usr/share/fonts "
+                          "(apt-get install fonts-dejavu-core)")
     images = []
     for i in range(count):
         kind = ["noise", "texture", "lines", "letter", "blob", "blank"][i % 6]
@@ -78,7 +84,7 @@ def nondigit_images(count: int, rng: np.random.Generator) -> list[tuple[str, np.
             elif kind == "blob":
                 x0, y0 = rng.integers(0, size // 2, 2)
                 draw.ellipse([x0, y0, x0 + size // 3, y0 + size // 2.5], fill=0)
-            elif fonts:
+            else:
                 font = ImageFont.truetype(str(fonts[i % len(fonts)]), int(size * 0.7))
                 draw.text((size * 0.15, 0), rng.choice(list("ABCDEFGHKMNPQRWXYZ")), font=font, fill=0)
             a = np.asarray(img) / 255

@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -113,7 +115,7 @@ def bench_lesson(repeats: int, device: str) -> list[dict]:
     precisions = ["auto"] + (["fp32"] if use_bf16("auto", torch.device(device)) else [])
     return [median_row(f"lesson, its recipe on all 60,000 images (10 epochs, batch 32, {_precision(p, device)})",
                        [trained("lesson", s, device, val_split=0.0, precision=p) for s in range(repeats)])
-            for p in precisions]
+            | {"vs_keras": True} for p in precisions]  # as Keras trains it: an ensemble's lesson member is not
 
 
 def _precision(precision: str, device: str) -> str:
@@ -210,7 +212,7 @@ def table(rows: list[dict], precision: str) -> str:
             lines.append(f"| {r['name']} | | | | | {r['images_per_second']:,.0f} images/s |")
             continue
         per_epoch = r.get("epoch_seconds")
-        ratio = f"{reference / per_epoch:.2f}×" if r["name"].startswith("lesson") else ""  # the same network
+        ratio = f"{reference / per_epoch:.2f}×" if r.get("vs_keras") else ""  # the same network and data
         notes = r.get("notes", "")
         if r.get("time_to_99"):
             notes += f"; {reference * 10 / r['train_seconds']:.0f}× less time than Keras' 10 epochs"
@@ -224,14 +226,31 @@ def table(rows: list[dict], precision: str) -> str:
     return "\n".join(lines)
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why a run folder could not be made or written at `folder`, or None: the nearest part of it that exists must be
+    a folder this process may write into."""
+    there = folder
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        return f"{there} is not a folder"
+    if not os.access(there, os.W_OK | os.X_OK):
+        return f"{there}: cannot write into this folder"
+    return None
+
+
 def check_kept(parser: argparse.ArgumentParser, args: argparse.Namespace,
                planned: list[tuple[str, int | None, int, Path]]) -> None:
     """Refuse the run folders in the way, before any work: every one without --resume; with it, those that hold no
     finished run of their member."""
+    for *_, folder in planned:  # a file in the way, or a place that cannot be written: found now, not after hours
+        if problem := unwritable(folder):
+            parser.error(f"--keep: {problem}")
     if not args.resume:
         if taken := [str(f) for *_, f in planned if any((f / name).exists() for name in RUN_FILES)]:
-            parser.error(f"--keep: {', '.join(taken)} already hold a run; choose another folder, or add --resume to "
-                         "read back the finished ones")
+            held = "holds" if len(taken) == 1 else "hold"
+            parser.error(f"--keep: {', '.join(taken)} already {held} a run; choose another folder, or add --resume "
+                         "to read back the finished ones")
         return
     for m, epochs, s, folder in planned:
         try:
@@ -266,11 +285,16 @@ def main() -> None:
         members = [parse_member(spec) for spec in args.ensemble or []]
     except ValueError as error:
         parser.error(str(error))
-    if not 0 <= args.first_seed <= 2**32 - 1 - len(members):  # seeds are 32 bits: refused now, not after hours
-        parser.error(f"--first-seed must be 0 to {2**32 - 1 - len(members):,}, not {args.first_seed}")
+    # Seeds are 32 bits, counted from --first-seed for each kind of member: refused now, not after hours.
+    highest = 2**32 - max(Counter(m for m, _ in members).values(), default=1)
+    if not 0 <= args.first_seed <= highest:
+        parser.error(f"--first-seed must be 0 to {highest:,}, not {args.first_seed}")
     alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
     if args.keep and args.keep.exists() and not args.keep.is_dir():
         parser.error(f"--keep: {args.keep} is not a folder")
+    given = [o for o, v in (("--keep", args.keep), ("--resume", args.resume), ("--first-seed", args.first_seed)) if v]
+    if given and not (args.accurate or members):  # they would be taken and do nothing
+        parser.error(f"{', '.join(given)}: for the models of --accurate or --ensemble, and neither is given")
     if args.resume and not args.keep:
         parser.error("--resume reads finished runs from the folder of --keep; add --keep DIR")
     args.device = str(resolve_device(args.device))  # auto → what it picks; a missing GPU fails here, before any work

@@ -32,10 +32,13 @@ def test_help(name, tmp_path):
 
 @pytest.mark.parametrize("name, args, words", [
     ("gpu.py", ["--repeats", "0"], "--repeats: must be at least 1"),
+    ("gpu.py", ["--quick", "--repeats", "2"], "--quick runs each recipe once: leave out --repeats"),
     ("speed.py", ["--repeats", "-2"], "--repeats: must be at least 1"),
-    ("speed.py", ["--first-seed", "-1", "--ensemble", "fast", "fast"], "--first-seed must be 0 to 4,294,967,293"),
+    ("speed.py", ["--first-seed", "-1", "--ensemble", "fast", "fast"], "--first-seed must be 0 to 4,294,967,294"),
     ("speed.py", ["--cuda-graphs", "--ensemble", "fast", "fast"], "--cuda-graphs records steps on a CUDA GPU; add "
                                                                    "--device cuda (the device is cpu)"),
+    ("speed.py", ["--keep", "runs", "--first-seed", "3"], "--keep, --first-seed: for the models of --accurate or "
+                                                            "--ensemble, and neither is given"),
     ("read_numbers.py", ["--count", "0"], "--count: must be at least 1"),
     ("read_numbers.py", ["--underline", "-1"], "--underline: must be between 0 and 1"),
     ("read_numbers.py", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
@@ -45,6 +48,7 @@ def test_help(name, tmp_path):
     ("recognition.py", ["realworld", "somewhere", "--count", "5"], "--count is for nondigits and throughput"),
     ("recognition.py", ["throughput", "somewhere"], "throughput makes its own images"),
     ("make_realworld_digits.py", ["out", "--uci-share", "-1"], "--uci-share: must be between 0 and 1"),
+    ("make_realworld_digits.py", ["out", "--seed", "-1"], "--seed must be 0 or more, not -1"),
 ])
 def test_bad_arguments_are_usage_errors(name, args, words, tmp_path):
     done = script(name, *args, home=tmp_path)
@@ -56,9 +60,26 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert done.returncode == 1 and "convnet data fetch mnist" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_make_realworld_digits_writes_only_into_a_new_or_empty_folder(tmp_path):
+    taken, a_file = tmp_path / "taken", tmp_path / "notes.txt"
+    taken.mkdir()
+    (taken / "7").mkdir()
+    (taken / "7" / "old.png").write_bytes(b"an earlier set's")  # would be scored with the new set's manifest
+    a_file.write_text("keep me")
+    for out in (taken, a_file):
+        done = script("make_realworld_digits.py", out, "--count", "1", home=tmp_path)
+        assert done.returncode == 2 and "must be a new or empty folder" in done.stderr, done.stderr
+    assert [p.name for p in taken.rglob("*")] == ["7", "old.png"] and a_file.read_text() == "keep me"
+    done = script("make_realworld_digits.py", a_file / "sub", "--count", "1", home=tmp_path)  # a folder in a file
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("name, args, words", [
     ("recognition.py", ["realworld", "no-such-folder"], "no such folder"),
     ("read_numbers.py", ["--model", "no-such-model"], "not a run folder"),
+    ("gpu.py", ["--device", "cpu", "--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),  # once, before any run
+    ("recognition.py", ["realworld", BENCHMARKS.parent / "examples" / "digits"],  # labels in names, not folders
+     "-rgb.png: not in a folder named by its label (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"),
 ])
 def test_bad_paths_are_clear_errors(name, args, words, tmp_path):
     done = script(name, *args, home=tmp_path)
@@ -70,9 +91,20 @@ def test_a_kept_run_in_the_way_is_refused_before_any_work(tmp_path):
     (tmp_path / "kept" / "fast-seed4" / "metrics.json").write_text("{}")
     done = script("speed.py", "--first-seed", "3", "--keep", tmp_path / "kept", "--ensemble", "fast", "fast",
                   home=tmp_path / "home")  # no data: had the check come later, it would fail on the missing cache
-    assert done.returncode == 2 and "fast-seed4 already hold a run" in done.stderr and "fast-seed3," not in done.stderr
+    assert done.returncode == 2 and "fast-seed4 already holds a run" in done.stderr and "fast-seed3," not in done.stderr
     assert "add --resume to read back the finished ones" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_member_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "fast-seed1").write_text("notes")  # a file where the second member's folder goes
+    (tmp_path / "a-file").write_text("notes")
+    for keep, words in ((tmp_path / "kept", f"--keep: {tmp_path / 'kept' / 'fast-seed1'} is not a folder"),
+                        (tmp_path / "a-file" / "runs", f"--keep: {tmp_path / 'a-file'} is not a folder")):
+        done = script("speed.py", "--keep", keep, "--ensemble", "fast", "fast", home=tmp_path / "home")
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "kept" / "fast-seed1").read_text() == "notes" and not (tmp_path / "kept" / "fast-seed0").exists()
 
 
 @pytest.mark.parametrize("files, words", [
@@ -151,6 +183,18 @@ def test_only_the_time_to_99_row_is_set_against_keras_whole_run():
     ratio = speed.KERAS_EPOCH_SECONDS * 10 / 4
     assert first.endswith(f"1/1 runs ≥ 99.0%; {ratio:.0f}× less time than Keras' 10 epochs |")
     assert member.endswith("0/1 runs ≥ 99.7% |")
+
+
+def test_only_the_lessons_own_rows_get_a_speed_ratio_against_keras(monkeypatch):
+    speed = load_script("speed.py")  # an ensemble's lesson member holds images out, and is no such comparison
+    monkeypatch.setattr(speed, "trained", lambda *args, **kwargs: {"accuracy": 0.986, "train_seconds": 40.0,
+                                                                   "epoch_seconds": 4.0})
+    member = speed.median_row("lesson, seed 0 (its recipe)", [{"accuracy": 0.986, "train_seconds": 40.0,
+                                                                "epoch_seconds": 4.0}], target=0.997)
+    own, other = speed.table([*speed.bench_lesson(1, "cpu")[:1], member], "fp32").splitlines()[2:4]
+    ratio = f"| {speed.KERAS_EPOCH_SECONDS / 4:.2f}× |"
+    assert own.startswith("| lesson, its recipe on all 60,000 images") and ratio in own
+    assert other.startswith("| lesson, seed 0") and "×" not in other
 
 
 @pytest.mark.parametrize("accuracies, claimed", [((0.991, 0.992, 0.985), True), ((0.989, 0.991, 0.988), False)])
