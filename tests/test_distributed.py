@@ -87,8 +87,51 @@ def test_two_machines_meet_through_the_documented_rendezvous(tiny_dir, tmp_path)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["world_size"] == 2
 
 
+def two_machines(tmp_path: Path, *commands: tuple, cwds: list[Path]) -> list[tuple[int, str, str]]:
+    """Two launchers of one process each, as on two machines (the c10d rendezvous of docs/training.md), each with
+    its own command line and folder: (exit status, stdout, stderr) of each."""
+    rendezvous = ("--nnodes", 2, "--nproc-per-node", 1, "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                  f"127.0.0.1:{free_port()}", "--rdzv-id", "two-machines")
+    machines = [subprocess.Popen(launcher(*rendezvous, "-m", "convnet", "train", *command), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=cwd, env=launch_env(tmp_path))
+                for command, cwd in zip(commands, cwds)]
+    try:
+        outputs = [machine.communicate(timeout=300) for machine in machines]
+    finally:  # a timeout leaves both launchers running: communicate does not end them
+        for machine in machines:
+            machine.kill()
+    return [(machine.returncode, out, err) for machine, (out, err) in zip(machines, outputs)]
+
+
+def test_machines_given_different_options_are_refused_before_any_work(tiny_dir, tmp_path):
+    # Other --epochs: the first to finish waited for the other forever; another --seed trained on overlapping shards.
+    train = ("--model", "fast", "--data-dir", tiny_dir, "--out", tmp_path / "run", "--device", "cpu")
+    done = two_machines(tmp_path, (*train, "--epochs", "1"), (*train, "--epochs", "2", "--seed", "7"),
+                        cwds=[tmp_path, tmp_path])
+    assert all(code != 0 for code, _, _ in done), [err[-3000:] for *_, err in done]
+    said = "".join(err for *_, err in done)
+    assert said.count("convnet: error: the processes of this run were given different options (rank 1 has") == 1, said
+    assert "give every machine the same command line" in said and "epochs" in said and "seed" in said
+    # torchrun reports a failed worker with a traceback of its own; the workers must not add theirs.
+    assert "convnet/" not in said and not (tmp_path / "run").exists()
+
+
+def test_a_machine_without_the_data_says_so(tiny_dir, tmp_path):
+    # Only that machine's process meets the error: whichever rank it is, the cause is said there, not lost.
+    (tmp_path / "with").mkdir()
+    (tmp_path / "without").mkdir()
+    (tmp_path / "with" / "data").symlink_to(tiny_dir)
+    train = ("--model", "fast", "--data-dir", "data", "--epochs", "1", "--out", tmp_path / "run", "--device", "cpu")
+    done = two_machines(tmp_path, train, train, cwds=[tmp_path / "with", tmp_path / "without"])
+    assert all(code != 0 for code, _, _ in done), [err[-3000:] for *_, err in done]
+    without = done[1][2]
+    assert "error: data: not a folder" in without, without[-3000:]
+
+
 @pytest.mark.parametrize("args, words", [(["--lr", "1e30"], "convnet: error: training diverged in epoch 1"),
-                                         (["--bogus", "1"], "convnet train: error: unrecognized arguments")])
+                                         (["--bogus", "1"], "convnet train: error: unrecognized arguments"),
+                                         # every rank meets it; rank 1 left first and took rank 0's line with it
+                                         (["--epochs", "-1"], "convnet: error: epochs must be at least 1")])
 def test_an_error_under_torchrun_is_one_clear_line(tiny_dir, tmp_path, args, words):
     done = torchrun("-m", "convnet", "train", "--model", "fast", "--data-dir", tiny_dir, "--epochs", "2", *args,
                     "--out", tmp_path / "run", "--device", "cpu", cwd=tmp_path)

@@ -14,6 +14,7 @@ with imports_held("convnet"):  # as the package's own: the `convnet` command imp
     import shlex
     import signal
     import sys
+    import time
     import typing
     from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
@@ -478,18 +479,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     distributed.exit_process(_train_rank(args, w))  # leave before PyTorch's teardown can abort the process
 
 
+# How long a process other than rank 0 keeps an error to itself: one that rank 0 meets too (a bad option) is rank 0's
+# to report, and torchrun stops this process once rank 0 has.
+RANK_ERROR_GRACE = 5.0
+
+
 def _train_rank(args: argparse.Namespace, w) -> int:
     """One torchrun process: rank 0 reports the errors every rank meets; any rank that stops for a reason of its own
     (most often: another process stopped, and this one lost it in the middle of a collective) says so in one line."""
+    from convnet import distributed
+
     try:
         return report_errors(lambda: _train(args), "convnet") if w.is_main else _train(args)
-    except ConvnetError:  # another rank's: rank 0 has reported it
+    except distributed.ReportedElsewhere:  # rank 0 has reported it
+        return 1
+    except ConvnetError as e:  # met before the processes could agree: rank 0's too (an option), or this rank's own
+        try:
+            time.sleep(RANK_ERROR_GRACE)
+        except KeyboardInterrupt:  # torchrun stopped the run: rank 0 met it too, and said it
+            return 130
+        print(f"convnet: rank {w.rank}: error: {e}", file=sys.stderr)  # a machine without the data, say
         return 1
     except KeyboardInterrupt:  # another rank's, caught outside the training loop
         return 130
     except Exception as e:
-        from convnet import distributed
-
         which = " (killed or crashed; torchrun's report says which)" if distributed.peer_gone(e) else ""
         print(f"convnet: rank {w.rank} stopped: {distributed.failure_reason(e)}{which}", file=sys.stderr)
         return 1

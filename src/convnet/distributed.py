@@ -22,6 +22,15 @@ from convnet.errors import ConfigError, first_line
 T = TypeVar("T")
 
 
+class ReportedElsewhere(ConfigError):
+    """An error that every process of the run meets and rank 0 reports: the others stop without a word."""
+
+
+def everyones(message: str) -> ConfigError:
+    """The error for a failure every process learns of together: rank 0's to say, the others' to stop at."""
+    return ConfigError(message) if world().is_main else ReportedElsewhere(message)
+
+
 @dataclass(frozen=True)
 class World:
     rank: int = 0
@@ -138,8 +147,28 @@ def first_on_main(step: Callable[[], T], device: torch.device) -> T | None:
         except Exception as e:  # every rank must hear of it; it is raised again just below
             failed = e
     if agree(failed is not None, device_for(device, w)):
-        raise failed if failed is not None else ConfigError("the first process could not start the run.")
+        raise failed if failed is not None else ReportedElsewhere("the first process could not start the run.")
     return result
+
+
+def same_options(options: dict, device: torch.device) -> None:
+    """Refuse, on every process, a run whose processes were given other options than rank 0's (each machine of a
+    multi-machine run is given its own command line): with another --seed they train on overlapping shards, with
+    other --epochs the first to finish waits for the others forever, with another --batch-size a collective aborts.
+    Rank 0 names the differences."""
+    w = world()
+    if not w.active:
+        return
+    init(device)
+    everyone: list[dict | None] = [None] * w.size
+    dist.all_gather_object(everyone, options)
+    first = everyone[0]
+    differ = [f"rank {rank} has " + ", ".join(f"{k} {theirs.get(k)!r}" for k in first if theirs.get(k) != first[k])
+              for rank, theirs in enumerate(everyone) if theirs != first]
+    if differ:
+        raise everyones(f"the processes of this run were given different options ({'; '.join(differ)}; rank 0 has "
+                        + ", ".join(f"{k} {first[k]!r}" for k in first if any(t.get(k) != first[k] for t in everyone))
+                        + "): give every machine the same command line.")
 
 
 def device_for(device: torch.device, w: World) -> torch.device:

@@ -296,7 +296,7 @@ def _check_sound(model: Network, row: dict, cfg: TrainConfig, epoch: int, dev: t
         broken = "the weights became infinite or NaN"
     if distributed.any_rank(broken is not None, dev):
         # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
-        raise ConfigError(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower the "
+        raise distributed.everyones(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower the "
                           f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
                           f"{cfg.weight_decay:g}).")
 
@@ -615,6 +615,10 @@ def new_run_dir(model: str, out: str | None) -> tuple[Path, list[Path]]:
             return path, made
 
 
+# Options a machine of a multi-machine run may give in its own way: its paths, its device, and what only rank 0 uses.
+PER_MACHINE = ("out", "overwrite", "data_dir", "device")
+
+
 def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult:
     """A whole run: load data, build the model, fit, evaluate on the test set, write the run folder.
 
@@ -629,8 +633,10 @@ def train(config: TrainConfig | dict, log: Log | None = stderr_log) -> RunResult
     device = resolve_device(cfg.device)  # a device that is not there fails now, before any data is read or folder made
     if cfg.cuda_graphs:  # and so do CUDA graphs where they cannot be (fit checks again, for its own callers)
         check_graphs(device, distributed.world().active, cfg.compile, augmentation(cfg))
-    # Under torchrun, rank 0 fetches the data (once for all) and claims the run folder before the others start, so
-    # that what it cannot do stops them at once.
+    # Under torchrun, the processes first check that they were given the same options (each machine types its own
+    # command line); then rank 0 fetches the data (once for all) and claims the run folder before the others start,
+    # so that what it cannot do stops them at once.
+    distributed.same_options({k: v for k, v in dataclasses.asdict(cfg).items() if k not in PER_MACHINE}, device)
     main = distributed.first_on_main(lambda: _set_up(cfg, claim=True), device)
     data, model, run_dir, made = main or _set_up(cfg, claim=False)
     if run_dir is not None:
