@@ -249,10 +249,14 @@ def test_gpus_join_through_gloo_where_pytorch_has_no_nccl(monkeypatch):
 
 @pytest.mark.parametrize("env, words", [({"RANK": "abc"}, "must be whole numbers, got RANK='abc'"),
                                         ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside 0..1"),
-                                        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1")])
+                                        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1"),
+                                        # PyTorch's own words were of its "env:// rendezvous"
+                                        ({"WORLD_SIZE": "2"}, "convnet: error: WORLD_SIZE=2 is set, but RANK is not: "
+                                                              "start the processes with torchrun, or unset")])
 def test_broken_torchrun_variables_are_a_clear_error(tmp_path, env, words):
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     done = subprocess.run([sys.executable, "-m", "convnet", "train", "--epochs", "1", "--out", tmp_path / "run"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+                          capture_output=True, text=True, timeout=300, env={**clean, **env})
     assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
 

@@ -8,6 +8,7 @@ Only rank 0 logs, evaluates and writes files. Without torchrun, everything here 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -107,6 +108,11 @@ def init(device: torch.device) -> World:
     while joining.is_alive():
         joining.join(0.5)  # short waits: a signal is handled between them
     if failed:
+        # A WORLD_SIZE without the rest of torchrun's variables (a stray one in a shell): PyTorch's words name its
+        # env:// rendezvous, which the user never chose.
+        if unset := re.search(r"environment variable (\w+) expected, but not set", str(failed[0])):
+            raise ConfigError(f"WORLD_SIZE={w.size} is set, but {unset[1]} is not: start the processes with "
+                              "torchrun, or unset WORLD_SIZE for a plain run.") from None
         raise failed[0]
     return w
 
