@@ -498,14 +498,22 @@ def _train_rank(args: argparse.Namespace, w) -> int:
             time.sleep(RANK_ERROR_GRACE)
         except KeyboardInterrupt:  # torchrun stopped the run: rank 0 met it too, and said it
             return 130
+        _deaf_to_stops()
         print(f"convnet: rank {w.rank}: error: {e}", file=sys.stderr)  # a machine without the data, say
         return 1
     except KeyboardInterrupt:  # another rank's, caught outside the training loop
         return 130
     except Exception as e:
+        _deaf_to_stops()  # torchrun's SIGTERM for the others, coming as this is said, would add "interrupted"
         which = " (killed or crashed; torchrun's report says which)" if distributed.peer_gone(e) else ""
         print(f"convnet: rank {w.rank} stopped: {distributed.failure_reason(e)}{which}", file=sys.stderr)
         return 1
+
+
+def _deaf_to_stops() -> None:
+    """Ignore Ctrl-C and SIGTERM from here on: the command has ended, and only its last words and exit are left."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -744,8 +752,7 @@ def main(argv: Sequence[str] | None = None, program: bool = False) -> int:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # now, not at exit: a failure is still this command's to report
         if program:  # from here on there is nothing left to stop, only to tidy up
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_IGN)
+            _deaf_to_stops()
         return code
 
     stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
