@@ -296,9 +296,9 @@ def _check_sound(model: Network, row: dict, cfg: TrainConfig, epoch: int, dev: t
         broken = "the weights became infinite or NaN"
     if distributed.any_rank(broken is not None, dev):
         # Every later step would only spread NaNs; the last sound epoch's checkpoint stays in the run folder.
-        raise distributed.everyones(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower the "
-                          f"learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, now "
-                          f"{cfg.weight_decay:g}).")
+        raise distributed.everyones(f"training diverged in epoch {epoch} ({broken or 'on another process'}): lower "
+                                    f"the learning rate (--lr, now {cfg.lr:g}) or the weight decay (--weight-decay, "
+                                    f"now {cfg.weight_decay:g}).")
 
 
 def _stop_at_target(history: History, cfg: TrainConfig, dev: torch.device, log: Log) -> bool:
