@@ -9,7 +9,7 @@ import pytest
 
 from conftest import synthetic_arrays, write_idx_folder
 from convnet.checkpoint import SHIPPED
-from convnet.cli import main, report_errors
+from convnet.cli import fraction, main, report_errors
 from convnet.errors import ConfigError
 from convnet.models import get_spec, list_models
 
@@ -213,6 +213,12 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
     assert in_the_way.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("text, share", [("0.99", 0.99), ("99", 0.99), ("99%", 0.99), (" 50 % ", 0.5), ("1", 1.0),
+                                         ("1%", 0.01), ("0.5%", 0.005), ("0", 0.0)])
+def test_a_share_is_a_fraction_or_per_cent_with_or_without_its_sign(text, share):
+    assert fraction(text) == pytest.approx(share)
+
+
 @pytest.mark.parametrize(
     "args, code, words",
     [
@@ -236,6 +242,7 @@ def test_out_on_a_file_is_a_clear_error(command, tiny_dir, tmp_path):
         (["train", "--val-split", "1"], 2, "--val-split: must be below 1 (100 %), got 1, which would hold out every "
                                            "training image; 1 % is 0.01"),
         (["train", "--val-split", "100"], 2, "must be below 1 (100 %), got 100"),
+        (["predict", "--min-confidence", "101%", "x.png"], 2, "must be between 0 and 1 (or 0 and 100 %), got 101%"),
         (["train", "--epochs", "0"], 1, "epochs must be at least 1"),
         (["train", "--lr", "-1e-3"], 1, "learning rate must be a positive number"),  # not "expected one argument"
         (["train", "--data-dir", "/nonexistent"], 1, "not a folder"),

@@ -144,9 +144,10 @@ def _suggestion(message: str, own_options: list[str], trains: bool = False) -> s
 
 
 def fraction(text: str) -> float:
-    """argparse type: a share between 0 and 1, given as 0.99 or as 99 (per cent); 1 is the whole, not 1 %."""
-    value = float(text)  # not a number: argparse's own "invalid fraction value"
-    share = value / 100 if value > 1 else value
+    """argparse type: a share between 0 and 1, given as 0.99, as 99 or as 99% (per cent); 1 is the whole, not 1 %."""
+    percent = text.strip().endswith("%")
+    value = float(text.strip().removesuffix("%"))  # not a number: argparse's own "invalid fraction value"
+    share = value / 100 if percent or value > 1 else value
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0 and 100 %), got {text}")
     return share
@@ -336,7 +337,8 @@ def build_parser() -> Parser:
     train.add_argument("--val-split", type=held_out_share,
                        help="share of the training images held out for validation and calibration, e.g. 0.1 or 10 "
                             "(default: the model's recipe)")
-    train.add_argument("--target-accuracy", type=fraction, help="stop once test accuracy reaches this, e.g. 0.99 or 99")
+    train.add_argument("--target-accuracy", type=fraction,
+                       help="stop once test accuracy reaches this, e.g. 0.99, 99 or 99%%")
     train.add_argument("--out", type=user_path, help="run folder (default: runs/<model>-<timestamp>)")
     train.add_argument("--overwrite", action="store_true", default=None,
                        help="replace the run already in --out (otherwise that is an error)")
@@ -384,7 +386,7 @@ def _add_answer_options(command: argparse.ArgumentParser, below: str, inputs: st
     """The options of the commands that answer with the shipped or a given model: `predict` and `read`."""
     command.add_argument("--model", type=user_path, help=f"{MODEL_HELP} (default: the shipped model)")
     command.add_argument("--min-confidence", type=fraction, default=None,
-                         help=f"{below}: 0.5 or 50 (default 0.5; 0 always answers, {inputs} unlike the training "
+                         help=f"{below}: 0.5, 50 or 50%% (default 0.5; 0 always answers, {inputs} unlike the training "
                          "images, blobs and empty boxes too; values above 1 are per cent, 1 itself is 100 %%)")
     _add_model_options(command)
 
