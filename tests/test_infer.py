@@ -779,3 +779,28 @@ def test_read_gives_boxes_in_the_pixels_of_a_big_photo(recognizer):
     assert reading.number == small.number
     for digit, reference in zip(reading.digits, small.digits, strict=True):
         assert np.allclose(digit.box, [8 * v for v in reference.box], atol=8 * 3), (digit.box, reference.box)
+
+
+def test_digits_cropped_tightly_to_their_ink_are_read(recognizer, real_mnist_cache, monkeypatch):
+    """An MNIST 0 cropped to its ink and enlarged: its strokes on all four edges passed for a shadow cast from outside,
+    and the paper followed under them took the digit with it ("no ink found" for half of such 0s from 100 px up)."""
+    monkeypatch.setenv("CONVNET_HOME", str(real_mnist_cache.parent.parent))
+    from convnet.data import load_dataset
+
+    data = load_dataset("mnist")
+    crops = []
+    for i in (3, 13, 25, 28, 71):  # test 0s that gave no answer at 150 px
+        ys, xs = np.nonzero(data.test_x[i] > 12)
+        ink = data.test_x[i][ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        crops.append(Image.fromarray(255 - ink).resize((round(150 * ink.shape[1] / ink.shape[0]), 150), Image.LANCZOS))
+    assert [p.label for p in recognizer.predict(crops)] == ["0"] * 5
+
+
+@pytest.mark.parametrize("turn", [0, 60, 150, 260])
+def test_a_blank_page_under_a_soft_shadow_has_no_ink(recognizer, turn):
+    """The tight crop's second reading against the fitted surface must not take a shadow on a blank page for ink:
+    a shadow is no deeper than SHADE_DEEP of the paper, a digit's strokes are."""
+    ys, xs = np.indices((300, 400), dtype=np.float32)
+    across = (xs - 200) * np.cos(np.radians(turn)) + (ys - 150) * np.sin(np.radians(turn))
+    page = 0.9 * (1 - 0.4 / (1 + np.exp(-(across - 20) / 9)))
+    assert recognizer.predict(page).reason == "no ink found"

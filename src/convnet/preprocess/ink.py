@@ -52,6 +52,8 @@ SHADE_EVEN = 2.0  # and squares even to within this many steps cover
 SHADE_EVEN_SHARE = 0.1  # this share of it: a photo of paper is mostly even paper, shaded or not; a smooth texture
 # (fabric, foliage), which the fitted surface cannot follow either, nowhere (2 % at most)
 SHADE_MIN = 64  # not in images under this many pixels a side: tight crops, with no room for a shadow beside the ink
+TIGHT_MARGIN = 0.1  # a tight crop's ink reaches within this share of each side (the faint outer pixels of an
+# enlarged MNIST digit fall below the noise floor)
 ENVELOPE_AREA = 256 * 256  # shaded paper is followed on a copy of about this many pixels,
 ENVELOPE_WINDOW = 0.4  # by its lighter (darker) envelope over squares of this share of its side: wider than strokes
 
@@ -148,12 +150,30 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     small = _small_copy(work)
     surface = _paper(small, work.size / small.size)
     level = _shade(small, _surface(surface, small.shape)) if min(work.shape) >= SHADE_MIN else None
+    plain = _surface(surface, work.shape)
     if level is None:
-        paper = _surface(surface, work.shape)
-        dark = _darker(work - paper)
-    else:  # a shadow or a patch of light that the surface cannot follow: the paper is followed where it goes
-        dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
-        paper = _shaded_paper(work, dark)
+        return _against(work, plain, _darker(work - plain))
+    # A shadow or a patch of light that the surface cannot follow: the paper is followed where it goes.
+    dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
+    try:
+        return _against(work, _shaded_paper(work, dark), dark)
+    except NoInkError:
+        # A digit cropped tightly to its ink: its strokes along the edges pass for a shadow cast from outside, and the
+        # paper followed under them took the digit with it. Against the fitted surface, its ink spans the image (to
+        # within its faint outer pixels) and is deeper than a shadow is (SHADE_DEEP): a blank page's shadow is not.
+        ink, light = _against(work, plain, _darker(work - plain))
+        ys, xs = np.nonzero(ink)
+        (height, width), margin = ink.shape, TIGHT_MARGIN
+        strokes = np.abs(work - plain)[ink > 0.5]
+        depth = float(np.median(strokes)) / max(float(np.median(plain)), 0.05) if strokes.size else 0.0
+        if (ys.min() > margin * height or ys.max() < (1 - margin) * height - 1 or xs.min() > margin * width
+                or xs.max() < (1 - margin) * width - 1 or depth < SHADE_DEEP):
+            raise
+        return ink, light
+
+
+def _against(work: np.ndarray, paper: np.ndarray, dark: bool) -> tuple[np.ndarray, bool]:
+    """The ink of `work` on `paper`, darker than it or lighter, and whether it is lighter."""
     residual = work - paper
     if dark:
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
