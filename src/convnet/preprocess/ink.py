@@ -150,9 +150,8 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     small = _small_copy(work)
     surface = _paper(small, work.size / small.size)
     level = _shade(small, _surface(surface, small.shape)) if min(work.shape) >= SHADE_MIN else None
-    plain = _surface(surface, work.shape)
     if level is None:
-        return _against(work, plain, _darker(work - plain))
+        return _against(work, _surface(surface, work.shape))
     # A shadow or a patch of light that the surface cannot follow: the paper is followed where it goes.
     dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
     try:
@@ -161,20 +160,23 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
         # A digit cropped tightly to its ink: its strokes along the edges pass for a shadow cast from outside, and the
         # paper followed under them took the digit with it. Against the fitted surface, its ink spans the image (to
         # within its faint outer pixels) and is deeper than a shadow is (SHADE_DEEP): a blank page's shadow is not.
-        ink, light = _against(work, plain, _darker(work - plain))
+        plain = _surface(surface, work.shape)  # only now: most shaded pictures never need it
+        ink, light = _against(work, plain)
         ys, xs = np.nonzero(ink)
         (height, width), margin = ink.shape, TIGHT_MARGIN
         strokes = np.abs(work - plain)[ink > 0.5]
         depth = float(np.median(strokes)) / max(float(np.median(plain)), 0.05) if strokes.size else 0.0
-        if (ys.min() > margin * height or ys.max() < (1 - margin) * height - 1 or xs.min() > margin * width
-                or xs.max() < (1 - margin) * width - 1 or depth < SHADE_DEEP):
+        if (not ys.size or ys.min() > margin * height or ys.max() < (1 - margin) * height - 1
+                or xs.min() > margin * width or xs.max() < (1 - margin) * width - 1 or depth < SHADE_DEEP):
             raise
         return ink, light
 
 
-def _against(work: np.ndarray, paper: np.ndarray, dark: bool) -> tuple[np.ndarray, bool]:
-    """The ink of `work` on `paper`, darker than it or lighter, and whether it is lighter."""
+def _against(work: np.ndarray, paper: np.ndarray, dark: bool | None = None) -> tuple[np.ndarray, bool]:
+    """The ink of `work` on `paper`, darker than it or lighter (None: whichever stands out more), and whether it is
+    lighter."""
     residual = work - paper
+    dark = _darker(residual) if dark is None else dark
     if dark:
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
     return remove_rulings(_suppress_noise(residual)), not dark
