@@ -290,8 +290,6 @@ def main() -> None:
     if not 0 <= args.first_seed <= highest:
         parser.error(f"--first-seed must be 0 to {highest:,}, not {args.first_seed}")
     alone = [("accurate", None)] if args.accurate and "accurate" not in (m for m, _ in members) else []
-    if args.keep and args.keep.exists() and not args.keep.is_dir():
-        parser.error(f"--keep: {args.keep} is not a folder")
     given = [o for o, v in (("--keep", args.keep), ("--resume", args.resume), ("--first-seed", args.first_seed)) if v]
     if given and not (args.accurate or members):  # they would be taken and do nothing
         parser.error(f"{', '.join(given)}: for the models of --accurate or --ensemble, and neither is given")
