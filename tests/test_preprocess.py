@@ -1201,6 +1201,17 @@ def test_a_thin_frame_along_the_image_s_edges_is_not_part_of_the_digit(size: int
     assert_mnist_like(to_mnist(1 - framed), to_mnist(1 - ink / 255), 0.95)
 
 
+@pytest.mark.parametrize("size, inset, width", [(300, 3, 4), (300, 1, 5), (300, 4, 2), (188, 2, 9), (600, 8, 6)])
+def test_a_box_drawn_a_few_pixels_inside_the_image_s_edge_is_not_the_paper(size: int, inset: int, width: int) -> None:
+    """An answer box cropped close: a few pixels inside the edge, or thick, it darkened two to four outer rows of the
+    small copy the paper is fitted on, where a frame along the very edge darkens one; the dark outer row passed for
+    the paper, and the digit for noise ("no ink found")."""
+    ink = np.asarray(Image.fromarray(to_u8(np.pad(draw_digit("5", 200, 25), 40))).resize((size, size)), np.float32)
+    boxed = Image.fromarray(to_u8(ink / 255))
+    ImageDraw.Draw(boxed).rectangle((inset, inset, size - 1 - inset, size - 1 - inset), outline=255, width=width)
+    assert_mnist_like(to_mnist(1 - np.asarray(boxed, np.float32) / 255), reference(ink / 255), 0.95)
+
+
 @pytest.mark.parametrize("shape", [(1, 50), (2, 5000), (50, 1)])
 def test_a_strip_one_or_two_pixels_deep_is_blank_without_a_warning(shape: tuple[int, int]) -> None:
     """The rows inside a side of the small copy are empty there: their median warned on standard error."""

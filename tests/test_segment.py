@@ -531,6 +531,18 @@ def test_a_frame_drawn_around_a_number_is_not_part_of_it(frame: str) -> None:
     assert_segmented(segment_digits(1 - framed), shifted, [np.pad(ink, pad) for ink in alone])
 
 
+@pytest.mark.parametrize("inset, width", [(6, 5), (2, 9), (10, 12)])
+def test_a_box_near_the_image_s_edge_is_not_part_of_the_number(inset: int, width: int) -> None:
+    """A box round a number, cropped close, its lines thicker than hairlines: its sides, which reach past the digits,
+    went as lines across the image, and its top and bottom stayed, joined to the digits ("8888" read as "885858")."""
+    number, boxes, alone = compose([("0", 200, 40, 0, 22), ("3", 200, 40, 40, 22), ("5", 200, 40, 40, 22)],
+                                   canvas_height=280)
+    canvas = Image.fromarray(to_u8(number))
+    height, width_ = number.shape
+    ImageDraw.Draw(canvas).rectangle((inset, inset, width_ - 1 - inset, height - 1 - inset), outline=255, width=width)
+    assert_segmented(segment_digits(1 - np.asarray(canvas, np.float32) / 255), boxes, alone)
+
+
 @pytest.mark.parametrize("touching", [False, True])
 def test_an_underlined_number_is_cut_as_without_the_rule(touching: bool) -> None:
     """Left in, the rule joined the digits into one piece that read as one confident digit."""

@@ -37,6 +37,7 @@ FRAME_MASS = 0.1  # when that ink weighs this share of the ring at least (a digi
 FRAME_STEP = 0.05  # a side's outer row of an image shrunk to find its paper, this much darker or lighter than the
 FRAME_SPAN = 0.9  # rows inside it along this share of its length, where those are even to within half of that,
 FRAME_SHRUNK = 2.0  # is a frame's where the image was shrunk to at most 1 / this of its pixels
+FRAME_DEPTH = 4  # (or up to this many outer rows: a frame a few pixels inside the edge, or thick, darkens several)
 BAND_WRITING = 0.03  # what the cut takes away whole is writing to measure a band against from this share of the side,
 BAND_WRITING_STROKE = 2.0  # and with strokes this many pixels wide
 PAPER_AREA = 64 * 64  # the paper's surface is fitted on a copy of about this many pixels,
@@ -460,25 +461,27 @@ def _small_copy(gray: np.ndarray) -> np.ndarray:
 
 def _border(small: np.ndarray, shrunk: float) -> np.ndarray:
     """The border of the small copy (`shrunk` times fewer pixels than the image), to find the paper on: on each side,
-    its outer row or column of pixels, or the two inside it where those are even, nearer the image's median, and the
-    outer one is a line apart from them along FRAME_SPAN of its length. A thin frame or line along the image's edges
-    (a table's cell, a form's field, a canvas's border) darkens the outer ring of a shrunk copy alike, which would
-    then pass for the paper; a digit that reaches the edge is no such even line beside even rows. Not in images that
-    were not shrunk by FRAME_SHRUNK at least: there a line is as dark in the copy as in the image, and the rows
-    inside are as much the digit's or the squared paper's as the paper's."""
+    its outer row or column of pixels, or the two inside the outer one or two where those are even, nearer the image's
+    median, and the outer ones are a line apart from them along FRAME_SPAN of their length. A thin frame or line along
+    the image's edges (a table's cell, a form's field, a canvas's border) darkens the outer ring of a shrunk copy
+    alike, which would then pass for the paper; drawn a few pixels inside the edge, it darkens two rows of the copy
+    (an answer box cropped close: "no ink found"); a digit that reaches the edge is no such even line beside even rows.
+    Not in images that were not shrunk by FRAME_SHRUNK at least: there a line is as dark in the copy as in the image,
+    and the rows inside are as much the digit's or the squared paper's as the paper's."""
     border = np.zeros(small.shape, bool)
-    sides = [(np.s_[0, :], np.s_[1:3, :]), (np.s_[-1, :], np.s_[-3:-1, :]),  # top, bottom,
-             (np.s_[:, 0], np.s_[:, 1:3]), (np.s_[:, -1], np.s_[:, -3:-1])]  # left, right
     whole = float(np.median(small))
-    for outer, inner in sides:
-        framed = shrunk >= FRAME_SHRUNK and _framed(small[outer], small[inner], whole)
-        border[inner if framed else outer] = True
+    for turn in range(4):  # each side in turn as the top rows of a view
+        side, marks = np.rot90(small, turn), np.rot90(border, turn)
+        # Along the side less its ends, which a frame's other sides cover as deep.
+        depth = next((d for d in range(1, FRAME_DEPTH + 1) if _framed(side[:d, d:-d], side[d:d + 2, d:-d], whole)),
+                     0) if shrunk >= FRAME_SHRUNK else 0
+        marks[depth:depth + 2 if depth else 1] = True
     return border
 
 
 def _framed(edge: np.ndarray, within: np.ndarray, whole: float) -> bool:
-    """Whether the outer row `edge` of a side is a line along rows `within` that are even and nearer the image's
-    median `whole` than it is: paper beside a frame, not a 1's bar just inside the edge."""
+    """Whether the outer rows `edge` of a side are a line along rows `within` that are even and nearer the image's
+    median `whole` than they are: paper beside a frame, not a 1's bar just inside the edge."""
     if not within.size:  # a copy one or two pixels deep
         return False
     paper = float(np.median(within))

@@ -20,6 +20,7 @@ RULING_ALONE = 2.0  # ...and this many times shorter along it (no bar of a 7 or 
 RULING_THROUGH = 0.5  # a thin one may cross the digit, going on past it both ways by this share of its length,
 RULING_INSIDE = 0.1  # ...and this share of its width inside it
 FRAME_THIN = 0.03  # a frame's lines are thinner than half the strokes and than this share of the image's shorter side
+FRAME_CORNER = 0.05  # ...or of any thickness, ending where they meet to within this share of it: a box's corners
 GRID_LINES = 3  # lines of a printed grid go even where a digit at the page's edge stops them going past it: as many,
 GRID_SPAN = 0.95  # across this share of the image,
 GRID_EVEN = 0.15  # evenly spaced to within this share of their spacing
@@ -309,20 +310,42 @@ def _frame(row_boxes: np.ndarray, col_boxes: np.ndarray, thin: list[np.ndarray],
            shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Which horizontal and vertical lines (boxes as `_rulings` gives them, the vertical ones transposed; `thin`:
     which of each are hairlines, FRAME_THIN) frame the digit's box: thin lines on all four sides of it, or along
-    three of the image's sides (a digit touching the fourth line joins it, which is then no line across the image).
+    three of the image's sides (a digit touching the fourth line joins it, which is then no line across the image),
+    or lines of any thickness on its four sides that end where they meet, a box's corners (`_box`).
     No digit draws hairlines on three sides of itself; the upright 1s of a tightly cropped number, which pass for
     lines beside what is left, are written with the pen of the other digits."""
     x0, y0, x1, y1 = digit
     height, width = shape
     (thin_rows, thin_cols) = thin
-    sides = [(thin_rows & (row_boxes[:, 3] <= y0), row_boxes[:, 1] == 0),
-             (thin_rows & (row_boxes[:, 1] >= y1), row_boxes[:, 3] == height),
-             (thin_cols & (col_boxes[:, 3] <= x0), col_boxes[:, 1] == 0),
-             (thin_cols & (col_boxes[:, 1] >= x1), col_boxes[:, 3] == width)]
+    outside = [row_boxes[:, 3] <= y0, row_boxes[:, 1] >= y1, col_boxes[:, 3] <= x0, col_boxes[:, 1] >= x1]
+    sides = [(outside[0] & thin_rows, row_boxes[:, 1] == 0), (outside[1] & thin_rows, row_boxes[:, 3] == height),
+             (outside[2] & thin_cols, col_boxes[:, 1] == 0), (outside[3] & thin_cols, col_boxes[:, 3] == width)]
     framed = all(beside.any() for beside, _ in sides) or sum(bool((beside & edge).any()) for beside, edge in sides) >= 3
     if not framed:
-        return np.zeros(len(row_boxes), bool), np.zeros(len(col_boxes), bool)
+        return _box(row_boxes, col_boxes[:, [1, 0, 3, 2]], outside, FRAME_CORNER * min(shape))
     return sides[0][0] | sides[1][0], sides[2][0] | sides[3][0]
+
+
+def _box(rows: np.ndarray, cols: np.ndarray, outside: list[np.ndarray], slack: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which horizontal and vertical lines (boxes x0, y0, x1, y1 in the image, both) make a box round the digit: a
+    line `outside` it on each side, top, bottom, left and right, each pair of neighbours ending where they meet, to
+    within `slack` pixels. A box drawn a few pixels inside the image's edge, its lines thicker than hairlines, lost
+    only its sides, which reach past the digit, and its top and bottom joined the digits into one piece ("8888" read
+    as "885858"). The lines of squared paper cross each other and the page: no such corners."""
+    def meet(horizontal: np.ndarray, vertical: np.ndarray, right: int, bottom: int) -> np.ndarray:
+        """Whether each horizontal line's left (right) end meets each vertical line's top (bottom) end."""
+        ends_x = np.abs(rows[horizontal, 2 * right][:, None] - cols[vertical, 2 * right][None, :]) <= slack
+        ends_y = np.abs(rows[horizontal, 1 + 2 * bottom][:, None] - cols[vertical, 1 + 2 * bottom][None, :]) <= slack
+        return (ends_x & ends_y).astype(np.intp)
+    top, low, left, right = (np.nonzero(side)[0] for side in outside)
+    top_left, top_right, low_left, low_right = (meet(top, left, 0, 0), meet(top, right, 1, 0), meet(low, left, 0, 1),
+                                                meet(low, right, 1, 1))
+    closed = ((top_left.T @ top_right > 0) & (low_left.T @ low_right > 0)).astype(np.intp)  # [left, right] pairs
+    framing_rows, framing_cols = np.zeros(len(rows), bool), np.zeros(len(cols), bool)
+    framing_rows[top] = ((top_left @ closed) * top_right).sum(axis=1) > 0
+    framing_rows[low] = ((low_left @ closed) * low_right).sum(axis=1) > 0
+    framing_cols[left], framing_cols[right] = closed.any(axis=1), closed.any(axis=0)
+    return framing_rows, framing_cols
 
 
 def _past(spans: np.ndarray, start: int, stop: int, margin: float) -> np.ndarray:
