@@ -527,6 +527,19 @@ def test_a_digit_on_a_card_with_round_corners_is_read_on_it(digit: str) -> None:
     assert_mnist_like(to_mnist(card), to_mnist(1 - 0.8 * ink), 0.95)
 
 
+@pytest.mark.parametrize("digit", ["0", "3", "5"])
+def test_a_big_digit_on_a_card_is_read_on_it(digit: str) -> None:
+    """Written two thirds of the card's height with a bold pen, the digit covers a fifth of the card, which then
+    filled too little of its hull for a sheet: its outline was read as a 0 or withheld as an empty box."""
+    canvas = Image.new("L", (400, 400), 128)
+    ImageDraw.Draw(canvas).rectangle((80, 80, 320, 320), fill=255)
+    card = np.asarray(canvas, np.float32) / 255
+    ink = draw_digit(digit, 160, 30, margin=0)
+    top, left = (400 - ink.shape[0]) // 2, (400 - ink.shape[1]) // 2
+    card[top:top + ink.shape[0], left:left + ink.shape[1]] -= 0.9 * ink
+    assert_mnist_like(to_mnist(card), reference(ink), 0.95)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

@@ -17,6 +17,7 @@ MIN_SNR = 6.0  # ...nor is ink that does not stand out of the noise this much
 SHEET_AREA = 0.08  # light ink whose box covers this share of the image,
 SHEET_FILL = 0.85  # which fills this share of its box, or of its convex hull
 SHEET_CORNERS = 0.93  # when that is nearly a quadrilateral (`corner_share`; 640 bold digits: 91 % at most), is a sheet
+SHEET_WRITING = 0.2  # dark strokes on it up to this share of its shorter side wide are what is written on it
 SHEET_RIM = 0.02  # the rim of such a sheet, this share of its box's shorter side, is blurred into the desk: left out
 COUNTER_ASPECT = 4.0  # a solid blob found on such a sheet is a bold digit's counter, unless longer than this: a 1
 BLOB_ASPECT = 2.0  # a solid digit no longer than this is a blob, not a digit (a 1 from a thick marker is longer)
@@ -279,10 +280,14 @@ def _lying_square(mass: float, box: tuple[int, int]) -> bool:
 
 def _quadrilateral(ink: np.ndarray, mine: np.ndarray, outline: np.ndarray) -> bool:
     """A sheet at any angle or seen in perspective: the light ink within its outline (the paper inside a big written 0
-    too, which the 0 cuts off from the rest; not the dark inside of a frame) fills its convex hull, and the hull is
-    nearly a quadrilateral."""
+    too, which the 0 cuts off from the rest; not the dark inside of a frame), with what is written on it, fills its
+    convex hull, and the hull is nearly a quadrilateral. Writing is the dark that the outline holds where its strokes
+    are thin beside the sheet (SHEET_WRITING): a digit two thirds of a card's height took a fifth of it, and the card
+    passed for no sheet, its outline for a 0. The dark inside of a frame is as broad as the frame."""
     hull = convex_hull(mine)
-    return ink[outline].sum() >= SHEET_FILL * polygon_area(hull) and corner_share(hull) >= SHEET_CORNERS
+    dark = outline & ~mine & (ink < 0.5)
+    writing = float((1 - ink[dark]).sum()) if stroke_width(dark) <= SHEET_WRITING * min(mine.shape) else 0.0
+    return ink[outline].sum() + writing >= SHEET_FILL * polygon_area(hull) and corner_share(hull) >= SHEET_CORNERS
 
 
 def _heaviest(ink: np.ndarray) -> tuple[float, tuple[int, int, int, int], np.ndarray] | None:
