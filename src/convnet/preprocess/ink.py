@@ -157,21 +157,37 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     # A shadow or a patch of light that the surface cannot follow: the paper is followed where it goes.
     dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
     try:
-        return _against(work, _shaded_paper(work, dark), dark)
+        shaded = _against(work, _shaded_paper(work, dark), dark)
     except NoInkError:
         # A digit cropped tightly to its ink: its strokes along the edges pass for a shadow cast from outside, and the
-        # paper followed under them took the digit with it. Against the fitted surface, its ink spans the image (to
-        # within its faint outer pixels) and is deeper than a shadow is (SHADE_DEEP): a blank page's shadow is not.
-        plain = _surface(surface, work.shape)  # only now: most shaded pictures never need it
-        ink, light = _against(work, plain)
-        ys, xs = np.nonzero(ink)
-        (height, width), margin = ink.shape, TIGHT_MARGIN
-        strokes = np.abs(work - plain)[ink > 0.5]
-        depth = float(np.median(strokes)) / max(float(np.median(plain)), 0.05) if strokes.size else 0.0
-        if (not ys.size or ys.min() > margin * height or ys.max() < (1 - margin) * height - 1
-                or xs.min() > margin * width or xs.max() < (1 - margin) * width - 1 or depth < SHADE_DEEP):
-            raise
-        return ink, light
+        # paper followed under them took the digit with it.
+        return _tight_crop(work, surface)
+    if not shaded[1]:  # dark ink, as on nearly every photo of paper
+        return shaded
+    # A bold digit cropped tightly covers half the picture, and the paper's level over the shadow's squares lay
+    # between it and the paper: the digit's counter and the corners were read as light ink (an 8 as a 1 at 99 %).
+    # (Light digits cropped so on dark paper were not read as dark.)
+    try:
+        tight = _tight_crop(work, surface)
+    except NoInkError:
+        return shaded
+    return shaded if tight[1] else tight
+
+
+def _tight_crop(work: np.ndarray, surface: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The ink of `work` against the fitted `surface` (coefficients) where that is a digit cropped tightly to its ink:
+    its ink spans the image (to within TIGHT_MARGIN, its faint outer pixels) and is deeper than a shadow is
+    (SHADE_DEEP: a blank page's shadow is not). NoInkError where it is not."""
+    plain = _surface(surface, work.shape)  # only now: most shaded pictures never need it
+    ink, light = _against(work, plain)
+    ys, xs = np.nonzero(ink)
+    (height, width), margin = ink.shape, TIGHT_MARGIN
+    strokes = np.abs(work - plain)[ink > 0.5]
+    depth = float(np.median(strokes)) / max(float(np.median(plain)), 0.05) if strokes.size else 0.0
+    if (not ys.size or ys.min() > margin * height or ys.max() < (1 - margin) * height - 1
+            or xs.min() > margin * width or xs.max() < (1 - margin) * width - 1 or depth < SHADE_DEEP):
+        raise NoInkError("no ink found")
+    return ink, light
 
 
 def _against(work: np.ndarray, paper: np.ndarray, dark: bool | None = None) -> tuple[np.ndarray, bool]:
