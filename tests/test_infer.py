@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from convnet.errors import ConfigError
-from convnet.infer import BLOB, OUTLINE, SEVERAL, Recognizer, expand_paths
+from convnet.infer import BLOB, LINES, OUTLINE, SEVERAL, Recognizer, expand_paths
 from convnet.preprocess import load_gray
 
 # A shared drawing helper (tests/ is on sys.path under pytest's default import mode).
@@ -121,6 +121,25 @@ def test_a_blurred_dot_or_an_empty_box_gets_no_digit(recognizer, dark):
         pages = [255 - page for page in pages]
     assert [(p.label, p.reason) for p in recognizer.predict(pages)] == [(None, BLOB), (None, OUTLINE)]
     assert all(p.label == "0" for p in Recognizer(recognizer.model, min_confidence=0).predict(pages))
+
+
+def _equals_sign(width: int, gap: int) -> np.ndarray:
+    page = Image.new("L", (200, 200), 255)
+    for y in (100 - gap // 2, 100 + gap // 2):
+        ImageDraw.Draw(page).line([(50, y), (150, y)], fill=0, width=width)
+    return np.asarray(page)
+
+
+@pytest.mark.parametrize("width, gap", [(4, 40), (8, 40), (8, 60)])
+def test_an_equals_sign_is_no_digit_nor_a_number(recognizer, width, gap):
+    """Joined as one above the other, as a 5's bar joins its body, an "=" of thin strokes passed for a digit: a 2 at
+    up to 85 %. Nothing but straight lines is no digit, whatever the model says, and no number."""
+    equals = _equals_sign(width, gap)
+    answer = recognizer.predict(equals)
+    assert answer.label is None and answer.reason == LINES and answer.top_k
+    assert Recognizer(recognizer.model, min_confidence=0).predict(equals).label == answer.top_k[0][0]
+    reading = recognizer.read(equals)
+    assert reading.number is None and reading.reason == "not a number: only straight lines"
 
 
 def test_a_number_gets_no_digit_and_is_sent_to_read(recognizer):

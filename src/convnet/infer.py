@@ -37,7 +37,7 @@ from convnet.models.arrays import calibrated_outputs
 from convnet.preprocess import (SIZE, WORK_PIXELS, ImageError, NoInkError, Source, blobs, find_ink, load_gray,
                                  load_gray_sized, outlines, readings)
 from convnet.preprocess.load import StandardInput, tensor_to_numpy
-from convnet.segment import digits_side_by_side, segment_digits
+from convnet.segment import digits_side_by_side, only_lines, segment_digits
 
 DEFAULT_MODEL = "default"
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -45,6 +45,7 @@ FileItem = str | os.PathLike | tuple[str, str | None]  # a file's path, or a (pa
 UNLIKE = "unlike the training images"  # the reason for an answer withheld: calibrate.fit_typicality
 BLOB = "a solid blob of ink, not a digit's strokes"  # ...and for a filled shape: preprocess.blobs
 OUTLINE = "an empty box, not a digit"  # ...and for a square outline: preprocess.outlines
+LINES = "straight lines, not a digit"  # ...and for a dash or an "=": segment.only_lines
 SEVERAL = "{} digits, not one: read numbers with `convnet read`"  # ...and for a number: segment.digits_side_by_side
 DIGITS = [str(d) for d in range(10)]  # the classes of a digit model, which blobs and boxes are not
 FLAT = SIZE * SIZE  # the length of a flattened MNIST image
@@ -185,9 +186,9 @@ class Recognizer:
 
     def _answer(self, probs: np.ndarray, far: bool = False, shape: str | None = None, digits: int = 1) -> Prediction:
         """The answer for one image's probabilities; `far`: unlike the training images (`_outputs`), `shape`: a shape
-        that is no digit, and the reason that says so (`_shapes`). Either withholds only a confident answer. `digits`:
-        how many the image holds side by side (`_Prepared`); more than one withholds any answer, sure or not: one
-        digit's answer for a number means nothing, and the reason says what to do instead."""
+        that is no digit, and the reason that says so (`_shapes`, `_Prepared`). Either withholds only a confident
+        answer. `digits`: how many the image holds side by side (`_Prepared`); more than one withholds any answer,
+        sure or not: one digit's answer for a number means nothing, and the reason says what to do instead."""
         if not np.isfinite(probs).all():  # NaN < min_confidence is False: a broken model would pass as sure
             return Prediction(None, error=NON_FINITE)
         order = np.argsort(-probs)[: self.top_k]
@@ -230,7 +231,7 @@ class Recognizer:
             starts = np.cumsum([0] + [len(prepared[i].readings) for i in ok])
             # Each source's surest reading (NaN wins: _answer says so).
             picked = [a + int(np.argmax(probs[a:b].max(axis=1))) for a, b in zip(starts[:-1], starts[1:])]
-            answers = {i: (probs[k], bool(faraway[k]), shape, prepared[i].digits)
+            answers = {i: (probs[k], bool(faraway[k]), prepared[i].shape or shape, prepared[i].digits)
                        for i, k, shape in zip(ok, picked, self._shapes(images[picked]))}
         results: list[Prediction] = []
         for i, (source, item) in enumerate(zip(sources, prepared)):
@@ -328,22 +329,25 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 class _Prepared(NamedTuple):
-    """One source made ready for the model: its readings (`preprocess.readings`), and how many digits it holds side
-    by side (`segment.digits_side_by_side`; 1 when not counted)."""
+    """One source made ready for the model: its readings (`preprocess.readings`), how many digits it holds side by
+    side (`segment.digits_side_by_side`; 1 when not counted), and LINES where its ink is nothing but straight lines
+    (`segment.only_lines`; None when not looked at)."""
 
     readings: np.ndarray
     digits: int
+    shape: str | None
 
 
-def _prepare(source: Source, count: bool, listing: bool = False) -> _Prepared | ImageError:
-    """One source made ready, or its error; with `count`, its digits side by side are counted. With `listing`, a
-    folder's or a pattern's error says how to read what it names (`predict` takes files, as `read` does; the command
-    line's `predict` lists them first)."""
+def _prepare(source: Source, look: bool, listing: bool = False) -> _Prepared | ImageError:
+    """One source made ready, or its error; with `look` (`Recognizer._looks`), its digits side by side are counted and
+    its lines looked at. With `listing`, a folder's or a pattern's error says how to read what it names (`predict`
+    takes files, as `read` does; the command line's `predict` lists them first)."""
     try:
         _refuse_flattened(source)
         ink = find_ink(load_gray(source, work_pixels=WORK_PIXELS))
-        components = connected_components(ink)  # labelled once for both
-        return _Prepared(readings(ink, components), digits_side_by_side(ink, components) if count else 1)
+        components = connected_components(ink)  # labelled once for all
+        digits = digits_side_by_side(ink, components) if look else 1
+        return _Prepared(readings(ink, components), digits, LINES if look and only_lines(ink, components) else None)
     except ImageError as e:
         listed = isinstance(source, (str, os.PathLike)) and (
             os.path.isdir(source) or (glob.has_magic(os.fspath(source)) and not os.path.exists(source)))

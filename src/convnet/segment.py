@@ -233,6 +233,8 @@ def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> li
     digit joined, rules left out."""
     parts = _parts(components, ink.shape)
     boxes = components.boxes
+    if _flat(boxes[parts]).all():  # an "=" too: its lines, joined as one above the other, would pass for a digit
+        raise NotANumberError("not a number: only straight lines")
     groups = [_Group([int(i) + 1], boxes[i].copy(), [(int(boxes[i, 1]), int(boxes[i, 3]))]) for i in parts]
     height = _digit_height(groups)
     groups = _absorb_fragments(_merge_overlapping(groups), height)
@@ -241,6 +243,20 @@ def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> li
     if not groups:
         raise NotANumberError("not a number: only straight lines")
     return _join_broken(groups, ink, components.labels, score)
+
+
+def only_lines(ink: np.ndarray, components: Components) -> bool:
+    """Whether `find_ink`'s ink (with its components) is nothing but straight lines, each LINE_ASPECT times as wide as
+    tall, less the dust: a dash, an "=", no digit, whatever a network makes of it (an "=" read as a 2 at 85 %)."""
+    try:
+        return bool(_flat(components.boxes[_parts(components, ink.shape)]).all())
+    except NoInkError:  # NotANumberError too: more pieces than a number has
+        return False
+
+
+def _flat(boxes: np.ndarray) -> np.ndarray:
+    """Which boxes (x0, y0, x1, y1) are LINE_ASPECT times as wide as tall: a line's, no digit's."""
+    return boxes[:, 2] - boxes[:, 0] >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1])
 
 
 def _mean_confidence(pieces: list[Piece], score: Scorer) -> float:
