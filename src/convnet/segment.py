@@ -248,8 +248,11 @@ def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> li
 def only_lines(ink: np.ndarray, components: Components) -> bool:
     """Whether `find_ink`'s ink (with its components) is nothing but straight lines, each LINE_ASPECT times as wide as
     tall, less the dust: a dash, an "=", no digit, whatever a network makes of it (an "=" read as a 2 at 85 %)."""
+    flat = _flat(components.boxes)
+    if not flat.any():  # nearly every digit: no more work
+        return False
     try:
-        return bool(_flat(components.boxes[_parts(components, ink.shape)]).all())
+        return bool(flat[_parts(components, ink.shape)].all())
     except NoInkError:  # NotANumberError too: more pieces than a number has
         return False
 
