@@ -540,6 +540,19 @@ def test_a_big_digit_on_a_card_is_read_on_it(digit: str) -> None:
     assert_mnist_like(to_mnist(card), reference(ink), 0.95)
 
 
+@pytest.mark.parametrize("digit", ["1", "4", "7"])
+def test_a_thin_digit_on_a_white_canvas_in_a_light_grey_window_is_read(digit: str) -> None:
+    """A screenshot of a drawing program: the window's grey (0.95) all round is the border, so the paper, and the
+    white canvas inside it, 5 % lighter over most of the picture, outweighed a thin digit as the ink: too faint to be
+    ink, it left "no ink found"."""
+    shot = np.full((480, 420), 0.95, np.float32)
+    shot[40:460, 20:400] = 1
+    ink = draw_digit(digit, 200, 12, margin=0)
+    top, left = (480 - ink.shape[0]) // 2, (420 - ink.shape[1]) // 2
+    shot[top:top + ink.shape[0], left:left + ink.shape[1]] -= ink
+    assert_mnist_like(to_mnist(shot), reference(ink), 0.95)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

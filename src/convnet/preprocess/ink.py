@@ -155,7 +155,7 @@ def _ink(work: np.ndarray) -> tuple[np.ndarray, bool]:
     if level is None:
         return _against(work, _surface(surface, work.shape))
     # A shadow or a patch of light that the surface cannot follow: the paper is followed where it goes.
-    dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR))
+    dark = _darker(work - resized(level, work.shape[::-1], Image.BILINEAR), float(np.median(level)))
     try:
         shaded = _against(work, _shaded_paper(work, dark), dark)
     except NoInkError:
@@ -194,17 +194,20 @@ def _against(work: np.ndarray, paper: np.ndarray, dark: bool | None = None) -> t
     """The ink of `work` on `paper`, darker than it or lighter (None: whichever stands out more), and whether it is
     lighter."""
     residual = work - paper
-    dark = _darker(residual) if dark is None else dark
+    dark = _darker(residual, float(paper.mean())) if dark is None else dark
     if dark:
         residual = -residual / np.maximum(paper, 0.05)  # dark ink dims with the light on the paper
     return remove_rulings(_suppress_noise(residual)), not dark
 
 
-def _darker(residual: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper, `residual` apart: the side whose tail sticks out further past the
-    noise."""
+def _darker(residual: np.ndarray, paper: float) -> bool:
+    """Whether the ink is darker than the paper (of level `paper`), `residual` apart: the side whose tail sticks out
+    further past the noise, and past MIN_CONTRAST (of the paper's level, for dark ink, as `_against` measures it): a
+    white canvas in a screenshot's light grey window, 5 % lighter, outweighed a thin digit drawn on it, and was no ink
+    ("no ink found")."""
     tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
-    return bool(np.maximum(-residual - tail, 0).sum() > np.maximum(residual - tail, 0).sum())
+    darker = np.maximum(-residual - max(tail, MIN_CONTRAST * max(paper, 0.05)), 0).sum()
+    return bool(darker > np.maximum(residual - max(tail, MIN_CONTRAST), 0).sum())
 
 
 def _shade(small: np.ndarray, surface: np.ndarray) -> np.ndarray | None:
