@@ -553,6 +553,20 @@ def test_a_thin_digit_on_a_white_canvas_in_a_light_grey_window_is_read(digit: st
     assert_mnist_like(to_mnist(shot), reference(ink), 0.95)
 
 
+@pytest.mark.parametrize("digit", ["0", "3", "7"])
+def test_a_digit_on_a_white_canvas_in_a_grey_window_with_a_dark_title_bar_is_read(digit: str) -> None:
+    """The canvas, 15 % lighter than the window (0.85), is light ink, a sheet to read again on its own. Weighed less
+    its faintest 6 % (the floor that keeps a 5 % lighter canvas out), it lost to the digit and the title bar, was
+    read as dark ink against the window, and its own evenness passed for the paper's noise ("no ink found")."""
+    shot = np.full((400, 560), 0.85, np.float32)
+    shot[:30] = 0.3
+    shot[90:340, 84:476] = 1
+    ink = draw_digit(digit, 75, 9, margin=0)
+    top, left = 215 - ink.shape[0] // 2, 280 - ink.shape[1] // 2
+    shot[top:top + ink.shape[0], left:left + ink.shape[1]] *= 1 - ink
+    assert_mnist_like(to_mnist(shot), reference(ink), 0.95)
+
+
 def test_a_blank_notebook_page_has_no_ink() -> None:
     with pytest.raises(NoInkError):
         to_mnist(notebook(np.zeros((300, 400), np.float32), "squared", 40))

@@ -206,8 +206,10 @@ def _darker(residual: np.ndarray, paper: float) -> bool:
     white canvas in a screenshot's light grey window, 5 % lighter, outweighed a thin digit drawn on it, and was no ink
     ("no ink found")."""
     tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
-    darker = np.maximum(-residual - max(tail, MIN_CONTRAST * max(paper, 0.05)), 0).sum()
-    return bool(darker > np.maximum(residual - max(tail, MIN_CONTRAST), 0).sum())
+    # Only what is ink counts, by as much as it sticks out past the noise (less the floor, a white canvas in a
+    # darker grey window, 15 % lighter, lost to the digit and a dark title bar, and was no sheet to read again).
+    darker = np.where(-residual >= MIN_CONTRAST * max(paper, 0.05), np.maximum(-residual - tail, 0), 0).sum()
+    return bool(darker > np.where(residual >= MIN_CONTRAST, np.maximum(residual - tail, 0), 0).sum())
 
 
 def _shade(small: np.ndarray, surface: np.ndarray) -> np.ndarray | None:
