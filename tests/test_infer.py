@@ -830,6 +830,27 @@ def test_bold_digits_cropped_tightly_are_not_read_as_their_counters(recognizer, 
     assert [p.label for p in recognizer.predict(crops)] == ["8", "8", "8", "9", "6"]
 
 
+@pytest.mark.parametrize("width, first", [(4, 400), (6, 600)])
+def test_a_number_in_boxes_that_share_their_walls_has_no_1s_for_walls(recognizer, real_mnist_cache, monkeypatch,
+                                                                        width, first):
+    """A form's comb: three boxes side by side, the digits close to the walls. Its outer walls, top and bottom were
+    erased as one box round the number, and the inner walls, which join its top and bottom, stayed: read as 1s
+    ("283" as "21813", "686" as "61816")."""
+    digits = _tight_crops(real_mnist_cache, monkeypatch, [(i, 60) for i in range(first, first + 3)])
+    ink = np.full((110, 292), 242, np.uint8)
+    for j, digit in enumerate(digits):
+        dark = np.asarray(digit.filter(ImageFilter.MinFilter(3)))[:, : 84 - 2 * width - 4]
+        left = 20 + 84 * j + (84 - dark.shape[1]) // 2
+        ink[25:85, left:left + dark.shape[1]] = np.minimum(ink[25:85, left:left + dark.shape[1]], dark)
+    page = Image.fromarray(ink)
+    for j in range(3):
+        ImageDraw.Draw(page).rectangle((20 + 84 * j, 13, 104 + 84 * j, 97), outline=40, width=width)
+    from convnet.data import load_dataset
+
+    truth = "".join(str(label) for label in load_dataset("mnist").test_y[first:first + 3])
+    assert recognizer.read(np.asarray(page)).number == truth
+
+
 @pytest.mark.parametrize("turn", [0, 60, 150, 260])
 def test_a_blank_page_under_a_soft_shadow_has_no_ink(recognizer, turn):
     """The tight crop's second reading against the fitted surface must not take a shadow on a blank page for ink:

@@ -322,16 +322,19 @@ def _frame(row_boxes: np.ndarray, col_boxes: np.ndarray, thin: list[np.ndarray],
              (outside[2] & thin_cols, col_boxes[:, 1] == 0), (outside[3] & thin_cols, col_boxes[:, 3] == width)]
     framed = all(beside.any() for beside, _ in sides) or sum(bool((beside & edge).any()) for beside, edge in sides) >= 3
     if not framed:
-        return _box(row_boxes, col_boxes[:, [1, 0, 3, 2]], outside, FRAME_CORNER * min(shape))
+        # Clear of the digit, not only outside it: the inner walls of a row of boxes (a form's comb) join its top and
+        # bottom, and were left as 1s where the rest went.
+        clear = [row_boxes[:, 3] < y0, row_boxes[:, 1] > y1, col_boxes[:, 3] < x0, col_boxes[:, 1] > x1]
+        return _box(row_boxes, col_boxes[:, [1, 0, 3, 2]], clear, FRAME_CORNER * min(shape))
     return sides[0][0] | sides[1][0], sides[2][0] | sides[3][0]
 
 
 def _box(rows: np.ndarray, cols: np.ndarray, outside: list[np.ndarray], slack: float) -> tuple[np.ndarray, np.ndarray]:
     """Which horizontal and vertical lines (boxes x0, y0, x1, y1 in the image, both) make a box round the digit: a
-    line `outside` it on each side, top, bottom, left and right, each pair of neighbours ending where they meet, to
-    within `slack` pixels. A box drawn a few pixels inside the image's edge, its lines thicker than hairlines, lost
-    only its sides, which reach past the digit, and its top and bottom joined the digits into one piece ("8888" read
-    as "885858"). The lines of squared paper cross each other and the page: no such corners."""
+    line `outside` it (and clear of it) on each side, top, bottom, left and right, each pair of neighbours ending
+    where they meet, to within `slack` pixels. A box drawn a few pixels inside the image's edge, its lines thicker
+    than hairlines, lost only its sides, which reach past the digit, and its top and bottom joined the digits into
+    one piece ("8888" read as "885858"). The lines of squared paper cross each other and the page: no such corners."""
     def meet(horizontal: np.ndarray, vertical: np.ndarray, right: int, bottom: int) -> np.ndarray:
         """Whether each horizontal line's left (right) end meets each vertical line's top (bottom) end."""
         ends_x = np.abs(rows[horizontal, 2 * right][:, None] - cols[vertical, 2 * right][None, :]) <= slack
