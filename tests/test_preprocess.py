@@ -146,12 +146,13 @@ def test_dark_ink_on_paper_becomes_mnist_layout(digit: str) -> None:
     assert_mnist_like(to_mnist(1 - ink), reference(ink), 0.95)
 
 
-def notebook(ink: np.ndarray, paper: str, spacing: int, line: float = 2.0) -> np.ndarray:
-    """Dark-on-light photo of `ink` on ruled (horizontal lines) or squared paper, the lines pale and thin."""
+def notebook(ink: np.ndarray, paper: str, spacing: int, line: float = 2.0, tone: float = 0.72) -> np.ndarray:
+    """Dark-on-light photo of `ink` on ruled (horizontal lines) or squared paper, the lines thin, pale unless `tone`
+    says otherwise."""
     h, w = ink.shape
     yy, xx = np.mgrid[0:h, 0:w]
     lines = ((yy + 7) % spacing < line) | ((paper == "squared") & ((xx + 3) % spacing < line))
-    photo = np.where(lines, 0.72, 0.95) * (1 - ink) + 0.15 * ink
+    photo = np.where(lines, tone, 0.95) * (1 - ink) + 0.15 * ink
     return np.clip(photo + np.random.default_rng(2).normal(0, 0.01, ink.shape), 0, 1)
 
 
@@ -161,6 +162,14 @@ def test_the_lines_of_notebook_paper_are_not_taken_for_the_digit(digit: str, pap
     ink = np.pad(draw_digit(digit, 200, 16), ((40, 40), (160, 160)))  # a page around the digit
     spacing = 130 if paper == "ruled" else 70  # lines cross the digit, and squares are about half its height
     assert_mnist_like(to_mnist(notebook(ink, paper, spacing)), to_mnist(1 - ink), 0.9)
+
+
+@pytest.mark.parametrize("spacing", [32, 48, 64])
+def test_several_lines_across_a_bold_digit_are_each_erased(spacing: int) -> None:
+    """Dark lines of squared paper across a bold 7: its strokes join the lines across it into one piece, in which one
+    line was sought and none found, so that they all stayed across the digit."""
+    ink = np.pad(draw_digit("7", 200, 30), ((40, 40), (160, 160)))
+    assert_mnist_like(to_mnist(notebook(ink, "squared", spacing, tone=0.55)), to_mnist(1 - ink), 0.9)
 
 
 @pytest.mark.parametrize("edge", ["top", "left"])
