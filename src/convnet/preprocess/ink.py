@@ -202,12 +202,12 @@ def _against(work: np.ndarray, paper: np.ndarray, dark: bool | None = None) -> t
 
 def _darker(residual: np.ndarray, paper: float) -> bool:
     """Whether the ink is darker than the paper (of level `paper`), `residual` apart: the side whose tail sticks out
-    further past the noise, and past MIN_CONTRAST (of the paper's level, for dark ink, as `_against` measures it): a
-    white canvas in a screenshot's light grey window, 5 % lighter, outweighed a thin digit drawn on it, and was no ink
-    ("no ink found")."""
+    further past the noise, counting only what could be ink, what stands out by MIN_CONTRAST (of the paper's level
+    for dark ink, as `_against` measures it). A white canvas in a screenshot's light grey window, 5 % lighter,
+    outweighed a thin digit drawn on it, and was too faint to be ink ("no ink found"). What counts, counts whole:
+    weighed less that floor, a canvas 15 % lighter than a darker window lost to the digit and the window's dark title
+    bar, and was no sheet to read again."""
     tail = 3 * min(_paper_noise(residual), _paper_noise(-residual))
-    # Only what is ink counts, by as much as it sticks out past the noise (less the floor, a white canvas in a
-    # darker grey window, 15 % lighter, lost to the digit and a dark title bar, and was no sheet to read again).
     darker = np.where(-residual >= MIN_CONTRAST * max(paper, 0.05), np.maximum(-residual - tail, 0), 0).sum()
     return bool(darker > np.where(residual >= MIN_CONTRAST, np.maximum(residual - tail, 0), 0).sum())
 
@@ -487,13 +487,14 @@ def _small_copy(gray: np.ndarray) -> np.ndarray:
 
 def _border(small: np.ndarray, shrunk: float) -> np.ndarray:
     """The border of the small copy (`shrunk` times fewer pixels than the image), to find the paper on: on each side,
-    its outer row or column of pixels, or the two inside the outer one or two where those are even, nearer the image's
-    median, and the outer ones are a line apart from them along FRAME_SPAN of their length. A thin frame or line along
-    the image's edges (a table's cell, a form's field, a canvas's border) darkens the outer ring of a shrunk copy
-    alike, which would then pass for the paper; drawn a few pixels inside the edge, it darkens two rows of the copy
-    (an answer box cropped close: "no ink found"); a digit that reaches the edge is no such even line beside even rows.
-    Not in images that were not shrunk by FRAME_SHRUNK at least: there a line is as dark in the copy as in the image,
-    and the rows inside are as much the digit's or the squared paper's as the paper's."""
+    its outer row or column of pixels, or the two inside its outer one to FRAME_DEPTH rows where those are even,
+    nearer the image's median, and the outer ones are a line apart from them along FRAME_SPAN of their length. A thin
+    frame or line along the image's edges (a table's cell, a form's field, a canvas's border) darkens the outer ring
+    of a shrunk copy alike, which would then pass for the paper; drawn a few pixels inside the edge, or thick, it
+    darkens several rows of the copy (an answer box cropped close: "no ink found"); a digit that reaches the edge is
+    no such even line beside even rows. Not in images that were not shrunk by FRAME_SHRUNK at least: there a line is
+    as dark in the copy as in the image, and the rows inside are as much the digit's or the squared paper's as the
+    paper's."""
     border = np.zeros(small.shape, bool)
     whole = float(np.median(small))
     for turn in range(4):  # each side in turn as the top rows of a view

@@ -217,7 +217,7 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lines = wide & (thick <= RULING_THIN * spans) & (depths <= RULING_TILT * spans)
     number = np.zeros(len(lines) + 1, np.intp)
     number[1:][lines] = np.arange(1, lines.sum() + 1)
-    labels, found = np.where(mask, number[components.labels], 0), [boxes[lines]]
+    labels, found, count = np.where(mask, number[components.labels], 0), [boxes[lines]], int(lines.sum())
     # A line that crosses a long, flat stroke (a 4's crossbar, a 2's base) joins it into one piece as deep as the
     # digit, and the lines of ruled paper across a bold digit join through its strokes: lines still, where they are
     # thin and straight across most of the image, the strokes no part of them.
@@ -225,8 +225,9 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x0, y0, x1, y1 = boxes[k]
         piece = components.labels[y0:y1, x0:x1] == k + 1
         for box, on in _lines_through(piece, width):
+            count += 1  # numbered after the lines found whole
             found.append(box[None] + [x0, y0, x0, y0])
-            labels[y0:y1, x0:x1][on & mask[y0:y1, x0:x1]] = len(found) - 1 + lines.sum()
+            labels[y0:y1, x0:x1][on & mask[y0:y1, x0:x1]] = count
     return labels, np.concatenate(found)
 
 
