@@ -335,7 +335,7 @@ class _Prepared(NamedTuple):
 
     readings: np.ndarray
     digits: int
-    shape: str | None
+    shape: str | None = None
 
 
 def _prepare(source: Source, look: bool, listing: bool = False) -> _Prepared | ImageError:
