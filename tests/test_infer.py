@@ -863,6 +863,13 @@ def test_a_number_in_boxes_that_share_their_walls_has_no_1s_for_walls(recognizer
     assert recognizer.read(np.asarray(page)).number == truth
 
 
+def test_a_zero_nearly_filling_its_card_on_a_desk_is_read(recognizer):
+    """A review's photo (made from an MNIST 0, blurred, noisy, JPEG-compressed): the 0 covers most of the card, so the
+    colour the card's rim was painted in, the median of card and writing, was darker than the card's paper, which
+    then stood out of it as much as the 0 did ("no ink found")."""
+    assert recognizer.predict(str(Path(__file__).parent / "images" / "big-zero-on-a-card.png")).label == "0"
+
+
 @pytest.mark.parametrize("turn", [0, 60, 150, 260])
 def test_a_blank_page_under_a_soft_shadow_has_no_ink(recognizer, turn):
     """The tight crop's second reading against the fitted surface must not take a shadow on a blank page for ink:

@@ -77,7 +77,11 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     page = work[y0:y1, x0:x1]
     # Painted over, with the desk: the sheet's rim, which the photo's blur darkens (read as a frame of ink, a 0).
     rim = max(2.0, SHEET_RIM * min(page.shape))
-    written = _ink(np.where(morph(inside.astype(np.float32), rim, np.minimum) > 0.5, page, np.median(page[inside])))[0]
+    # In the colour of its paper, not of its paper and writing: a big digit darkened that, the sheet's paper then
+    # stood out of it as much as the digit did, and the digit was lost in that "noise" ("no ink found").
+    paper = inside & (ink[y0:y1, x0:x1] > 0.5)
+    colour = np.median(page[paper if paper.any() else inside])
+    written = _ink(np.where(morph(inside.astype(np.float32), rim, np.minimum) > 0.5, page, colour))[0]
     if _blob(written):  # the "sheet" was a bold light digit, a boxy 0 or 8 on a dark board, and this its counter
         return ink
     found = np.zeros_like(ink)
