@@ -657,7 +657,13 @@ def test_read_cli_reads_every_image_of_folders_and_globs(tmp_path, monkeypatch, 
     assert [line.split(": ")[0] for line in lines] == [str(n) for n in numbers] + [str(broken)]
     assert [line.split(": ")[1].split()[0] for line in lines[:-1]] == [n.name.split("-")[0] for n in numbers]
     assert lines[-1] == f"{broken}: error: not an image file, or an unsupported format"
-    assert err == "convnet: 1 file(s) could not be read\n"
+    assert err == "convnet: 1 input(s) could not be read\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(empty)]) == 1  # a folder with no images is no file that could not be read
+    out, err = capsys.readouterr()
+    assert out == f"{empty}: error: no images found in this folder\n"
+    assert err == "convnet: 1 input(s) could not be read\n"
     (tmp_path / "notes.txt").write_text("not an image")
     assert main(["read", f"{EXAMPLES / 'numbers'}/1*.png", str(tmp_path), "--json"]) == 1  # a glob, then a folder
     out, err = capsys.readouterr()

@@ -679,8 +679,8 @@ def _each_file(results: Iterable[Prediction | Reading], skipped: list[str], line
     if left_out := sorted(set(skipped) - read):
         print(f"convnet: {len(left_out)} file(s) or folder(s) of the folders and globs left out, as hidden or not "
               f"named as images (first: {left_out[0]}); name a file to read it", file=sys.stderr)
-    if failed:
-        print(f"convnet: {failed} file(s) could not be read", file=sys.stderr)
+    if failed:  # files, and folders with no images or patterns that match none: "file(s)" miscounted those
+        print(f"convnet: {failed} input(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 
