@@ -9,7 +9,7 @@ import pytest
 
 from conftest import synthetic_arrays, write_idx_folder
 from convnet.checkpoint import SHIPPED
-from convnet.cli import fraction, main, report_errors
+from convnet.cli import _percent, fraction, main, report_errors
 from convnet.errors import ConfigError
 from convnet.models import get_spec, list_models
 
@@ -601,3 +601,9 @@ def test_the_program_ignores_signals_once_its_command_has_ended(monkeypatch):
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_probability_short_of_certainty_is_never_printed_as_certain_nor_as_none():
+    """Rounded to one decimal, 0.9998 printed as 100.0 % and 3e-5 as 0.0 %: neither is what the model said."""
+    assert [_percent(q) for q in (1.0, 0.99984, 0.9994, 0.738, 3e-5, 0.0)] == \
+        ["100.0%", ">99.9%", "99.9%", "73.8%", "<0.1%", "0.0%"]

@@ -630,7 +630,7 @@ def test_read_cli(tmp_path):
     assert all(p == round(p, 6) for digit in answer["digits"] for _, p in digit["top_k"])  # as predict's
     unsure = cli("read", number, "--min-confidence", "1")  # which digits fell short, and their best guesses
     expected = "  ".join(f"{d}?:" for d in number.name.split("-")[0])
-    assert unsure.stdout.startswith("?   (low confidence: ") and re.sub(r"\d+\.\d%", "", unsure.stdout) == \
+    assert unsure.stdout.startswith("?   (low confidence: ") and re.sub(r"[<>]?\d+\.\d%", "", unsure.stdout) == \
         f"?   (low confidence: {expected})\n"
     blank = tmp_path / "blank.png"
     Image.new("L", (200, 80), 255).save(blank)

@@ -657,9 +657,15 @@ def _prediction_json(p: Prediction) -> str:
 def _prediction_text(p: Prediction) -> str:
     if p.error:
         return _error_line(p)
-    top = "  ".join(f"{label}:{q:.1%}" for label, q in p.top_k)
+    top = "  ".join(f"{label}:{_percent(q)}" for label, q in p.top_k)
     answer = p.label if p.label is not None else f"? ({p.reason})"
     return f"{_one_line(p.path)}: {answer}   {top}"
+
+
+def _percent(q: float) -> str:
+    """A probability with one decimal, as the lines of `predict` and `read` give it: short of certainty never
+    "100.0%", which rounding made of 0.9998 (">99.9%"), and above none never "0.0%" ("<0.1%")."""
+    return ">99.9%" if 0.9995 <= q < 1 else "<0.1%" if 0 < q < 0.0005 else f"{q:.1%}"
 
 
 def _each_file(results: Iterable[Prediction | Reading], skipped: list[str], line: Callable[[typing.Any], str]) -> int:
@@ -731,7 +737,7 @@ def _reading_text(reading: Reading) -> str:
 def _number(reading: Reading) -> str:
     """The number read, or "?", and its digits; an unsure digit shows its best guess with a "?": which one failed,
     and how far it was from the threshold."""
-    digits = "  ".join(f"{d.label or d.top_k[0][0] + '?'}:{d.confidence:.1%}" for d in reading.digits)
+    digits = "  ".join(f"{d.label or d.top_k[0][0] + '?'}:{_percent(d.confidence)}" for d in reading.digits)
     said = ": ".join(part for part in (reading.reason, digits) if part)
     return f"{reading.number if reading.number is not None else '?'}   ({said})"
 
