@@ -670,7 +670,7 @@ def _percent(q: float) -> str:
 
 def _each_file(results: Iterable[Prediction | Reading], skipped: list[str], line: Callable[[typing.Any], str]) -> int:
     """Print each file's answer (`predict`'s or `read`'s) as a line, then on standard error what the folders and globs
-    left out and how many files failed; the exit status: 1 if any file failed."""
+    left out and how many inputs failed; the exit status: 1 if any failed."""
     from convnet.infer import walked_image
 
     failed = 0
