@@ -145,8 +145,9 @@ def _suggestion(message: str, own_options: list[str], trains: bool = False) -> s
 
 def fraction(text: str) -> float:
     """argparse type: a share between 0 and 1, given as 0.99, as 99 or as 99% (per cent); 1 is the whole, not 1 %."""
-    percent = text.strip().endswith("%")
-    value = float(text.strip().removesuffix("%"))  # not a number: argparse's own "invalid fraction value"
+    number = text.strip()
+    percent = number.endswith("%")
+    value = float(number.removesuffix("%"))  # not a number: argparse's own "invalid fraction value"
     share = value / 100 if percent or value > 1 else value
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0 and 100 %), got {text}")

@@ -239,7 +239,8 @@ def _groups(ink: np.ndarray, components: Components, score: Scorer | None) -> li
     height = _digit_height(groups)
     groups = _absorb_fragments(_merge_overlapping(groups), height)
     # Far flatter than any digit, even after joining what stacks above or beside it: a rule or an underline.
-    groups = [g for g in groups if g.width < LINE_ASPECT * g.height]
+    flat = _flat(np.array([g.box for g in groups]).reshape(-1, 4))
+    groups = [g for g, line in zip(groups, flat) if not line]
     if not groups:
         raise NotANumberError("not a number: only straight lines")
     return _join_broken(groups, ink, components.labels, score)
