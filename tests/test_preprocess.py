@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from convnet.components import connected_components, speck_mask
 from convnet.errors import ConfigError
 from convnet.preprocess import (
     WORK_PIXELS, ImageError, NoInkError, blobs, find_ink, load_gray, load_gray_sized, outlines, preprocess,
@@ -398,6 +399,33 @@ def test_a_thin_margin_line_through_a_digit_is_erased(digit: str, at: float) -> 
     x = 80 + int(at * (ink.shape[1] - 160))
     lined[20:-20, x : x + 3] = 1
     assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
+
+
+def test_pale_light_pieces_are_specks() -> None:
+    """A piece never half as dark as a full stroke and under a tenth of the heaviest's weight (a stretch of a faint
+    grid that `remove_rulings` could not follow) is dust; a small dark piece and a faint but heavy one are not."""
+    ink = np.zeros((100, 100), np.float32)
+    ink[20:80, 45:55] = 1  # the digit's stroke: 600
+    ink[90, 5:95] = 0.3  # a faint grid's stretch: 27
+    ink[5:10, 5:20] = 0.9  # a small dark piece: 67.5
+    ink[20:80, 70:80] = 0.4  # a faint half of the digit: 240
+    components = connected_components(ink)
+    specks = speck_mask(components, ink.shape)
+    piece = {name: components.labels[y, x] - 1 for name, (y, x) in
+             {"stroke": (50, 50), "grid": (90, 50), "dark": (7, 10), "faint": (50, 75)}.items()}
+    assert components.peak[piece["grid"]] == pytest.approx(0.3)
+    assert components.peak[piece["dark"]] == pytest.approx(0.9)
+    assert [bool(specks[piece[name]]) for name in ("stroke", "grid", "dark", "faint")] == [False, True, False, False]
+
+
+def test_a_faint_grid_stretch_beside_a_digit_is_not_cropped_with_it() -> None:
+    """A corner of the grid, where two of its lines cross: no flat line's stretch, which goes as such. Left in, it
+    widened the crop, and the digit scaled down with it read as another (a 7 on squared paper as a 1)."""
+    ink = np.pad(draw_digit("7", 200, 16), ((0, 60), (0, 0)))
+    alone = digit_ink(ink)
+    ink[-40:-38, 10:90] = 0.3  # below the digit, within a quarter of its height
+    ink[-60:-10, 50:52] = 0.3
+    assert np.array_equal(digit_ink(ink), alone)
 
 
 def test_a_tight_one_beside_a_speck_keeps_its_bar() -> None:

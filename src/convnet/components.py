@@ -14,6 +14,8 @@ from convnet.errors import NoInkError
 SPECK_SIDE = 0.01  # components smaller than this share of the image side are specks,
 SPECK_MASS = 0.015  # ...as are small ones lighter than this share of the heaviest
 SPECK_SHORT = 0.5  # ...but none this share of the image's shorter side is tiny (a long strip's digits)
+PALE_PEAK = 0.5  # ...and so are pieces whose strongest pixel is under this share of a full stroke's ink,
+PALE_MASS = 0.1  # ...and that weigh less than this share of the heaviest (a faint grid's last stretches)
 MAJOR = 0.25  # pieces at least this share as heavy as the heaviest are the main ink, not a stray stroke
 
 
@@ -24,6 +26,7 @@ class Components:
     labels: np.ndarray  # int32, 0 = paper
     boxes: np.ndarray  # (n, 4) x0, y0, x1, y1, half-open
     mass: np.ndarray  # (n,) summed ink
+    peak: np.ndarray  # (n,) strongest pixel
 
     def __len__(self) -> int:
         return len(self.mass)
@@ -81,21 +84,32 @@ def connected_components(ink: np.ndarray) -> Components:
     np.maximum.at(boxes, (comp, 2), ends)
     np.maximum.at(boxes, (comp, 3), rows + 1)
     mass = np.bincount(comp, cumulative[rows, ends] - cumulative[rows, starts], minlength=n)
-    return Components(labels.reshape(height, width), boxes, mass)
+    # Each run's strongest pixel (runs lie one after another in the flattened image), then each component's.
+    bounds = np.stack([rows * width + starts, rows * width + ends], axis=1).ravel()
+    flat = np.append(np.asarray(ink, np.float32).ravel(), 0)  # a run may end at the very last pixel
+    peak = np.zeros(n, np.float32)
+    if len(bounds):
+        np.maximum.at(peak, comp, np.maximum.reduceat(flat, bounds)[::2])
+    return Components(labels.reshape(height, width), boxes, mass, peak)
 
 
 def speck_mask(components: Components, shape: tuple[int, ...]) -> np.ndarray:
     """True for components that are dust or noise rather than (part of) a digit.
 
     A speck is tiny against the image, or both light and small against the
-    heaviest component (the dot-like pieces of a broken stroke are not light).
+    heaviest component (the dot-like pieces of a broken stroke are not light),
+    or pale and light: never as dark as half a full stroke anywhere, as the
+    stretches of a faint grid that `remove_rulings` could not follow are (left
+    in, they widened the crop, and a 0 scaled down with them read as a 9).
     Tiny is measured on the longer side, but never reaches half of the
     shorter one: in a long strip of digits the digits themselves would be.
     """
     boxes = components.boxes
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     tiny = sides < max(2.0, min(SPECK_SIDE * max(shape), SPECK_SHORT * min(shape)))
-    return tiny | ((components.mass < SPECK_MASS * components.mass.max()) & (sides < 0.1 * sides.max()))
+    heaviest = components.mass.max()
+    pale = (components.peak < PALE_PEAK) & (components.mass < PALE_MASS * heaviest)
+    return tiny | pale | ((components.mass < SPECK_MASS * heaviest) & (sides < 0.1 * sides.max()))
 
 
 def strokes(components: Components, shape: tuple[int, ...]) -> np.ndarray:
