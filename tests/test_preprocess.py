@@ -419,8 +419,9 @@ def test_pale_light_pieces_are_specks() -> None:
 
 
 def test_a_faint_grid_stretch_beside_a_digit_is_not_cropped_with_it() -> None:
-    """A corner of the grid, where two of its lines cross: no flat line's stretch, which goes as such. Left in, it
-    widened the crop, and the digit scaled down with it read as another (a 7 on squared paper as a 1)."""
+    """A corner of a faint grid, where two of its lines cross, is no flat line's stretch (`digit_ink` drops those as
+    such). Left in, it widened the crop, and the digit scaled down with it read as another (a 7 on squared paper as a
+    1)."""
     ink = np.pad(draw_digit("7", 200, 16), ((0, 60), (0, 0)))
     alone = digit_ink(ink)
     ink[-40:-38, 10:90] = 0.3  # below the digit, within a quarter of its height
