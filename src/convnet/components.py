@@ -84,12 +84,11 @@ def connected_components(ink: np.ndarray) -> Components:
     np.maximum.at(boxes, (comp, 2), ends)
     np.maximum.at(boxes, (comp, 3), rows + 1)
     mass = np.bincount(comp, cumulative[rows, ends] - cumulative[rows, starts], minlength=n)
-    # Each run's strongest pixel (runs lie one after another in the flattened image), then each component's.
-    bounds = np.stack([rows * width + starts, rows * width + ends], axis=1).ravel()
-    flat = np.append(np.asarray(ink, np.float32).ravel(), 0)  # a run may end at the very last pixel
+    # Each run's strongest pixel, then each component's: the runs lie one after another in the flattened image, and
+    # from one run's start to the next's there is only that run and paper (no ink, nothing stronger).
     peak = np.zeros(n, np.float32)
-    if len(bounds):
-        np.maximum.at(peak, comp, np.maximum.reduceat(flat, bounds)[::2])
+    if len(rows):
+        np.maximum.at(peak, comp, np.maximum.reduceat(ink.ravel(), rows * width + starts))
     return Components(labels.reshape(height, width), boxes, mass, peak)
 
 
