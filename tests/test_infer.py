@@ -884,6 +884,13 @@ def test_a_digit_on_faint_squared_paper_is_read(recognizer, name, label):
     assert recognizer.predict(str(Path(__file__).parent / "images" / name)).label == label
 
 
+def test_one_ruled_line_through_a_digit_is_erased(recognizer):
+    """UCI handwriting on a photo of ruled paper (`make_realworld_digits.py --paper ruled`, seed 0), one line crossing
+    the 6 near its top: taken out whole, that line cut the top of the 6 off the rest, which then seemed to begin at
+    the line. The line stayed, was cropped with the 6, and the answer was withheld ('low confidence')."""
+    assert recognizer.predict(str(Path(__file__).parent / "images" / "six-with-a-line-through-it.jpg")).label == "6"
+
+
 @pytest.mark.parametrize("turn", [0, 60, 150, 260])
 def test_a_blank_page_under_a_soft_shadow_has_no_ink(recognizer, turn):
     """The tight crop's second reading against the fitted surface must not take a shadow on a blank page for ink:

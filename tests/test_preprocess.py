@@ -401,6 +401,21 @@ def test_a_thin_margin_line_through_a_digit_is_erased(digit: str, at: float) -> 
     assert_mnist_like(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * ink), 0.95)
 
 
+@pytest.mark.parametrize("at", [140, 170, 200])
+def test_a_thin_line_through_a_digits_arms_is_erased(at: int) -> None:
+    """One slightly tilted line of ruled paper across the open arms of a 4, above its bar: taken out whole, it cut
+    the arms off the rest, which then seemed to start at the line, so that the line lay along its edge. It stayed,
+    and the 4 cropped with it read as 7."""
+    four = _strokes((600, 500), ((250, 100), (250, 260)), ((250, 260), (400, 260)), ((350, 100), (350, 400)))
+    lined = Image.fromarray((four * 255).astype(np.uint8))
+    ImageDraw.Draw(lined).line(((0, at), (600, at + 12)), fill=255, width=3)
+    lined = np.asarray(lined, np.float32) / 255
+    beside = np.ones(four.shape, bool)
+    beside[:, 200:450] = False  # what is left of the line there is a pixel or two at its ends
+    assert remove_rulings(lined)[beside].sum() < 0.02 * lined[beside].sum()
+    assert correlation(to_mnist(1 - 0.8 * lined), to_mnist(1 - 0.8 * four)) > 0.95
+
+
 def test_pale_light_pieces_are_specks() -> None:
     """A piece never half as dark as a full stroke and under a tenth of the heaviest's weight (a stretch of a faint
     grid that `remove_rulings` could not follow) is dust; a small dark piece and a faint but heavy one are not."""

@@ -57,6 +57,7 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
                                         (x0, y0, x1, y1), ink.shape)
         row_ok |= frame_rows
         col_ok |= frame_cols
+    erase = None  # the lines' pixels to erase, once known
     if row_ok.sum() + col_ok.sum() == 1:
         # One line alone (a margin, a form's line, the edge of a scan or of a desk) is no ruled paper: out only when
         # it keeps clear of all the other ink, which is of some size (not a speck beside a tightly cropped 1), and
@@ -74,22 +75,34 @@ def remove_rulings(ink: np.ndarray) -> np.ndarray:
         thin = float(ink[mine].sum()) / length <= RULING_THIN_STROKE * stroke_width(rest)
         sized = max(x1 - x0, y1 - y0) >= (RULING_DIGIT if edge or thin else RULING_INNER_DIGIT) * length
         alone = sized and (edge or thin or along * RULING_ALONE <= length)
+        clear = bool(_clear(line[None, [1, 3]], side0, side1)[0])
         # A thin line may cross the digit (a margin drawn through it) if it goes on past it both ways by half as much
         # as the digit is long along it: no stroke of the digit's own is so much thinner than the rest, and so long.
         # Through it, not along its edge: a rule the digits stand on is `read`'s to take off (find_underlines), and
-        # erased here it left the stair-steps of its slant beside them.
+        # erased here it left the stair-steps of its slant beside them. Through the digit whole, its strokes across
+        # the line kept: the line taken out with them cut the open arms of a 4 off below it, the digit then began at
+        # the line, which lay along its edge, stayed, and was cropped with the 4 (read 7).
+        erase = _erased(rows, cols, row_ok, col_ok, ink)
+        x0, y0, x1, y1 = _digit_box(np.where(erase, 0, ink))
+        (start, stop), (side0, side1) = ((y0, y1), (x0, x1)) if across else ((x0, x1), (y0, y1))
+        along = stop - start
         inside = RULING_INSIDE * (side1 - side0)
         through = (thin and bool(_past(line[None, [0, 2]], start, stop, RULING_THROUGH * along).all())
                    and side0 + inside <= line[1] and line[3] <= side1 - inside)
-        row_ok &= alone & (_clear(row_boxes[:, [1, 3]], y0, y1) | through)
-        col_ok &= alone & (_clear(col_boxes[:, [1, 3]], x0, x1) | through)
+        row_ok &= alone & (clear | through)
+        col_ok &= alone & (clear | through)
     if not row_ok.any() and not col_ok.any():
         return ink
+    return np.where(_erased(rows, cols, row_ok, col_ok, ink) if erase is None else erase, 0, ink)
+
+
+def _erased(rows: np.ndarray, cols: np.ndarray, row_ok: np.ndarray, col_ok: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The pixels to erase of the lines `row_ok` and `col_ok` of those numbered in `rows` and `cols` (as `_rulings`
+    gives them, `cols` turned back to the image's orientation)."""
     rows = np.where(np.concatenate([[False], row_ok])[rows], rows, 0)
     cols = np.where(np.concatenate([[False], col_ok])[cols], cols, 0)
     # Where a stroke crosses a line or lies on it, the ink across the line is thicker than the line: keep it there.
-    erase = _thin_across(rows, ink > 0) | _thin_across(cols.T, ink.T > 0).T
-    return np.where(erase, 0, ink)
+    return _thin_across(rows, ink > 0) | _thin_across(cols.T, ink.T > 0).T
 
 
 # A rule under a number, touching its digits: the lowest ink of at least UNDERLINE_SPAN of the columns of a piece
